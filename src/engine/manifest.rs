@@ -1,0 +1,113 @@
+//! Manifests: immutable, versioned objects at `<ns>/manifest/<version>`; the
+//! newest valid version is the namespace's state. A commit writes version
+//! N+1 with create-if-absent, so of two writers racing to commit exactly one
+//! wins and the other is fenced.
+//!
+//! Format: sealed (magic `REEFMAN1`) JSON of `Manifest`, human-readable for
+//! operators who inspect a bucket by hand.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::codec::{seal, unseal, DecodeError};
+use super::layout::{manifest_dir, manifest_key, parse_numbered};
+use super::segment::SegmentMeta;
+use super::{EngineError, EngineResult};
+use crate::store::{ObjectStore, StoreError};
+
+const MAGIC: &[u8; 8] = b"REEFMAN1";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Manifest {
+    pub version: u64,
+    /// The writer that committed this version.
+    pub writer_id: String,
+    /// Every WAL sequence up to here is contained in `segments`.
+    pub flushed_through: u64,
+    /// Newest first: on the same id, an earlier segment wins.
+    pub segments: Vec<SegmentMeta>,
+    pub vector_dims: Option<usize>,
+    pub created_ms: u64,
+}
+
+impl Manifest {
+    pub fn encode(&self) -> Bytes {
+        // Serializing plain structs of strings and integers cannot fail.
+        let body = serde_json::to_vec_pretty(self).expect("manifest serializes");
+        Bytes::from(seal(MAGIC, &body))
+    }
+
+    pub fn decode(data: Bytes, version: u64) -> Result<Manifest, DecodeError> {
+        let body = unseal(MAGIC, data)?;
+        let m: Manifest =
+            serde_json::from_slice(&body).map_err(|e| format!("manifest JSON: {e}"))?;
+        if m.version != version {
+            return Err(format!("holds version {}, expected {version}", m.version));
+        }
+        Ok(m)
+    }
+
+    /// The next version, as committed by `writer_id`.
+    pub fn successor(&self, writer_id: &str) -> Manifest {
+        Manifest {
+            version: self.version + 1,
+            writer_id: writer_id.to_string(),
+            created_ms: super::layout::now_ms(),
+            ..self.clone()
+        }
+    }
+}
+
+/// Versions of every manifest object of `ns`, oldest first.
+pub async fn list_versions(store: &Arc<dyn ObjectStore>, ns: &str) -> EngineResult<Vec<u64>> {
+    let dir = manifest_dir(ns);
+    let mut versions: Vec<u64> = store
+        .list(&dir, None)
+        .await?
+        .iter()
+        .filter_map(|m| parse_numbered(&dir, &m.key))
+        .collect();
+    versions.sort_unstable();
+    Ok(versions)
+}
+
+pub async fn read(store: &Arc<dyn ObjectStore>, ns: &str, version: u64) -> EngineResult<Manifest> {
+    let key = manifest_key(ns, version);
+    let data = store.get(&key).await?;
+    Manifest::decode(data, version).map_err(|reason| EngineError::Corrupt { key, reason })
+}
+
+/// The newest manifest, or `None` for a namespace that was never created.
+/// A corrupt newest manifest is an error, never skipped: an older one would
+/// silently lose the segments committed since.
+pub async fn load_latest(
+    store: &Arc<dyn ObjectStore>,
+    ns: &str,
+) -> EngineResult<Option<Manifest>> {
+    match list_versions(store, ns).await?.last() {
+        None => Ok(None),
+        Some(&v) => read(store, ns, v).await.map(Some),
+    }
+}
+
+/// Commits `m` (create-if-absent at its version). Losing the race means
+/// another writer owns the namespace now.
+pub async fn commit(store: &Arc<dyn ObjectStore>, ns: &str, m: &Manifest) -> EngineResult<()> {
+    let key = manifest_key(ns, m.version);
+    match store.put_if_absent(&key, m.encode()).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::AlreadyExists(_)) => {
+            let by = match read(store, ns, m.version).await {
+                Ok(other) => other.writer_id,
+                Err(_) => "unknown".to_string(),
+            };
+            Err(EngineError::Fenced {
+                ns: ns.to_string(),
+                by,
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,82 @@
+//! The memtable: documents written since the last flush, newest version per
+//! id. Tombstones stay until a flush carries them into a segment.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use crate::types::DocId;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemEntry {
+    pub seq: u64,
+    pub mtime_ms: u64,
+    /// `None` is a tombstone.
+    pub json: Option<Bytes>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Memtable {
+    pub map: BTreeMap<DocId, MemEntry>,
+    /// Approximate memory held, to decide when to flush.
+    pub bytes: usize,
+}
+
+impl Memtable {
+    pub fn insert(&mut self, id: DocId, entry: MemEntry) {
+        let add = id.as_str().len() + entry.json.as_ref().map_or(0, |j| j.len()) + 48;
+        self.bytes += add;
+        if let Some(old) = self.map.insert(id, entry) {
+            self.bytes -= old.json.as_ref().map_or(0, |j| j.len());
+        }
+    }
+
+    pub fn get(&self, id: &DocId) -> Option<&MemEntry> {
+        self.map.get(id)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Up to `max` entries after `after`; the second value is the last id
+    /// returned when more may follow (the scan must not look past it).
+    pub fn entries_after(
+        &self,
+        after: Option<&DocId>,
+        max: usize,
+    ) -> (Vec<(DocId, MemEntry)>, Option<DocId>) {
+        use std::ops::Bound;
+        let lower = match after {
+            Some(a) => Bound::Excluded(a.clone()),
+            None => Bound::Unbounded,
+        };
+        let mut out: Vec<(DocId, MemEntry)> = self
+            .map
+            .range((lower, Bound::Unbounded))
+            .take(max + 1)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if out.len() > max {
+            out.truncate(max);
+            let bound = out.last().map(|(k, _)| k.clone());
+            (out, bound)
+        } else {
+            (out, None)
+        }
+    }
+
+    /// Puts back entries of a flush that did not commit, under any newer
+    /// writes made since.
+    pub fn merge_older(&mut self, older: &Memtable) {
+        for (id, e) in &older.map {
+            if !self.map.contains_key(id) {
+                self.insert(id.clone(), e.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Reading segments through a bounded cache of decoded indexes and blocks,
+//! so repeated lookups cost no requests and a cold point lookup costs two
+//! ranged GETs (index, block) — the manifest already says where the index is.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use lru::LruCache;
+use parking_lot::Mutex;
+
+use super::layout::segment_key;
+use super::segment::{decode_block, Entry, SegmentIndex, SegmentMeta};
+use super::{EngineError, EngineResult};
+use crate::store::ObjectStore;
+use crate::types::DocId;
+
+#[derive(Clone)]
+enum Cached {
+    Index(Arc<SegmentIndex>),
+    Block(Arc<Vec<Entry>>),
+}
+
+/// `u32::MAX` as the block number means "the index".
+type CacheKey = (String, u32);
+const INDEX_SLOT: u32 = u32::MAX;
+
+pub struct SegmentReader {
+    store: Arc<dyn ObjectStore>,
+    ns: String,
+    cache: Mutex<(LruCache<CacheKey, (Cached, usize)>, usize)>,
+    capacity_bytes: usize,
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+}
+
+impl SegmentReader {
+    pub fn new(store: Arc<dyn ObjectStore>, ns: &str, capacity_bytes: usize) -> SegmentReader {
+        SegmentReader {
+            store,
+            ns: ns.to_string(),
+            cache: Mutex::new((LruCache::unbounded(), 0)),
+            capacity_bytes,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    fn cached(&self, key: &CacheKey) -> Option<Cached> {
+        let mut cache = self.cache.lock();
+        let hit = cache.0.get(key).map(|(v, _)| v.clone());
+        let counter = if hit.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        hit
+    }
+
+    fn insert(&self, key: CacheKey, value: Cached, bytes: usize) {
+        let mut guard = self.cache.lock();
+        let (lru, used) = &mut *guard;
+        if let Some((_, old)) = lru.put(key, (value, bytes)) {
+            *used -= old;
+        }
+        *used += bytes;
+        while *used > self.capacity_bytes && lru.len() > 1 {
+            match lru.pop_lru() {
+                Some((_, (_, b))) => *used -= b,
+                None => break,
+            }
+        }
+    }
+
+    /// Seeds the cache with an index the caller just built (after a flush).
+    pub fn remember_index(&self, index: SegmentIndex) {
+        let bytes = index_bytes(&index);
+        let key = (index.segment_id.clone(), INDEX_SLOT);
+        self.insert(key, Cached::Index(Arc::new(index)), bytes);
+    }
+
+    pub async fn index(&self, seg: &SegmentMeta) -> EngineResult<Arc<SegmentIndex>> {
+        let key = (seg.id.clone(), INDEX_SLOT);
+        if let Some(Cached::Index(ix)) = self.cached(&key) {
+            return Ok(ix);
+        }
+        let object = segment_key(&self.ns, &seg.id);
+        let data = self
+            .store
+            .get_range(&object, seg.index_offset..seg.index_offset + seg.index_len)
+            .await?;
+        let index = SegmentIndex::decode(data).map_err(|reason| EngineError::Corrupt {
+            key: object.clone(),
+            reason,
+        })?;
+        if index.segment_id != seg.id {
+            return Err(EngineError::Corrupt {
+                key: object,
+                reason: format!("index names segment {}", index.segment_id),
+            });
+        }
+        let index = Arc::new(index);
+        self.insert(key, Cached::Index(index.clone()), index_bytes(&index));
+        Ok(index)
+    }
+
+    pub async fn block(
+        &self,
+        seg: &SegmentMeta,
+        index: &SegmentIndex,
+        n: usize,
+    ) -> EngineResult<Arc<Vec<Entry>>> {
+        let key = (seg.id.clone(), n as u32);
+        if let Some(Cached::Block(b)) = self.cached(&key) {
+            return Ok(b);
+        }
+        let h = &index.blocks[n];
+        let object = segment_key(&self.ns, &seg.id);
+        let data = self
+            .store
+            .get_range(&object, h.offset..h.offset + u64::from(h.len))
+            .await?;
+        let entries = decode_block(data).map_err(|reason| EngineError::Corrupt {
+            key: object,
+            reason: format!("block {n}: {reason}"),
+        })?;
+        let entries = Arc::new(entries);
+        self.insert(key, Cached::Block(entries.clone()), h.len as usize + 64);
+        Ok(entries)
+    }
+
+    /// The newest entry for `id` in this segment (a tombstone counts).
+    pub async fn get(&self, seg: &SegmentMeta, id: &DocId) -> EngineResult<Option<Entry>> {
+        if seg.doc_count + seg.tombstones == 0
+            || id.as_str() < seg.min_id.as_str()
+            || id.as_str() > seg.max_id.as_str()
+        {
+            return Ok(None);
+        }
+        let index = self.index(seg).await?;
+        let Some(n) = index.block_for(id) else {
+            return Ok(None);
+        };
+        let block = self.block(seg, &index, n).await?;
+        Ok(block
+            .binary_search_by(|e| e.id.cmp(id))
+            .ok()
+            .map(|i| block[i].clone()))
+    }
+
+    /// Up to `max` entries with id > `after`, in id order (tombstones too).
+    /// Fewer than `max` means the segment has no more.
+    pub async fn entries_after(
+        &self,
+        seg: &SegmentMeta,
+        after: Option<&DocId>,
+        max: usize,
+    ) -> EngineResult<Vec<Entry>> {
+        let mut out = Vec::new();
+        if seg.doc_count + seg.tombstones == 0 {
+            return Ok(out);
+        }
+        let index = self.index(seg).await?;
+        let mut n = index.first_block_after(after);
+        while n < index.blocks.len() && out.len() < max {
+            let block = self.block(seg, &index, n).await?;
+            let start = match after {
+                Some(a) => block.partition_point(|e| &e.id <= a),
+                None => 0,
+            };
+            out.extend(block[start..].iter().take(max - out.len()).cloned());
+            n += 1;
+        }
+        Ok(out)
+    }
+}
+
+fn index_bytes(ix: &SegmentIndex) -> usize {
+    ix.blocks
+        .iter()
+        .map(|b| b.first_id.as_str().len() + b.last_id.as_str().len() + 64)
+        .sum::<usize>()
+        + 256
+}
+

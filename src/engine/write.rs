@@ -1,0 +1,306 @@
+//! The write path: validation, group commit, WAL put, memtable apply.
+//!
+//! Writers queue their batch and race for the commit lock; whoever holds it
+//! takes every queued batch and writes them as one WAL object, so writes
+//! that arrive while a put is in flight share the next one. Each writer is
+//! answered only after that object is durable. The commit runs in its own
+//! task holding the lock, so a caller that gives up mid-put (a cancelled
+//! FUSE request) cannot leave the sequence half-advanced.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::layout::{now_ms, wal_key};
+use super::memtable::MemEntry;
+use super::wal::{WalKind, WalRecord};
+use super::{Engine, EngineError, EngineResult, Inner, WriteAck};
+use crate::store::StoreError;
+use crate::types::{Document, DocId, Op, Patch, TypeError, WriteBatch};
+
+/// An op checked against the limits, with its JSON rendered up front so the
+/// commit lock is not held for encoding.
+enum Prepared {
+    Put {
+        id: DocId,
+        json: Bytes,
+        dims: Option<usize>,
+    },
+    Patch(Patch),
+    Delete(DocId),
+}
+
+pub(super) struct Pending {
+    ops: Vec<Prepared>,
+    reply: oneshot::Sender<EngineResult<WriteAck>>,
+}
+
+impl Engine {
+    /// Applies `batch` atomically. Returns once it is durable in the WAL;
+    /// on error nothing of it is visible, now or after a restart.
+    pub async fn write(&self, batch: WriteBatch) -> EngineResult<WriteAck> {
+        let inner = &self.inner;
+        inner.check_writable()?;
+        inner.counters.write_calls.fetch_add(1, Ordering::Relaxed);
+        let ops = prepare(inner, batch)?;
+        let (reply, mut answer) = oneshot::channel();
+        inner.pending.lock().push(Pending { ops, reply });
+
+        let guard = inner.commit.clone().lock_owned().await;
+        // A previous leader may already have committed our batch.
+        if let Ok(result) = answer.try_recv() {
+            return result;
+        }
+        let group = std::mem::take(&mut *inner.pending.lock());
+        let task_inner = inner.clone();
+        let committed = tokio::spawn(async move {
+            let _guard = guard;
+            task_inner.commit_group(group).await;
+        });
+        if committed.await.is_err() {
+            log::error!("namespace {}: a WAL commit task panicked", inner.ns);
+        }
+        let result = answer.await.unwrap_or_else(|_| {
+            Err(EngineError::WriteFailed {
+                ns: inner.ns.clone(),
+                message: "the commit was abandoned".into(),
+            })
+        });
+        if result.is_ok() {
+            self.maybe_auto_flush();
+        }
+        result
+    }
+
+    fn maybe_auto_flush(&self) {
+        let Some(limit) = self.inner.opts.auto_flush_bytes else {
+            return;
+        };
+        if self.inner.state.read().active.bytes < limit
+            || self.inner.auto_flushing.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let engine = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = engine.flush().await {
+                log::warn!(
+                    "namespace {}: automatic flush failed (the WAL still holds every write): {e}",
+                    engine.inner.ns
+                );
+            }
+            engine.inner.auto_flushing.store(false, Ordering::Release);
+        });
+    }
+}
+
+fn prepare(inner: &Inner, batch: WriteBatch) -> EngineResult<Vec<Prepared>> {
+    let limits = &inner.opts.limits;
+    if batch.ops.len() > limits.max_batch_ops {
+        return Err(TypeError::BatchTooLarge {
+            ops: batch.ops.len(),
+            max: limits.max_batch_ops,
+        }
+        .into());
+    }
+    batch
+        .ops
+        .into_iter()
+        .map(|op| {
+            Ok(match op {
+                Op::Upsert(doc) => Prepared::Put {
+                    json: Bytes::from(limits.check_document(&doc)?),
+                    dims: doc.vector.as_ref().map(Vec::len),
+                    id: doc.id,
+                },
+                Op::Patch(p) => {
+                    limits.check_id(&p.id)?;
+                    limits.check_attributes(&p.set)?;
+                    if let Some(v) = &p.vector {
+                        limits.check_vector(v)?;
+                    }
+                    Prepared::Patch(p)
+                }
+                Op::Delete(id) => {
+                    limits.check_id(&id)?;
+                    Prepared::Delete(id)
+                }
+            })
+        })
+        .collect()
+}
+
+fn check_dims(current: &mut Option<usize>, found: Option<usize>) -> Result<(), TypeError> {
+    match (*current, found) {
+        (_, None) => Ok(()),
+        (None, Some(d)) => {
+            *current = Some(d);
+            Ok(())
+        }
+        (Some(expected), Some(found)) if expected != found => {
+            Err(TypeError::VectorDimsMismatch { expected, found })
+        }
+        _ => Ok(()),
+    }
+}
+
+impl Inner {
+    /// Resolves one queued batch against the state so far (patches need the
+    /// current document). On error the batch is refused alone.
+    async fn resolve(
+        &self,
+        ops: Vec<Prepared>,
+        group: &HashMap<DocId, Option<Bytes>>,
+        dims: &mut Option<usize>,
+    ) -> EngineResult<Vec<(DocId, Option<Bytes>)>> {
+        let mut local: HashMap<DocId, Option<Bytes>> = HashMap::new();
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            let (id, json) = match op {
+                Prepared::Put { id, json, dims: d } => {
+                    check_dims(dims, d)?;
+                    (id, Some(json))
+                }
+                Prepared::Delete(id) => (id, None),
+                Prepared::Patch(patch) => {
+                    let current = match local.get(&patch.id).or_else(|| group.get(&patch.id)) {
+                        Some(json) => json.clone(),
+                        None => self.lookup(&patch.id).await?.map(|d| d.json),
+                    };
+                    // Patching a missing document is a no-op (see `Op::Patch`).
+                    let Some(current) = current else { continue };
+                    let doc = Document::from_json_bytes(&patch.id, &current).map_err(|e| {
+                        EngineError::Corrupt {
+                            key: format!("document {}", patch.id),
+                            reason: e.to_string(),
+                        }
+                    })?;
+                    let doc = patch.apply_to(doc);
+                    check_dims(dims, doc.vector.as_ref().map(Vec::len))?;
+                    let json = Bytes::from(self.opts.limits.check_document(&doc)?);
+                    (patch.id, Some(json))
+                }
+            };
+            local.insert(id.clone(), json.clone());
+            out.push((id, json));
+        }
+        Ok(out)
+    }
+
+    /// Writes one WAL object for `group` and answers every writer in it.
+    /// Runs with the commit lock held.
+    async fn commit_group(self: &Arc<Self>, group: Vec<Pending>) {
+        if let Err(e) = self.check_writable() {
+            for p in group {
+                let _ = p.reply.send(Err(e.duplicate(&self.ns)));
+            }
+            return;
+        }
+        let (seq, mut dims) = {
+            let st = self.state.read();
+            (st.last_seq + 1, st.vector_dims)
+        };
+        let mut view: HashMap<DocId, Option<Bytes>> = HashMap::new();
+        let mut ops: Vec<(DocId, Option<Bytes>)> = Vec::new();
+        let mut accepted = Vec::with_capacity(group.len());
+        for p in group {
+            let mut batch_dims = dims;
+            match self.resolve(p.ops, &view, &mut batch_dims).await {
+                Ok(resolved) => {
+                    dims = batch_dims;
+                    for (id, json) in &resolved {
+                        view.insert(id.clone(), json.clone());
+                    }
+                    ops.extend(resolved);
+                    accepted.push(p.reply);
+                }
+                Err(e) => {
+                    let _ = p.reply.send(Err(e));
+                }
+            }
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        if ops.is_empty() {
+            // Only no-op patches: nothing to make durable.
+            for reply in accepted {
+                let _ = reply.send(Ok(WriteAck { seq: seq - 1 }));
+            }
+            return;
+        }
+        let record = WalRecord {
+            writer_id: self.writer_id.clone(),
+            seq,
+            mtime_ms: now_ms(),
+            kind: WalKind::Batch,
+            vector_dims: dims,
+            ops,
+        };
+        match self.put_wal(&record).await {
+            Ok(()) => {
+                let n = record.ops.len() as u64;
+                {
+                    let mut st = self.state.write();
+                    for (id, json) in record.ops {
+                        st.active.insert(
+                            id,
+                            MemEntry {
+                                seq,
+                                mtime_ms: record.mtime_ms,
+                                json,
+                            },
+                        );
+                    }
+                    st.vector_dims = dims;
+                    st.last_seq = seq;
+                }
+                self.counters.wal_objects.fetch_add(1, Ordering::Relaxed);
+                self.counters.docs_written.fetch_add(n, Ordering::Relaxed);
+                for reply in accepted {
+                    let _ = reply.send(Ok(WriteAck { seq }));
+                }
+            }
+            Err(e) => {
+                self.note_fenced(&e);
+                log::warn!("namespace {}: WAL write {seq} failed: {e}", self.ns);
+                for reply in accepted {
+                    let _ = reply.send(Err(e.duplicate(&self.ns)));
+                }
+            }
+        }
+    }
+
+    /// Create-if-absent put of a WAL object. Finding the slot taken means
+    /// another writer owns the namespace — unless the object there is our
+    /// own from an earlier put whose outcome we never learned (a timeout
+    /// that did land), which this write then replaces.
+    async fn put_wal(&self, record: &WalRecord) -> EngineResult<()> {
+        let key = wal_key(&self.ns, record.seq);
+        let data = record.encode();
+        match self.store.put_if_absent(&key, data.clone()).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::AlreadyExists(_)) => {
+                let existing = self.store.get(&key).await?;
+                match WalRecord::decode(existing, record.seq) {
+                    Ok(other) if other.writer_id == self.writer_id => {
+                        self.store.put(&key, data).await?;
+                        Ok(())
+                    }
+                    Ok(other) => Err(EngineError::Fenced {
+                        ns: self.ns.clone(),
+                        by: other.writer_id,
+                    }),
+                    Err(_) => Err(EngineError::Fenced {
+                        ns: self.ns.clone(),
+                        by: "unknown (an unreadable WAL object took our sequence)".into(),
+                    }),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! One namespace directory: its lazily opened `Engine` and the last results
+//! of the control operations run through it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::error::{FsError, FsResult};
+use super::names::ControlKind;
+use crate::engine::{Engine, EngineOptions};
+use crate::store::ObjectStore;
+
+/// Text a never-run action control file shows.
+const NEVER_RUN: &str = "{\"result\": \"not run since mount\"}\n";
+
+pub(crate) struct Namespace {
+    pub name: String,
+    pub ino: u64,
+    store: Arc<dyn ObjectStore>,
+    opts: EngineOptions,
+    /// `None` until first use, and while `.repair` runs. Every use of the
+    /// engine holds the read lock, so taking the write lock waits for them.
+    engine: RwLock<Option<Engine>>,
+    /// Set once `rmdir` removed it; stale inodes then see ENOENT.
+    removed: AtomicBool,
+    results: Mutex<Results>,
+}
+
+struct Results {
+    flush: String,
+    compact: String,
+    repair: String,
+    changed_ms: u64,
+}
+
+impl Namespace {
+    pub fn new(
+        name: &str,
+        ino: u64,
+        store: Arc<dyn ObjectStore>,
+        opts: EngineOptions,
+        engine: Option<Engine>,
+        now_ms: u64,
+    ) -> Namespace {
+        Namespace {
+            name: name.to_string(),
+            ino,
+            store,
+            opts,
+            engine: RwLock::new(engine),
+            removed: AtomicBool::new(false),
+            results: Mutex::new(Results {
+                flush: NEVER_RUN.into(),
+                compact: NEVER_RUN.into(),
+                repair: NEVER_RUN.into(),
+                changed_ms: now_ms,
+            }),
+        }
+    }
+
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
+    }
+
+    pub fn mark_removed(&self) {
+        self.removed.store(true, Ordering::Release);
+    }
+
+    /// The open engine, opening it on first use.
+    pub async fn engine(&self) -> FsResult<RwLockReadGuard<'_, Engine>> {
+        loop {
+            if self.is_removed() {
+                return Err(FsError::NotFound);
+            }
+            let guard = self.engine.read().await;
+            if let Ok(engine) = RwLockReadGuard::try_map(guard, Option::as_ref) {
+                return Ok(engine);
+            }
+            let mut slot = self.engine.write().await;
+            if slot.is_none() {
+                match Engine::open(self.store.clone(), &self.name, self.opts.clone()).await {
+                    Ok(engine) => *slot = Some(engine),
+                    Err(e) => {
+                        log::error!("namespace {}: cannot open: {e}", self.name);
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Exclusive access: no engine call runs until the guard drops.
+    pub async fn exclusive(&self) -> RwLockWriteGuard<'_, Option<Engine>> {
+        self.engine.write().await
+    }
+
+    /// Last result text of an action control file.
+    pub fn result(&self, kind: ControlKind) -> String {
+        let r = self.results.lock();
+        match kind {
+            ControlKind::Flush => r.flush.clone(),
+            ControlKind::Compact => r.compact.clone(),
+            ControlKind::Repair => r.repair.clone(),
+            ControlKind::Verify | ControlKind::Stats => String::new(),
+        }
+    }
+
+    pub fn results_changed_ms(&self) -> u64 {
+        self.results.lock().changed_ms
+    }
+
+    pub fn set_result(&self, kind: ControlKind, text: String, now_ms: u64) {
+        let mut r = self.results.lock();
+        r.changed_ms = now_ms;
+        match kind {
+            ControlKind::Flush => r.flush = text,
+            ControlKind::Compact => r.compact = text,
+            ControlKind::Repair => r.repair = text,
+            ControlKind::Verify | ControlKind::Stats => {}
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! `LocalFsStore`: objects as files under a root directory, durable with
+//! fsync, for the embedded default (`reef mount ./dir ...`).
+//!
+//! Every write goes to a temp file in the target's directory first, so a
+//! crash never leaves a partly written object under its real name. Temp
+//! names start with [`TEMP_PREFIX`]; keys may not, and listings skip them.
+//! A crash can leave a temp file behind; it is never listed or read.
+//!
+//! A key cannot be both an object and a "directory" of other keys here
+//! (`a/b` and `a/b/c`), unlike on S3; reef's layout never needs that.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::key::validate_key;
+use super::{ObjectMeta, ObjectStore, StoreError, StoreResult};
+
+/// Names starting with this are in-flight (or crash-abandoned) writes.
+pub const TEMP_PREFIX: &str = ".tmp-";
+
+/// How often a put retries when a concurrent delete removes the (then
+/// empty) directory between creating it and creating the temp file in it.
+const DIR_RACE_RETRIES: usize = 8;
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Debug, Clone)]
+pub struct LocalFsStore {
+    root: PathBuf,
+}
+
+impl LocalFsStore {
+    /// Opens (creating if needed) a store rooted at `root`.
+    pub fn new(root: PathBuf) -> StoreResult<LocalFsStore> {
+        let io_err = |source| StoreError::Io {
+            key: root.display().to_string(),
+            source,
+        };
+        // Absolute, so a daemon that changes directory keeps the same root.
+        let root = std::path::absolute(&root).map_err(io_err)?;
+        fs::create_dir_all(&root).map_err(io_err)?;
+        if !root.is_dir() {
+            return Err(io_err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "store root is not a directory",
+            )));
+        }
+        Ok(LocalFsStore { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path_of(&self, key: &str) -> StoreResult<PathBuf> {
+        validate_key(key)?;
+        if key.split('/').any(|s| s.starts_with(TEMP_PREFIX)) {
+            return Err(StoreError::BadKey(key.to_string()));
+        }
+        Ok(self.root.join(key))
+    }
+}
+
+/// Runs blocking file-system work off the async executor.
+async fn blocking<T, F>(key: &str, f: F) -> StoreResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> StoreResult<T> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(e) => Err(StoreError::Backend {
+            key: key.to_string(),
+            message: format!("file-system task failed: {e}"),
+        }),
+    }
+}
+
+fn io_error(key: &str) -> impl Fn(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        key: key.to_string(),
+        source,
+    }
+}
+
+/// Errors that mean "no object at this key" rather than a failing disk: the
+/// path is missing, or a path component (or the path itself) is of the
+/// other kind, file versus directory.
+fn is_absent(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound
+        || matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::EISDIR))
+}
+
+fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates the directories between `root` and `dir`, fsyncing the parent of
+/// each one created so the new entry survives a crash.
+fn ensure_dir(root: &Path, dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let rel = dir.strip_prefix(root).map_err(io::Error::other)?;
+    let mut current = root.to_path_buf();
+    for component in rel.components() {
+        let parent = current.clone();
+        current.push(component);
+        match fs::create_dir(&current) {
+            Ok(()) => fsync_dir(&parent)?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes `data` to a fresh, fsync'd temp file in `dir` and returns its path.
+fn write_temp(root: &Path, dir: &Path, data: &[u8]) -> io::Result<PathBuf> {
+    let mut attempts = 0;
+    loop {
+        match ensure_dir(root, dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < DIR_RACE_RETRIES => {
+                attempts += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(
+            "{TEMP_PREFIX}{}-{n}-{nanos:x}",
+            std::process::id()
+        ));
+        match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            Ok(mut file) => {
+                let written = file.write_all(data).and_then(|()| file.sync_all());
+                if let Err(e) = written {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(e);
+                }
+                return Ok(tmp);
+            }
+            // A concurrent delete pruned the empty directory: recreate it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < DIR_RACE_RETRIES => {
+                attempts += 1;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn parent_of(path: &Path) -> io::Result<&Path> {
+    path.parent()
+        .ok_or_else(|| io::Error::other("object path has no parent directory"))
+}
+
+fn put_blocking(root: &Path, path: &Path, data: &[u8], create_only: bool) -> io::Result<bool> {
+    let dir = parent_of(path)?;
+    let tmp = write_temp(root, dir, data)?;
+    // A hard link fails with EEXIST if the name is taken, atomically, and
+    // (unlike O_EXCL on the target) never exposes a half-written object.
+    let placed = if create_only {
+        match fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    } else {
+        fs::rename(&tmp, path).map(|()| true)
+    };
+    if create_only || placed.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    let placed = placed?;
+    fsync_dir(dir)?;
+    Ok(placed)
+}
+
+fn get_range_blocking(path: &Path, key: &str, range: Option<Range<u64>>) -> StoreResult<Bytes> {
+    let map = |e: io::Error| {
+        if is_absent(&e) {
+            StoreError::NotFound(key.to_string())
+        } else {
+            io_error(key)(e)
+        }
+    };
+    let file = File::open(path).map_err(map)?;
+    let size = file.metadata().map_err(map)?.len();
+    let range = range.unwrap_or(0..size);
+    if range.start > range.end || range.end > size {
+        return Err(StoreError::BadRange {
+            key: key.to_string(),
+            start: range.start,
+            end: range.end,
+            size,
+        });
+    }
+    let len = usize::try_from(range.end - range.start).map_err(|e| io_error(key)(io::Error::other(e)))?;
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, range.start).map_err(map)?;
+    Ok(Bytes::from(buf))
+}
+
+/// Collects the objects under `dir` (whose keys start with `rel`) that match
+/// `prefix` and sort after `offset`, skipping subtrees that cannot match.
+fn walk(
+    dir: &Path,
+    rel: &str,
+    prefix: &str,
+    offset: Option<&str>,
+    out: &mut Vec<ObjectMeta>,
+) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if is_absent(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if name.starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        let key = format!("{rel}{name}");
+        let metadata = match entry.metadata() {
+            Ok(m) => m,
+            // Deleted since read_dir listed it.
+            Err(e) if is_absent(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        if metadata.is_dir() {
+            let sub = format!("{key}/");
+            let may_match = sub.starts_with(prefix) || prefix.starts_with(&sub);
+            // Every key under `sub` sorts below `key` + "0" ('/' + 1).
+            let all_before_offset = offset.is_some_and(|o| format!("{key}0").as_str() <= o);
+            if may_match && !all_before_offset {
+                walk(&entry.path(), &sub, prefix, offset, out)?;
+            }
+        } else if metadata.is_file()
+            && key.starts_with(prefix)
+            && offset.is_none_or(|o| key.as_str() > o)
+        {
+            out.push(ObjectMeta {
+                key,
+                size: metadata.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn list_blocking(root: &Path, prefix: &str, offset: Option<&str>) -> io::Result<Vec<ObjectMeta>> {
+    // Start at the deepest directory the prefix names in full; the rest of
+    // the prefix ("ns/wal/000") filters names inside it.
+    let dir_rel = prefix.rfind('/').map_or("", |i| &prefix[..i]);
+    if !dir_rel.is_empty() && validate_key(dir_rel).is_err() {
+        // No valid key can start with this prefix (and `..` must not
+        // escape the root).
+        return Ok(Vec::new());
+    }
+    let (dir, rel) = if dir_rel.is_empty() {
+        (root.to_path_buf(), String::new())
+    } else {
+        (root.join(dir_rel), format!("{dir_rel}/"))
+    };
+    let mut out = Vec::new();
+    walk(&dir, &rel, prefix, offset, &mut out)?;
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}
+
+fn delete_blocking(root: &Path, path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if is_absent(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    let dir = parent_of(path)?;
+    fsync_dir(dir)?;
+    // Best effort: prune directories the delete left empty, so namespaces
+    // that are gone leave no trace. A concurrent put recreates what it needs.
+    let mut current = dir;
+    while current != root && current.starts_with(root) {
+        if fs::remove_dir(current).is_err() {
+            break;
+        }
+        match current.parent() {
+            Some(parent) => current = parent,
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ObjectStore for LocalFsStore {
+    async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        let path = self.path_of(key)?;
+        let root = self.root.clone();
+        let owned = key.to_string();
+        blocking(key, move || {
+            put_blocking(&root, &path, &data, false).map_err(io_error(&owned))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        let path = self.path_of(key)?;
+        let root = self.root.clone();
+        let owned = key.to_string();
+        blocking(key, move || {
+            match put_blocking(&root, &path, &data, true).map_err(io_error(&owned))? {
+                true => Ok(()),
+                false => Err(StoreError::AlreadyExists(owned)),
+            }
+        })
+        .await
+    }
+
+    async fn get(&self, key: &str) -> StoreResult<Bytes> {
+        let path = self.path_of(key)?;
+        let owned = key.to_string();
+        blocking(key, move || get_range_blocking(&path, &owned, None)).await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
+        let path = self.path_of(key)?;
+        let owned = key.to_string();
+        blocking(key, move || get_range_blocking(&path, &owned, Some(range))).await
+    }
+
+    async fn list(&self, prefix: &str, offset: Option<&str>) -> StoreResult<Vec<ObjectMeta>> {
+        let root = self.root.clone();
+        let owned_prefix = prefix.to_string();
+        let owned_offset = offset.map(str::to_string);
+        blocking(prefix, move || {
+            list_blocking(&root, &owned_prefix, owned_offset.as_deref())
+                .map_err(io_error(&owned_prefix))
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        let path = self.path_of(key)?;
+        let root = self.root.clone();
+        let owned = key.to_string();
+        blocking(key, move || {
+            delete_blocking(&root, &path).map_err(io_error(&owned))
+        })
+        .await
+    }
+
+    fn describe(&self) -> String {
+        format!("file://{}", self.root.display())
+    }
+}

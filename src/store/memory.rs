@@ -1,0 +1,82 @@
+//! `MemoryStore`: an in-process map, for tests and `memory://` demos.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use super::{ObjectMeta, ObjectStore, StoreError, StoreResult};
+
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    objects: Mutex<BTreeMap<String, Bytes>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MemoryStore {
+    async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        self.objects.lock().insert(key.to_string(), data);
+        Ok(())
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        let mut objects = self.objects.lock();
+        if objects.contains_key(key) {
+            return Err(StoreError::AlreadyExists(key.to_string()));
+        }
+        objects.insert(key.to_string(), data);
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> StoreResult<Bytes> {
+        self.objects
+            .lock()
+            .get(key)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(key.to_string()))
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
+        let data = self.get(key).await?;
+        let size = data.len() as u64;
+        if range.start > range.end || range.end > size {
+            return Err(StoreError::BadRange {
+                key: key.to_string(),
+                start: range.start,
+                end: range.end,
+                size,
+            });
+        }
+        Ok(data.slice(range.start as usize..range.end as usize))
+    }
+
+    async fn list(&self, prefix: &str, offset: Option<&str>) -> StoreResult<Vec<ObjectMeta>> {
+        let objects = self.objects.lock();
+        Ok(objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter(|(k, _)| offset.is_none_or(|o| k.as_str() > o))
+            .map(|(k, v)| ObjectMeta {
+                key: k.clone(),
+                size: v.len() as u64,
+            })
+            .collect())
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.objects.lock().remove(key);
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "memory://".to_string()
+    }
+}

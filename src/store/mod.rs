@@ -1,0 +1,103 @@
+//! The object-store boundary: the few operations reef needs from S3-like
+//! storage, as an object-safe trait so every layer above takes
+//! `Arc<dyn ObjectStore>` and tests can swap backends.
+//!
+//! Keys are `/`-separated strings relative to the store's root (a bucket
+//! prefix, a directory). Objects are immutable in reef's use, except that
+//! `put` may overwrite (repair and tests need it).
+
+mod adapter;
+mod failpoint;
+mod key;
+mod latency;
+mod local;
+mod memory;
+mod metered;
+mod url;
+
+use std::fmt;
+use std::ops::Range;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use adapter::ObjectStoreAdapter;
+pub use failpoint::FailpointStore;
+pub use key::validate_key;
+pub use latency::LatencyStore;
+pub use local::{LocalFsStore, TEMP_PREFIX};
+pub use memory::MemoryStore;
+pub use metered::{MeteredStore, StoreMetrics};
+pub use url::{open_store, open_store_with_env, retry_config, s3_store};
+
+/// What a listing says about one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object {0} not found")]
+    NotFound(String),
+    /// A create-if-absent put found the key taken. Never retried: it is how a
+    /// second writer learns it lost the race.
+    #[error("object {0} already exists")]
+    AlreadyExists(String),
+    #[error("range {start}..{end} is out of bounds for {key} ({size} bytes)")]
+    BadRange {
+        key: String,
+        start: u64,
+        end: u64,
+        size: u64,
+    },
+    #[error("invalid object key {0:?}")]
+    BadKey(String),
+    #[error("I/O error on {key}: {source}")]
+    Io {
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("object store error on {key}: {message}")]
+    Backend { key: String, message: String },
+    #[error("injected failure on {0}")]
+    Injected(String),
+}
+
+impl StoreError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::NotFound(_))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The operations reef needs from object storage.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + fmt::Debug {
+    /// Writes `data` at `key`, replacing anything there. Returns once durable.
+    async fn put(&self, key: &str, data: Bytes) -> StoreResult<()>;
+
+    /// Writes `data` at `key` only if nothing is there, atomically: of two
+    /// racing callers exactly one succeeds and the other gets
+    /// `StoreError::AlreadyExists`. Returns once durable.
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()>;
+
+    async fn get(&self, key: &str) -> StoreResult<Bytes>;
+
+    /// Bytes `range` of the object; the range must lie within it.
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes>;
+
+    /// Every object whose key starts with `prefix` and sorts after `offset`
+    /// (all of them when `offset` is `None`), in key order.
+    async fn list(&self, prefix: &str, offset: Option<&str>) -> StoreResult<Vec<ObjectMeta>>;
+
+    /// Removes `key`; removing a missing key succeeds.
+    async fn delete(&self, key: &str) -> StoreResult<()>;
+
+    /// A short human description, for logs and reports (`file:///data`).
+    fn describe(&self) -> String;
+}

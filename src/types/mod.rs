@@ -1,0 +1,228 @@
+//! The data model: document ids, values, documents, patches and write
+//! batches, their canonical JSON rendering, and the limits that keep bad
+//! input out of the write-ahead log.
+
+mod document;
+mod value;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+pub use document::{Document, Patch};
+pub use value::Value;
+
+/// Keys of a document file that are not attributes.
+pub const RESERVED_KEYS: [&str; 2] = ["id", "vector"];
+
+/// A document id: any non-empty UTF-8 string within `Limits::max_id_bytes`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct DocId(String);
+
+impl DocId {
+    pub fn new(id: impl Into<String>) -> DocId {
+        DocId(id.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl From<&str> for DocId {
+    fn from(s: &str) -> Self {
+        DocId(s.to_string())
+    }
+}
+impl From<String> for DocId {
+    fn from(s: String) -> Self {
+        DocId(s)
+    }
+}
+impl fmt::Display for DocId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl fmt::Debug for DocId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// One change inside a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Replace the whole document (create it if missing).
+    Upsert(Document),
+    /// Change some attributes of an existing document. A patch of a document
+    /// that does not exist is a no-op: patches never create documents, so a
+    /// patch racing a delete cannot resurrect the deleted document.
+    Patch(Patch),
+    /// Remove the document; deleting a missing document is a no-op.
+    Delete(DocId),
+}
+
+impl Op {
+    pub fn id(&self) -> &DocId {
+        match self {
+            Op::Upsert(d) => &d.id,
+            Op::Patch(p) => &p.id,
+            Op::Delete(id) => id,
+        }
+    }
+}
+
+/// Changes applied atomically: all of them become durable and visible
+/// together, or none does. Ops apply in order, so a later op on the same id
+/// sees the result of an earlier one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WriteBatch {
+    pub ops: Vec<Op>,
+}
+
+impl WriteBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn upsert(mut self, doc: Document) -> Self {
+        self.ops.push(Op::Upsert(doc));
+        self
+    }
+    pub fn patch(mut self, patch: Patch) -> Self {
+        self.ops.push(Op::Patch(patch));
+        self
+    }
+    pub fn delete(mut self, id: impl Into<DocId>) -> Self {
+        self.ops.push(Op::Delete(id.into()));
+        self
+    }
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// Size limits, checked before anything is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest id, in UTF-8 bytes. File names are limited to 255 bytes, and
+    /// an id becomes `<id>.json` (percent-encoded) in the filesystem view.
+    pub max_id_bytes: usize,
+    /// Largest canonical JSON rendering of one document.
+    pub max_doc_bytes: usize,
+    /// Most vector dimensions.
+    pub max_vector_dims: usize,
+    /// Most ops in one batch.
+    pub max_batch_ops: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_id_bytes: 200,
+            max_doc_bytes: 4 << 20,
+            max_vector_dims: 16_384,
+            max_batch_ops: 100_000,
+        }
+    }
+}
+
+impl Limits {
+    pub fn check_id(&self, id: &DocId) -> Result<(), TypeError> {
+        let s = id.as_str();
+        if s.is_empty() {
+            return Err(TypeError::EmptyId);
+        }
+        if s.len() > self.max_id_bytes {
+            return Err(TypeError::IdTooLong {
+                len: s.len(),
+                max: self.max_id_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn check_vector(&self, vector: &[f32]) -> Result<(), TypeError> {
+        if vector.is_empty() {
+            return Err(TypeError::EmptyVector);
+        }
+        if vector.len() > self.max_vector_dims {
+            return Err(TypeError::VectorTooLong {
+                dims: vector.len(),
+                max: self.max_vector_dims,
+            });
+        }
+        if vector.iter().any(|x| !x.is_finite()) {
+            return Err(TypeError::NonFiniteNumber);
+        }
+        Ok(())
+    }
+
+    pub fn check_attributes(&self, attrs: &BTreeMap<String, Value>) -> Result<(), TypeError> {
+        for (key, value) in attrs {
+            if RESERVED_KEYS.contains(&key.as_str()) {
+                return Err(TypeError::ReservedKey(key.clone()));
+            }
+            value.check_finite()?;
+        }
+        Ok(())
+    }
+
+    /// Checks a whole document and returns its canonical JSON, which is what
+    /// the engine stores; the size limit applies to exactly those bytes.
+    pub fn check_document(&self, doc: &Document) -> Result<Vec<u8>, TypeError> {
+        self.check_id(&doc.id)?;
+        self.check_attributes(&doc.attributes)?;
+        if let Some(v) = &doc.vector {
+            self.check_vector(v)?;
+        }
+        let json = doc.to_canonical_json();
+        if json.len() > self.max_doc_bytes {
+            return Err(TypeError::DocumentTooLarge {
+                id: doc.id.clone(),
+                len: json.len(),
+                max: self.max_doc_bytes,
+            });
+        }
+        Ok(json)
+    }
+}
+
+/// Why a document, patch or batch was refused. Nothing was written.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum TypeError {
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    #[error("a document must be a JSON object, found {0}")]
+    NotAnObject(&'static str),
+    #[error("document id {found:?} does not match its name {expected:?}; drop the \"id\" key or make it match")]
+    IdMismatch { expected: DocId, found: String },
+    #[error("\"id\" must be a string")]
+    IdNotString,
+    #[error("document id is empty")]
+    EmptyId,
+    #[error("document id is {len} bytes; the limit is {max}")]
+    IdTooLong { len: usize, max: usize },
+    #[error("document {id} is {len} bytes as JSON; the limit is {max}")]
+    DocumentTooLarge { id: DocId, len: usize, max: usize },
+    #[error("\"vector\" must be an array of numbers")]
+    VectorNotNumbers,
+    #[error("\"vector\" is empty; omit it instead")]
+    EmptyVector,
+    #[error("vector has {dims} dimensions; the limit is {max}")]
+    VectorTooLong { dims: usize, max: usize },
+    #[error("vector has {found} dimensions but this namespace's vectors have {expected}")]
+    VectorDimsMismatch { expected: usize, found: usize },
+    #[error("numbers must be finite (JSON has no NaN or infinity)")]
+    NonFiniteNumber,
+    #[error("integer {0} does not fit in a signed 64-bit integer")]
+    IntegerOutOfRange(String),
+    #[error("{0:?} is a reserved key, not an attribute")]
+    ReservedKey(String),
+    #[error("batch has {ops} ops; the limit is {max}")]
+    BatchTooLarge { ops: usize, max: usize },
+}
