@@ -1,0 +1,366 @@
+//! Engine behaviour the seed suite does not cover: group commit, fencing,
+//! WAL corruption in the middle, large namespaces, many segments, patches,
+//! limits and bad input.
+
+mod common;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use common::*;
+use reef::admin;
+use reef::engine::{Engine, EngineError, EngineOptions};
+use reef::store::{MemoryStore, ObjectStore};
+use reef::types::{DocId, Document, Limits, Patch, TypeError, Value, WriteBatch};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_share_wal_objects_and_all_are_durable() {
+    let ts = localfs_backend();
+    let engine = open_engine(&ts.store, "group").await;
+    let writers = 64;
+    let per_writer = 20;
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let engine = engine.clone();
+        tasks.push(tokio::spawn(async move {
+            for k in 0..per_writer {
+                engine
+                    .write(upsert_batch(vec![doc(&format!("w{w:02}-{k:03}"))]))
+                    .await
+                    .expect("write");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer task");
+    }
+    let wal_objects = list_keys_containing(&ts.store, "group/wal/").await.len();
+    let total = writers * per_writer;
+    assert!(
+        wal_objects < total,
+        "{total} concurrent writes should share WAL objects, got {wal_objects}"
+    );
+    drop(engine);
+    let engine = open_engine(&ts.store, "group").await;
+    assert_eq!(doc_count(&engine).await, total);
+}
+
+#[tokio::test]
+async fn a_second_writer_fences_the_first() {
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let first = open_engine(&store, "fence").await;
+    first.write(upsert_batch(vec![doc("a")])).await.unwrap();
+
+    let second = open_engine(&store, "fence").await;
+    assert_eq!(doc_count(&second).await, 1, "the new writer sees acknowledged writes");
+
+    let err = first.write(upsert_batch(vec![doc("zombie")])).await;
+    assert!(matches!(err, Err(EngineError::Fenced { .. })), "{err:?}");
+    assert!(first.fenced_by().is_some());
+    // Fenced for good: flush and later writes fail too.
+    assert!(matches!(first.flush().await, Err(EngineError::Fenced { .. })));
+    assert!(first.write(upsert_batch(vec![doc("again")])).await.is_err());
+
+    second.write(upsert_batch(vec![doc("b")])).await.unwrap();
+    second.flush().await.unwrap();
+    let reopened = open_engine(&store, "fence").await;
+    assert_eq!(scan_ids(&reopened).await, vec!["a", "b"]);
+}
+
+#[tokio::test]
+async fn a_fenced_writer_cannot_commit_a_flush() {
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let first = open_engine(&store, "fence-flush").await;
+    first.write(upsert_batch(vec![doc("a")])).await.unwrap();
+    let second = open_engine(&store, "fence-flush").await;
+    assert!(matches!(first.flush().await, Err(EngineError::Fenced { .. })));
+    second.write(upsert_batch(vec![doc("b")])).await.unwrap();
+    second.flush().await.unwrap();
+    assert_eq!(scan_ids(&second).await, vec!["a", "b"]);
+}
+
+#[tokio::test]
+async fn repair_fences_a_live_writer() {
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let engine = open_engine(&store, "fence-repair").await;
+    engine.write(upsert_batch(vec![doc("a")])).await.unwrap();
+    admin::repair(store.clone(), "fence-repair").await.unwrap();
+    assert!(matches!(
+        engine.write(upsert_batch(vec![doc("b")])).await,
+        Err(EngineError::Fenced { .. })
+    ));
+    let engine = open_engine(&store, "fence-repair").await;
+    assert_eq!(scan_ids(&engine).await, vec!["a"]);
+}
+
+#[tokio::test]
+async fn corruption_in_the_middle_of_the_wal_quarantines_it_and_later_objects() {
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let ns = "mid-wal";
+    {
+        let engine = open_engine(&store, ns).await;
+        for batch in ["a", "b", "c", "d"] {
+            engine
+                .write(upsert_batch(numbered_docs(batch, 3)))
+                .await
+                .unwrap();
+        }
+    }
+    let wal = list_keys_containing(&store, &format!("{ns}/wal/")).await;
+    // fence, a, b, c, d: corrupt b.
+    assert_eq!(wal.len(), 5, "{wal:?}");
+    overwrite_with_garbage(&store, &wal[2]).await;
+    let err = Engine::open(store.clone(), ns, EngineOptions::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(&wal[2]), "error names the object: {err}");
+    let report = admin::verify(store.clone(), ns).await.unwrap();
+    assert!(!report.healthy);
+    assert!(report.issues.iter().any(|i| i.object == wal[2]), "{report:?}");
+
+    let repaired = admin::repair(store.clone(), ns).await.unwrap();
+    assert_eq!(repaired.voided_wal, vec![3, 4, 5], "{repaired:?}");
+    assert_eq!(repaired.quarantined.len(), 3);
+    let quarantined = list_keys_containing(&store, &format!("{ns}/quarantine/")).await;
+    assert_eq!(quarantined.len(), 3);
+    let engine = open_engine(&store, ns).await;
+    assert_eq!(
+        scan_ids(&engine).await,
+        vec!["a00000", "a00001", "a00002"]
+    );
+    assert!(admin::verify(store.clone(), ns).await.unwrap().healthy);
+}
+
+#[tokio::test]
+async fn point_lookups_in_a_large_namespace_read_one_block() {
+    let ts = localfs_backend();
+    let ns = "big";
+    let n = 120_000;
+    {
+        let engine = open_engine(&ts.store, ns).await;
+        for chunk in numbered_docs("k", n).chunks(10_000) {
+            engine.write(upsert_batch(chunk.to_vec())).await.unwrap();
+        }
+        engine.flush().await.unwrap();
+    }
+    let engine = open_engine(&ts.store, ns).await;
+    let m = engine.manifest_snapshot().await.unwrap();
+    assert_eq!(m.segments.len(), 1);
+    let seg = &m.segments[0];
+    assert!(seg.size > 64 * 10 << 10, "segment spans many blocks");
+    for k in [0usize, 1, 59_999, 119_999] {
+        let d = engine
+            .get(&DocId::from(format!("k{k:05}")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.attributes.get("n"), Some(&i(k as i64)));
+    }
+    assert!(engine.get(&DocId::from("k99999x")).await.unwrap().is_none());
+    let stats = engine.stats();
+    // Four lookups: one index read plus one block each, then misses only for
+    // blocks not yet seen.
+    assert!(stats["cache_misses"].as_u64().unwrap() <= 6, "{stats}");
+    let page = engine.scan(Some(&DocId::from("k59990")), 20).await.unwrap();
+    assert_eq!(page.first().unwrap().id.as_str(), "k59991");
+    assert_eq!(page.len(), 20);
+    assert_eq!(doc_count(&engine).await, n);
+}
+
+#[tokio::test]
+async fn compaction_of_many_segments_keeps_newest_versions_and_drops_deletes() {
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let ns = "many";
+    let engine = open_engine(&store, ns).await;
+    for round in 0..12i64 {
+        let docs: Vec<Document> = (0..50)
+            .map(|k| Document::new(format!("d{k:03}")).with("round", round))
+            .collect();
+        engine.write(upsert_batch(docs)).await.unwrap();
+        engine
+            .write(delete_batch(&[&format!("d{:03}", round)]))
+            .await
+            .unwrap();
+        engine.flush().await.unwrap();
+    }
+    assert_eq!(engine.manifest_snapshot().await.unwrap().segments.len(), 12);
+    let before = snapshot(&engine).await;
+    engine.compact().await.unwrap();
+    let m = engine.manifest_snapshot().await.unwrap();
+    assert_eq!(m.segments.len(), 1);
+    assert_eq!(m.segments[0].tombstones, 0);
+    assert_eq!(m.segments[0].replaces.len(), 12);
+    assert_eq!(snapshot(&engine).await, before);
+    assert_eq!(before.len(), 50 - 1, "only d011 stays deleted");
+    assert!(before
+        .iter()
+        .all(|d| d.attributes.get("round") == Some(&i(11))));
+    assert_eq!(list_keys_containing(&store, &format!("{ns}/segments/")).await.len(), 1);
+    assert!(admin::verify(store.clone(), ns).await.unwrap().healthy);
+}
+
+#[tokio::test]
+async fn patches_apply_in_order_and_never_create_documents() {
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let engine = open_engine(&store, "patch").await;
+    engine
+        .write(upsert_batch(vec![Document::new("p")
+            .with("keep", 1i64)
+            .with("drop", "x")]))
+        .await
+        .unwrap();
+    engine.flush().await.unwrap();
+    let patch = |id: &str, key: &str, v: Value| Patch {
+        id: DocId::from(id),
+        set: attrs(&[(key, v)]),
+        unset: vec![],
+        vector: None,
+    };
+    let mut p = patch("p", "n", i(1));
+    p.unset = vec!["drop".into()];
+    let batch = WriteBatch::new()
+        .patch(p)
+        .patch(patch("p", "n", i(2)))
+        .patch(patch("missing", "n", i(1)));
+    engine.write(batch).await.unwrap();
+    let d = engine.get(&DocId::from("p")).await.unwrap().unwrap();
+    assert_eq!(d.attributes.get("n"), Some(&i(2)));
+    assert_eq!(d.attributes.get("keep"), Some(&i(1)));
+    assert_eq!(d.attributes.get("drop"), None);
+    assert!(engine.get(&DocId::from("missing")).await.unwrap().is_none());
+    // A patch after a delete in the same batch is a no-op too.
+    engine
+        .write(WriteBatch::new().delete("p").patch(patch("p", "n", i(3))))
+        .await
+        .unwrap();
+    assert!(engine.get(&DocId::from("p")).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_changes_nothing() {
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let opts = EngineOptions {
+        limits: Limits {
+            max_doc_bytes: 1024,
+            ..Limits::default()
+        },
+        ..EngineOptions::default()
+    };
+    let engine = Engine::open(store.clone(), "limits", opts).await.unwrap();
+    let mut with_vec = Document::new("v");
+    with_vec.vector = Some(vec![0.5, 1.0, 2.0]);
+    engine.write(upsert_batch(vec![with_vec])).await.unwrap();
+    let wal_before = list_keys_containing(&store, "limits/wal/").await;
+
+    let huge = Document::new("huge").with("blob", "x".repeat(2000));
+    let long_id = Document::new("i".repeat(300));
+    let mut wrong_dims = Document::new("w");
+    wrong_dims.vector = Some(vec![1.0, 2.0]);
+    let reserved = Document::new("r").with("id", "x");
+    let nan = Document::new("n").with("f", f64::NAN);
+    let cases: Vec<(WriteBatch, fn(&EngineError) -> bool)> = vec![
+        (upsert_batch(vec![huge]), |e| {
+            matches!(e, EngineError::Invalid(TypeError::DocumentTooLarge { .. }))
+        }),
+        (upsert_batch(vec![long_id]), |e| {
+            matches!(e, EngineError::Invalid(TypeError::IdTooLong { .. }))
+        }),
+        (upsert_batch(vec![Document::new("")]), |e| {
+            matches!(e, EngineError::Invalid(TypeError::EmptyId))
+        }),
+        (upsert_batch(vec![doc("ok"), wrong_dims]), |e| {
+            matches!(e, EngineError::Invalid(TypeError::VectorDimsMismatch { .. }))
+        }),
+        (upsert_batch(vec![reserved]), |e| {
+            matches!(e, EngineError::Invalid(TypeError::ReservedKey(_)))
+        }),
+        (upsert_batch(vec![nan]), |e| {
+            matches!(e, EngineError::Invalid(TypeError::NonFiniteNumber))
+        }),
+    ];
+    for (batch, expected) in cases {
+        let err = engine.write(batch).await.unwrap_err();
+        assert!(expected(&err), "unexpected error: {err}");
+    }
+    assert_eq!(scan_ids(&engine).await, vec!["v"], "nothing of a refused batch is visible");
+    assert_eq!(list_keys_containing(&store, "limits/wal/").await, wal_before);
+
+    assert!(matches!(
+        Engine::open(store.clone(), "../etc", EngineOptions::default()).await,
+        Err(EngineError::BadNamespace(..))
+    ));
+}
+
+#[tokio::test]
+async fn a_corrupt_newest_manifest_fails_open_and_repair_rebuilds_it() {
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let ns = "bad-manifest";
+    {
+        let engine = open_engine(&store, ns).await;
+        engine.write(upsert_batch(numbered_docs("m", 10))).await.unwrap();
+        engine.flush().await.unwrap();
+        engine.write(upsert_batch(numbered_docs("t", 2))).await.unwrap();
+    }
+    let manifests = list_keys_containing(&store, &format!("{ns}/manifest/")).await;
+    let newest = manifests.last().unwrap().clone();
+    store
+        .put(&newest, Bytes::from_static(b"garbage"))
+        .await
+        .unwrap();
+    assert!(Engine::open(store.clone(), ns, EngineOptions::default())
+        .await
+        .is_err());
+    let report = admin::repair(store.clone(), ns).await.unwrap();
+    assert!(report.manifest_rebuilt, "{report:?}");
+    let engine = open_engine(&store, ns).await;
+    assert_eq!(doc_count(&engine).await, 12);
+    assert!(admin::verify(store.clone(), ns).await.unwrap().healthy);
+}
+
+#[tokio::test]
+async fn a_corrupt_segment_is_recovered_from_the_wal_by_repair() {
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let ns = "bad-seg";
+    {
+        let engine = open_engine(&store, ns).await;
+        engine.write(upsert_batch(numbered_docs("s", 10))).await.unwrap();
+        engine.flush().await.unwrap();
+    }
+    let seg = list_keys_containing(&store, &format!("{ns}/segments/")).await[0].clone();
+    overwrite_with_garbage(&store, &seg).await;
+    admin::repair(store.clone(), ns).await.unwrap();
+    let engine = open_engine(&store, ns).await;
+    assert_eq!(doc_count(&engine).await, 10, "the WAL still covers the lost segment");
+    assert!(admin::verify(store.clone(), ns).await.unwrap().healthy);
+}
+
+#[tokio::test]
+async fn a_read_only_follower_sees_new_writes_after_refresh() {
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let writer = open_engine(&store, "follow").await;
+    writer.write(upsert_batch(vec![doc("a")])).await.unwrap();
+    let follower = Engine::open(
+        store.clone(),
+        "follow",
+        EngineOptions {
+            read_only: true,
+            ..EngineOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    writer.write(upsert_batch(vec![doc("b")])).await.unwrap();
+    follower.refresh().await.unwrap();
+    assert_eq!(scan_ids(&follower).await, vec!["a", "b"]);
+    writer.flush().await.unwrap();
+    writer.write(upsert_batch(vec![doc("c")])).await.unwrap();
+    writer.compact().await.unwrap();
+    follower.refresh().await.unwrap();
+    assert_eq!(scan_ids(&follower).await, vec!["a", "b", "c"]);
+    assert!(matches!(
+        follower.write(upsert_batch(vec![doc("x")])).await,
+        Err(EngineError::ReadOnly(_))
+    ));
+    // Still the writer: the follower never fenced it.
+    writer.write(upsert_batch(vec![doc("d")])).await.unwrap();
+}
