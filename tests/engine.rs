@@ -52,13 +52,20 @@ async fn a_second_writer_fences_the_first() {
     first.write(upsert_batch(vec![doc("a")])).await.unwrap();
 
     let second = open_engine(&store, "fence").await;
-    assert_eq!(doc_count(&second).await, 1, "the new writer sees acknowledged writes");
+    assert_eq!(
+        doc_count(&second).await,
+        1,
+        "the new writer sees acknowledged writes"
+    );
 
     let err = first.write(upsert_batch(vec![doc("zombie")])).await;
     assert!(matches!(err, Err(EngineError::Fenced { .. })), "{err:?}");
     assert!(first.fenced_by().is_some());
     // Fenced for good: flush and later writes fail too.
-    assert!(matches!(first.flush().await, Err(EngineError::Fenced { .. })));
+    assert!(matches!(
+        first.flush().await,
+        Err(EngineError::Fenced { .. })
+    ));
     assert!(first.write(upsert_batch(vec![doc("again")])).await.is_err());
 
     second.write(upsert_batch(vec![doc("b")])).await.unwrap();
@@ -73,7 +80,10 @@ async fn a_fenced_writer_cannot_commit_a_flush() {
     let first = open_engine(&store, "fence-flush").await;
     first.write(upsert_batch(vec![doc("a")])).await.unwrap();
     let second = open_engine(&store, "fence-flush").await;
-    assert!(matches!(first.flush().await, Err(EngineError::Fenced { .. })));
+    assert!(matches!(
+        first.flush().await,
+        Err(EngineError::Fenced { .. })
+    ));
     second.write(upsert_batch(vec![doc("b")])).await.unwrap();
     second.flush().await.unwrap();
     assert_eq!(scan_ids(&second).await, vec!["a", "b"]);
@@ -113,10 +123,16 @@ async fn corruption_in_the_middle_of_the_wal_quarantines_it_and_later_objects() 
     let err = Engine::open(store.clone(), ns, EngineOptions::default())
         .await
         .unwrap_err();
-    assert!(err.to_string().contains(&wal[2]), "error names the object: {err}");
+    assert!(
+        err.to_string().contains(&wal[2]),
+        "error names the object: {err}"
+    );
     let report = admin::verify(store.clone(), ns).await.unwrap();
     assert!(!report.healthy);
-    assert!(report.issues.iter().any(|i| i.object == wal[2]), "{report:?}");
+    assert!(
+        report.issues.iter().any(|i| i.object == wal[2]),
+        "{report:?}"
+    );
 
     let repaired = admin::repair(store.clone(), ns).await.unwrap();
     assert_eq!(repaired.voided_wal, vec![3, 4, 5], "{repaired:?}");
@@ -124,10 +140,7 @@ async fn corruption_in_the_middle_of_the_wal_quarantines_it_and_later_objects() 
     let quarantined = list_keys_containing(&store, &format!("{ns}/quarantine/")).await;
     assert_eq!(quarantined.len(), 3);
     let engine = open_engine(&store, ns).await;
-    assert_eq!(
-        scan_ids(&engine).await,
-        vec!["a00000", "a00001", "a00002"]
-    );
+    assert_eq!(scan_ids(&engine).await, vec!["a00000", "a00001", "a00002"]);
     assert!(admin::verify(store.clone(), ns).await.unwrap().healthy);
 }
 
@@ -195,7 +208,12 @@ async fn compaction_of_many_segments_keeps_newest_versions_and_drops_deletes() {
     assert!(before
         .iter()
         .all(|d| d.attributes.get("round") == Some(&i(11))));
-    assert_eq!(list_keys_containing(&store, &format!("{ns}/segments/")).await.len(), 1);
+    assert_eq!(
+        list_keys_containing(&store, &format!("{ns}/segments/"))
+            .await
+            .len(),
+        1
+    );
     assert!(admin::verify(store.clone(), ns).await.unwrap().healthy);
 }
 
@@ -269,7 +287,10 @@ async fn bad_input_is_refused_and_changes_nothing() {
             matches!(e, EngineError::Invalid(TypeError::EmptyId))
         }),
         (upsert_batch(vec![doc("ok"), wrong_dims]), |e| {
-            matches!(e, EngineError::Invalid(TypeError::VectorDimsMismatch { .. }))
+            matches!(
+                e,
+                EngineError::Invalid(TypeError::VectorDimsMismatch { .. })
+            )
         }),
         (upsert_batch(vec![reserved]), |e| {
             matches!(e, EngineError::Invalid(TypeError::ReservedKey(_)))
@@ -282,8 +303,15 @@ async fn bad_input_is_refused_and_changes_nothing() {
         let err = engine.write(batch).await.unwrap_err();
         assert!(expected(&err), "unexpected error: {err}");
     }
-    assert_eq!(scan_ids(&engine).await, vec!["v"], "nothing of a refused batch is visible");
-    assert_eq!(list_keys_containing(&store, "limits/wal/").await, wal_before);
+    assert_eq!(
+        scan_ids(&engine).await,
+        vec!["v"],
+        "nothing of a refused batch is visible"
+    );
+    assert_eq!(
+        list_keys_containing(&store, "limits/wal/").await,
+        wal_before
+    );
 
     assert!(matches!(
         Engine::open(store.clone(), "../etc", EngineOptions::default()).await,
@@ -297,9 +325,15 @@ async fn a_corrupt_newest_manifest_fails_open_and_repair_rebuilds_it() {
     let ns = "bad-manifest";
     {
         let engine = open_engine(&store, ns).await;
-        engine.write(upsert_batch(numbered_docs("m", 10))).await.unwrap();
+        engine
+            .write(upsert_batch(numbered_docs("m", 10)))
+            .await
+            .unwrap();
         engine.flush().await.unwrap();
-        engine.write(upsert_batch(numbered_docs("t", 2))).await.unwrap();
+        engine
+            .write(upsert_batch(numbered_docs("t", 2)))
+            .await
+            .unwrap();
     }
     let manifests = list_keys_containing(&store, &format!("{ns}/manifest/")).await;
     let newest = manifests.last().unwrap().clone();
@@ -323,14 +357,21 @@ async fn a_corrupt_segment_is_recovered_from_the_wal_by_repair() {
     let ns = "bad-seg";
     {
         let engine = open_engine(&store, ns).await;
-        engine.write(upsert_batch(numbered_docs("s", 10))).await.unwrap();
+        engine
+            .write(upsert_batch(numbered_docs("s", 10)))
+            .await
+            .unwrap();
         engine.flush().await.unwrap();
     }
     let seg = list_keys_containing(&store, &format!("{ns}/segments/")).await[0].clone();
     overwrite_with_garbage(&store, &seg).await;
     admin::repair(store.clone(), ns).await.unwrap();
     let engine = open_engine(&store, ns).await;
-    assert_eq!(doc_count(&engine).await, 10, "the WAL still covers the lost segment");
+    assert_eq!(
+        doc_count(&engine).await,
+        10,
+        "the WAL still covers the lost segment"
+    );
     assert!(admin::verify(store.clone(), ns).await.unwrap().healthy);
 }
 

@@ -1,5 +1,7 @@
-//! One conformance suite for every `ObjectStore` backend, plus the
-//! behaviour specific to the local store and to the test wrappers.
+//! One conformance suite for every `ObjectStore` backend. What only the
+//! local store does (temp files, directory pruning, put/delete races in one
+//! directory) is tested in src/store/local_tests.rs, FailpointStore's
+//! counting in src/store/failpoint.rs.
 //!
 //! S3 runs against moto (see tests/support/s3.rs). moto checks
 //! If-None-Match before writing, not atomically, so the concurrent
@@ -13,8 +15,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use reef::store::{
-    FailpointStore, LatencyStore, LocalFsStore, MemoryStore, MeteredStore, ObjectStore,
-    ObjectStoreAdapter, StoreError,
+    LatencyStore, LocalFsStore, MemoryStore, MeteredStore, ObjectStore, ObjectStoreAdapter,
+    StoreError,
 };
 use tempfile::TempDir;
 
@@ -79,8 +81,14 @@ mod cases {
         assert_eq!(store.get("ns/a").await.expect("get"), b("one"));
         store.put("ns/a", b("two!")).await.expect("overwrite");
         assert_eq!(store.get("ns/a").await.expect("get"), b("two!"));
-        store.put("ns/empty", Bytes::new()).await.expect("put empty");
-        assert_eq!(store.get("ns/empty").await.expect("get empty"), Bytes::new());
+        store
+            .put("ns/empty", Bytes::new())
+            .await
+            .expect("put empty");
+        assert_eq!(
+            store.get("ns/empty").await.expect("get empty"),
+            Bytes::new()
+        );
         let err = store.get("ns/missing").await.expect_err("missing");
         assert!(err.is_not_found(), "{err}");
         assert!(!store.describe().is_empty());
@@ -88,7 +96,13 @@ mod cases {
 
     pub async fn get_range_bounds(store: &dyn ObjectStore) {
         store.put("r/obj", b("0123456789")).await.expect("put");
-        for (range, want) in [(0..10, "0123456789"), (2..5, "234"), (9..10, "9"), (3..3, ""), (10..10, "")] {
+        for (range, want) in [
+            (0..10, "0123456789"),
+            (2..5, "234"),
+            (9..10, "9"),
+            (3..3, ""),
+            (10..10, ""),
+        ] {
             let got = store.get_range("r/obj", range.clone()).await;
             assert_eq!(got.expect("in bounds"), b(want), "{range:?}");
         }
@@ -104,7 +118,10 @@ mod cases {
             store.get_range("r/obj", inverted).await,
             Err(StoreError::BadRange { .. })
         ));
-        let err = store.get_range("r/missing", 0..1).await.expect_err("missing");
+        let err = store
+            .get_range("r/missing", 0..1)
+            .await
+            .expect_err("missing");
         assert!(err.is_not_found(), "{err}");
     }
 
@@ -119,7 +136,10 @@ mod cases {
             "ns/wal/00000000000000000003",
         ];
         for (i, key) in keys.iter().enumerate() {
-            store.put(key, Bytes::from(vec![b'x'; i + 1])).await.expect("put");
+            store
+                .put(key, Bytes::from(vec![b'x'; i + 1]))
+                .await
+                .expect("put");
         }
         let list = |prefix: &'static str, offset: Option<&'static str>| async move {
             let metas = store.list(prefix, offset).await.expect("list");
@@ -131,12 +151,23 @@ mod cases {
             "ns/wal/00000000000000000010",
         ];
         assert_eq!(list("ns/wal/", None).await, wal);
-        assert_eq!(list("ns/wal/0000000000000000000", None).await, wal, "mid-name prefix");
+        assert_eq!(
+            list("ns/wal/000000000000000000", None).await,
+            wal,
+            "mid-name prefix"
+        );
         assert_eq!(list("ns/wal/00000000000000000001", None).await, wal[..1]);
         assert_eq!(list("ns/wal/", Some(wal[0])).await, wal[1..]);
-        assert_eq!(list("ns/wal/", Some("ns/wal/00000000000000000002")).await, wal[1..]);
+        assert_eq!(
+            list("ns/wal/", Some("ns/wal/00000000000000000002")).await,
+            wal[1..]
+        );
         assert_eq!(list("ns/wal/", Some(wal[2])).await, Vec::<String>::new());
-        assert_eq!(list("ns/wal/", Some("ns/")).await, wal, "offset before prefix");
+        assert_eq!(
+            list("ns/wal/", Some("ns/")).await,
+            wal,
+            "offset before prefix"
+        );
         assert_eq!(list("ns/", Some("ns/segments/s-1")).await, wal);
         let ns = list("ns/", None).await;
         assert_eq!(ns.len(), 5);
@@ -148,7 +179,10 @@ mod cases {
         let all = store.list("", None).await.expect("list all");
         let mut sorted: Vec<&str> = keys.to_vec();
         sorted.sort();
-        assert_eq!(all.iter().map(|m| m.key.as_str()).collect::<Vec<_>>(), sorted);
+        assert_eq!(
+            all.iter().map(|m| m.key.as_str()).collect::<Vec<_>>(),
+            sorted
+        );
         for meta in &all {
             let i = keys.iter().position(|k| *k == meta.key).expect("known key");
             assert_eq!(meta.size, i as u64 + 1, "{}", meta.key);
@@ -156,7 +190,10 @@ mod cases {
     }
 
     pub async fn delete_idempotent(store: &dyn ObjectStore) {
-        store.delete("d/never-existed").await.expect("delete missing");
+        store
+            .delete("d/never-existed")
+            .await
+            .expect("delete missing");
         store.put("d/x/y", b("1")).await.expect("put");
         store.delete("d/x/y").await.expect("delete");
         assert!(store.get("d/x/y").await.expect_err("gone").is_not_found());
@@ -176,7 +213,10 @@ mod cases {
         }
         assert_eq!(store.get(key).await.expect("get"), b("first"));
         store.delete(key).await.expect("delete");
-        store.put_if_absent(key, b("third")).await.expect("create after delete");
+        store
+            .put_if_absent(key, b("third"))
+            .await
+            .expect("create after delete");
         assert_eq!(store.get(key).await.expect("get"), b("third"));
     }
 
@@ -211,9 +251,15 @@ mod cases {
         for key in ["../x", "/x", "a//b", "a/../b", "x/"] {
             let bad = |r: Result<(), StoreError>| matches!(r, Err(StoreError::BadKey(_)));
             assert!(bad(store.put(key, b("x")).await), "put {key}");
-            assert!(bad(store.put_if_absent(key, b("x")).await), "put_if_absent {key}");
+            assert!(
+                bad(store.put_if_absent(key, b("x")).await),
+                "put_if_absent {key}"
+            );
             assert!(bad(store.delete(key).await), "delete {key}");
-            assert!(matches!(store.get(key).await, Err(StoreError::BadKey(_))), "get {key}");
+            assert!(
+                matches!(store.get(key).await, Err(StoreError::BadKey(_))),
+                "get {key}"
+            );
         }
         // Nothing escaped the store's root.
         assert!(store.list("", None).await.expect("list").is_empty());
@@ -227,7 +273,9 @@ macro_rules! suite {
             use super::*;
 
             async fn store() -> Option<Backend> {
-                tokio::task::spawn_blocking(|| $make).await.expect("make backend")
+                tokio::task::spawn_blocking(|| $make)
+                    .await
+                    .expect("make backend")
             }
 
             #[tokio::test]
@@ -267,7 +315,10 @@ macro_rules! suite {
                 }
                 let Some(be) = store().await else { return };
                 for _ in 0..5 {
-                    be.store.delete("race/manifest/00000000000000000001").await.expect("reset");
+                    be.store
+                        .delete("race/manifest/00000000000000000001")
+                        .await
+                        .expect("reset");
                     cases::put_if_absent_race(be.store.clone()).await;
                 }
             }
@@ -292,133 +343,6 @@ suite!(adapter_in_memory_store, adapter_in_memory(), race: true, bad_keys: true)
 suite!(metered_latency_store, wrapped(), race: true, bad_keys: false);
 suite!(s3_moto, moto(), race: false, bad_keys: true);
 
-mod local_specific {
-    use super::*;
-    use std::path::Path;
-
-    fn files_under(dir: &Path, out: &mut Vec<String>) {
-        for entry in std::fs::read_dir(dir).expect("read_dir") {
-            let entry = entry.expect("entry");
-            out.push(entry.file_name().to_string_lossy().into_owned());
-            if entry.file_type().expect("file type").is_dir() {
-                files_under(&entry.path(), out);
-            }
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn nested_keys_leave_no_temp_files_and_prune_dirs() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(LocalFsStore::new(dir.path().to_path_buf()).expect("open"));
-        let tasks: Vec<_> = (0..32)
-            .map(|i| {
-                let store = store.clone();
-                tokio::spawn(async move {
-                    let key = format!("ns/deep/a/b/c/{:02}", i % 8);
-                    let data = Bytes::from(vec![i as u8; 1000 + i]);
-                    if i % 2 == 0 {
-                        store.put(&key, data).await
-                    } else {
-                        // Racing deletes prune directories puts are using.
-                        store.delete(&format!("ns/deep/a/b/c/{:02}", (i + 1) % 8)).await
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.expect("task").expect("put/delete");
-        }
-        let mut names = Vec::new();
-        files_under(dir.path(), &mut names);
-        assert!(!names.iter().any(|n| n.starts_with(".tmp-")), "{names:?}");
-        store.put("ns/deep/a/b/c/last", b("x")).await.expect("put");
-        assert_eq!(store.get("ns/deep/a/b/c/last").await.expect("get"), b("x"));
-        for meta in store.list("", None).await.expect("list") {
-            store.delete(&meta.key).await.expect("delete");
-        }
-        let mut left = Vec::new();
-        files_under(dir.path(), &mut left);
-        assert!(left.is_empty(), "empty directories left behind: {left:?}");
-        assert!(dir.path().is_dir(), "the root itself stays");
-    }
-
-    #[tokio::test]
-    async fn stray_temp_files_are_invisible_and_reserved() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = LocalFsStore::new(dir.path().to_path_buf()).expect("open");
-        store.put("ns/wal/00000000000000000001", b("w")).await.expect("put");
-        // What a crash between writing and renaming leaves behind.
-        std::fs::write(dir.path().join("ns/wal/.tmp-1-2-3"), "partial").expect("write");
-        let keys: Vec<String> = store.list("ns/", None).await.expect("list").into_iter().map(|m| m.key).collect();
-        assert_eq!(keys, ["ns/wal/00000000000000000001"]);
-        for key in ["ns/wal/.tmp-1-2-3", ".tmp-x/y"] {
-            assert!(matches!(store.get(key).await, Err(StoreError::BadKey(_))), "{key}");
-        }
-    }
-
-    #[tokio::test]
-    async fn data_survives_reopen_and_root_must_be_a_directory() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path().join("r");
-        let store = LocalFsStore::new(root.clone()).expect("open");
-        store.put_if_absent("ns/manifest/00000000000000000001", b("m")).await.expect("put");
-        drop(store);
-        let again = LocalFsStore::new(root.clone()).expect("reopen");
-        assert_eq!(again.get("ns/manifest/00000000000000000001").await.expect("get"), b("m"));
-        assert_eq!(again.describe(), format!("file://{}", root.display()));
-        let file = dir.path().join("plain-file");
-        std::fs::write(&file, "x").expect("write");
-        assert!(LocalFsStore::new(file).is_err());
-    }
-
-    #[tokio::test]
-    async fn an_object_is_not_a_directory() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = LocalFsStore::new(dir.path().to_path_buf()).expect("open");
-        store.put("ns/x/y", b("1")).await.expect("put");
-        assert!(store.get("ns/x").await.expect_err("a directory").is_not_found());
-        assert!(store.get("ns/x/y/z").await.expect_err("under a file").is_not_found());
-        store.delete("ns/x").await.expect("deleting a directory name is a no-op");
-        assert_eq!(store.get("ns/x/y").await.expect("still there"), b("1"));
-    }
-}
-
-mod failpoints {
-    use super::*;
-
-    #[tokio::test]
-    async fn nth_matching_put_fails_once_and_writes_nothing() {
-        let inner: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
-        let store = FailpointStore::new(inner.clone());
-        store.fail_nth_put_matching("/wal/", 2);
-        store.put("ns/segments/s1", b("s")).await.expect("not matching, not counted");
-        store.put_if_absent("ns/wal/1", b("1")).await.expect("first match");
-        match store.put_if_absent("ns/wal/2", b("2")).await {
-            Err(StoreError::Injected(key)) => assert_eq!(key, "ns/wal/2"),
-            other => panic!("expected injected failure, got {other:?}"),
-        }
-        assert!(inner.get("ns/wal/2").await.expect_err("nothing written").is_not_found());
-        store.put_if_absent("ns/wal/2", b("2")).await.expect("fails only once");
-        store.put("ns/wal/3", b("3")).await.expect("disarmed");
-    }
-
-    #[tokio::test]
-    async fn each_failpoint_counts_independently() {
-        let store = FailpointStore::new(Arc::new(MemoryStore::new()));
-        store.fail_nth_put_matching("wal", 1);
-        store.fail_nth_put_matching("wal", 3);
-        let mut failed = Vec::new();
-        for i in 1..=5 {
-            if store.put(&format!("wal/{i}"), b("x")).await.is_err() {
-                failed.push(i);
-            }
-        }
-        assert_eq!(failed, [1, 3]);
-        store.get("wal/2").await.expect("reads pass through");
-        assert!(store.describe().starts_with("failpoint("));
-    }
-}
-
 mod s3_specific {
     use super::*;
     use futures::TryStreamExt;
@@ -431,10 +355,15 @@ mod s3_specific {
         let source = format!("s3://{}/{prefix}/data", server.bucket);
         let store = reef::store::open_store_with_env(&source, server.env()).expect("open s3 url");
         assert_eq!(store.describe(), source);
-        store.put_if_absent("ns/wal/00000000000000000001", b("w")).await.expect("create");
+        store
+            .put_if_absent("ns/wal/00000000000000000001", b("w"))
+            .await
+            .expect("create");
         // If-None-Match: * reached moto and was refused.
         assert!(matches!(
-            store.put_if_absent("ns/wal/00000000000000000001", b("x")).await,
+            store
+                .put_if_absent("ns/wal/00000000000000000001", b("x"))
+                .await,
             Err(StoreError::AlreadyExists(_))
         ));
         let raw = server.builder().build().expect("raw client");

@@ -104,7 +104,10 @@ async fn fence_wal(store: &Arc<dyn ObjectStore>, ns: &str, writer_id: &str) -> A
             .unwrap_or(0);
         let seq = last + 1;
         let marker = WalRecord::marker(writer_id, seq, WalKind::Fence, None);
-        match store.put_if_absent(&wal_key(ns, seq), marker.encode()).await {
+        match store
+            .put_if_absent(&wal_key(ns, seq), marker.encode())
+            .await
+        {
             Ok(()) => return Ok(seq),
             Err(StoreError::AlreadyExists(_)) => continue,
             Err(e) => return Err(e.into()),

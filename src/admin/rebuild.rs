@@ -30,10 +30,7 @@ pub struct RebuildReport {
     pub unusable: Vec<Issue>,
 }
 
-pub async fn rebuild_manifest(
-    store: Arc<dyn ObjectStore>,
-    ns: &str,
-) -> AdminResult<RebuildReport> {
+pub async fn rebuild_manifest(store: Arc<dyn ObjectStore>, ns: &str) -> AdminResult<RebuildReport> {
     let writer_id = admin_writer_id("rebuild");
     fence_wal(&store, ns, &writer_id).await?;
     rebuild_fenced(&store, ns, &writer_id).await
@@ -120,7 +117,10 @@ pub(super) async fn rebuild_fenced(
 
 fn meta_from_index(index: &SegmentIndex, data: &[u8]) -> SegmentMeta {
     let size = data.len() as u64;
-    let index_offset = index.blocks.last().map_or(0, |b| b.offset + u64::from(b.len));
+    let index_offset = index
+        .blocks
+        .last()
+        .map_or(0, |b| b.offset + u64::from(b.len));
     SegmentMeta {
         id: index.segment_id.clone(),
         size,

@@ -130,7 +130,10 @@ pub async fn repair(store: Arc<dyn ObjectStore>, ns: &str) -> AdminResult<Repair
         .iter()
         .map(|s| segment_key(ns, &s.id))
         .collect();
-    for meta in store.list(&crate::engine::layout::segment_dir(ns), None).await? {
+    for meta in store
+        .list(&crate::engine::layout::segment_dir(ns), None)
+        .await?
+    {
         if !referenced.contains(&meta.key) {
             store.delete(&meta.key).await?;
             report.orphans_deleted.push(meta.key);

@@ -31,9 +31,7 @@ pub fn wal_key(ns: &str, seq: u64) -> String {
     format!("{ns}/wal/{seq:020}")
 }
 pub fn quarantine_key(ns: &str, stamp: &str, original: &str) -> String {
-    let rel = original
-        .strip_prefix(&format!("{ns}/"))
-        .unwrap_or(original);
+    let rel = original.strip_prefix(&format!("{ns}/")).unwrap_or(original);
     format!("{ns}/quarantine/{stamp}/{rel}")
 }
 

@@ -138,4 +138,3 @@ impl Engine {
         Ok(())
     }
 }
-

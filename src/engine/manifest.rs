@@ -82,10 +82,7 @@ pub async fn read(store: &Arc<dyn ObjectStore>, ns: &str, version: u64) -> Engin
 /// The newest manifest, or `None` for a namespace that was never created.
 /// A corrupt newest manifest is an error, never skipped: an older one would
 /// silently lose the segments committed since.
-pub async fn load_latest(
-    store: &Arc<dyn ObjectStore>,
-    ns: &str,
-) -> EngineResult<Option<Manifest>> {
+pub async fn load_latest(store: &Arc<dyn ObjectStore>, ns: &str) -> EngineResult<Option<Manifest>> {
     match list_versions(store, ns).await?.last() {
         None => Ok(None),
         Some(&v) => read(store, ns, v).await.map(Some),

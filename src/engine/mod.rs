@@ -12,12 +12,12 @@
 
 mod codec;
 pub mod layout;
+mod maintenance;
 pub mod manifest;
 mod memtable;
 mod reader;
 pub mod segment;
 pub mod wal;
-mod maintenance;
 mod write;
 
 use std::collections::BTreeMap;
@@ -294,12 +294,8 @@ impl Engine {
             let mut current = manifest;
             if !opts.read_only {
                 let fence_seq = last_seq + 1;
-                let fence = WalRecord::marker(
-                    &writer_id,
-                    fence_seq,
-                    WalKind::Fence,
-                    replayed.vector_dims,
-                );
+                let fence =
+                    WalRecord::marker(&writer_id, fence_seq, WalKind::Fence, replayed.vector_dims);
                 match store
                     .put_if_absent(&wal_key(ns, fence_seq), fence.encode())
                     .await
@@ -659,4 +655,3 @@ pub async fn delete_namespace(store: &Arc<dyn ObjectStore>, ns: &str) -> EngineR
     }
     Ok(())
 }
-

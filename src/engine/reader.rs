@@ -182,4 +182,3 @@ fn index_bytes(ix: &SegmentIndex) -> usize {
         .sum::<usize>()
         + 256
 }
-

@@ -208,7 +208,9 @@ pub fn decode_footer(data: &[u8]) -> Result<(u64, u64), DecodeError> {
     }
     let version = u32::from_le_bytes([data[12], data[13], data[14], data[15]]);
     if version != FORMAT_VERSION {
-        return Err(format!("segment format version {version} is not {FORMAT_VERSION}"));
+        return Err(format!(
+            "segment format version {version} is not {FORMAT_VERSION}"
+        ));
     }
     let mut off = [0u8; 8];
     off.copy_from_slice(&data[..8]);
@@ -382,10 +384,7 @@ impl SegmentBuilder {
             doc_count: index.doc_count,
             tombstones: index.tombstones,
             min_id: self.min_id.map(DocId::into_string).unwrap_or_default(),
-            max_id: self
-                .block_last
-                .map(DocId::into_string)
-                .unwrap_or_default(),
+            max_id: self.block_last.map(DocId::into_string).unwrap_or_default(),
             replaces,
         };
         (Bytes::from(out), meta, index)

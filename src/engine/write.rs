@@ -19,7 +19,7 @@ use super::memtable::MemEntry;
 use super::wal::{WalKind, WalRecord};
 use super::{Engine, EngineError, EngineResult, Inner, WriteAck};
 use crate::store::StoreError;
-use crate::types::{Document, DocId, Op, Patch, TypeError, WriteBatch};
+use crate::types::{DocId, Document, Op, Patch, TypeError, WriteBatch};
 
 /// An op checked against the limits, with its JSON rendered up front so the
 /// commit lock is not held for encoding.

@@ -140,11 +140,17 @@ impl InodeTable {
 
     /// Links a new inode at (parent, name), replacing what was there.
     pub fn insert(&mut self, parent: u64, name: &str, node: Node) -> u64 {
+        self.insert_with(parent, name, |_| node)
+    }
+
+    /// `insert`, for nodes that need their own inode number.
+    pub fn insert_with(&mut self, parent: u64, name: &str, node: impl FnOnce(u64) -> Node) -> u64 {
         self.unlink(parent, name);
         let mut ino = hash_ino(parent, name);
         while self.by_ino.contains_key(&ino) {
             ino = ino.wrapping_add(1).max(ROOT_INO + 1);
         }
+        let node = node(ino);
         if let Node::Scratch(s) = &node {
             self.scratch_bytes += s.data.len() as u64;
         }
@@ -250,8 +256,7 @@ impl InodeTable {
             return;
         }
         if let Some(inode) = self.by_ino.remove(&ino) {
-            if inode.linked && self.by_name.get(&(inode.parent, inode.name.clone())) == Some(&ino)
-            {
+            if inode.linked && self.by_name.get(&(inode.parent, inode.name.clone())) == Some(&ino) {
                 self.by_name.remove(&(inode.parent, inode.name));
             }
             if let Node::Scratch(s) = inode.node {

@@ -43,11 +43,7 @@ impl ObjectStoreAdapter {
     }
 
     async fn size_of(&self, key: &str, path: &Path) -> StoreResult<u64> {
-        let meta = self
-            .inner
-            .head(path)
-            .await
-            .map_err(|e| map_error(key, e))?;
+        let meta = self.inner.head(path).await.map_err(|e| map_error(key, e))?;
         Ok(meta.size)
     }
 

@@ -101,3 +101,58 @@ impl ObjectStore for FailpointStore {
         format!("failpoint({})", self.inner.describe())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn b(s: &'static str) -> Bytes {
+        Bytes::from_static(s.as_bytes())
+    }
+
+    #[tokio::test]
+    async fn nth_matching_put_fails_once_and_writes_nothing() {
+        let inner: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+        let store = FailpointStore::new(inner.clone());
+        store.fail_nth_put_matching("/wal/", 2);
+        store
+            .put("ns/segments/s1", b("s"))
+            .await
+            .expect("not matching, not counted");
+        store
+            .put_if_absent("ns/wal/1", b("1"))
+            .await
+            .expect("first match");
+        match store.put_if_absent("ns/wal/2", b("2")).await {
+            Err(StoreError::Injected(key)) => assert_eq!(key, "ns/wal/2"),
+            other => panic!("expected injected failure, got {other:?}"),
+        }
+        assert!(inner
+            .get("ns/wal/2")
+            .await
+            .expect_err("nothing written")
+            .is_not_found());
+        store
+            .put_if_absent("ns/wal/2", b("2"))
+            .await
+            .expect("fails only once");
+        store.put("ns/wal/3", b("3")).await.expect("disarmed");
+    }
+
+    #[tokio::test]
+    async fn each_failpoint_counts_independently() {
+        let store = FailpointStore::new(Arc::new(MemoryStore::new()));
+        store.fail_nth_put_matching("wal", 1);
+        store.fail_nth_put_matching("wal", 3);
+        let mut failed = Vec::new();
+        for i in 1..=5 {
+            if store.put(&format!("wal/{i}"), b("x")).await.is_err() {
+                failed.push(i);
+            }
+        }
+        assert_eq!(failed, [1, 3]);
+        store.get("wal/2").await.expect("reads pass through");
+        assert!(store.describe().starts_with("failpoint("));
+    }
+}

@@ -140,10 +140,7 @@ fn write_temp(root: &Path, dir: &Path, data: &[u8]) -> io::Result<PathBuf> {
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!(
-            "{TEMP_PREFIX}{}-{n}-{nanos:x}",
-            std::process::id()
-        ));
+        let tmp = dir.join(format!("{TEMP_PREFIX}{}-{n}-{nanos:x}", std::process::id()));
         match OpenOptions::new().write(true).create_new(true).open(&tmp) {
             Ok(mut file) => {
                 let written = file.write_all(data).and_then(|()| file.sync_all());
@@ -209,7 +206,8 @@ fn get_range_blocking(path: &Path, key: &str, range: Option<Range<u64>>) -> Stor
             size,
         });
     }
-    let len = usize::try_from(range.end - range.start).map_err(|e| io_error(key)(io::Error::other(e)))?;
+    let len =
+        usize::try_from(range.end - range.start).map_err(|e| io_error(key)(io::Error::other(e)))?;
     let mut buf = vec![0u8; len];
     file.read_exact_at(&mut buf, range.start).map_err(map)?;
     Ok(Bytes::from(buf))

@@ -11,6 +11,8 @@ mod failpoint;
 mod key;
 mod latency;
 mod local;
+#[cfg(test)]
+mod local_tests;
 mod memory;
 mod metered;
 mod url;

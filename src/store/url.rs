@@ -22,7 +22,7 @@ const ACCEPTED: &str = "use a directory path, file:///abs/path, memory:// or s3:
 fn source_error(source: &str, why: impl std::fmt::Display) -> StoreError {
     StoreError::Backend {
         key: source.to_string(),
-        message: format!("cannot open store {source:?}: {why}; {ACCEPTED}"),
+        message: format!("{why}; {ACCEPTED}"),
     }
 }
 
@@ -69,21 +69,16 @@ where
         .collect();
     let store: Arc<dyn object_store::ObjectStore> = match scheme {
         ObjectStoreScheme::AmazonS3 => {
-            let builder = env_config(&env, "AWS_", AmazonS3Builder::new(), |b, k, v| {
-                match k.parse::<AmazonS3ConfigKey>() {
-                    Ok(k) => b.with_config(k, v),
-                    Err(_) => b,
-                }
-            });
+            let builder = env_config(&env, "AWS_", AmazonS3Builder::new(), s3_config);
             return s3_store(builder.with_url(source), prefix.as_ref(), source);
         }
         ObjectStoreScheme::GoogleCloudStorage => {
-            let mut builder = env_config(&env, "GOOGLE_", GoogleCloudStorageBuilder::new(), |b, k, v| {
-                match k.parse::<GoogleConfigKey>() {
-                    Ok(k) => b.with_config(k, v),
-                    Err(_) => b,
-                }
-            });
+            let mut builder = env_config(
+                &env,
+                "GOOGLE_",
+                GoogleCloudStorageBuilder::new(),
+                gcs_config,
+            );
             if let Some((_, path)) = env.iter().find(|(k, _)| k == "SERVICE_ACCOUNT") {
                 builder = builder.with_service_account_path(path);
             }
@@ -91,21 +86,24 @@ where
             Arc::new(store.map_err(|e| source_error(source, e))?)
         }
         ObjectStoreScheme::MicrosoftAzure => {
-            let builder = env_config(&env, "AZURE_", MicrosoftAzureBuilder::new(), |b, k, v| {
-                match k.parse::<AzureConfigKey>() {
-                    Ok(k) => b.with_config(k, v),
-                    Err(_) => b,
-                }
-            });
+            let builder = env_config(&env, "AZURE_", MicrosoftAzureBuilder::new(), azure_config);
             let store = builder.with_url(source).with_retry(retry_config()).build();
             Arc::new(store.map_err(|e| source_error(source, e))?)
         }
         ObjectStoreScheme::Http => {
             let base = &url[..url::Position::BeforePath];
-            let store = HttpBuilder::new().with_url(base).with_retry(retry_config()).build();
+            let store = HttpBuilder::new()
+                .with_url(base)
+                .with_retry(retry_config())
+                .build();
             Arc::new(store.map_err(|e| source_error(source, e))?)
         }
-        other => return Err(source_error(source, format!("unsupported scheme {other:?}"))),
+        other => {
+            return Err(source_error(
+                source,
+                format!("unsupported scheme {other:?}"),
+            ))
+        }
     };
     Ok(wrap(store, prefix.as_ref(), source))
 }
@@ -167,6 +165,28 @@ fn env_config<B>(
     env.iter()
         .filter(|(k, _)| k.starts_with(prefix))
         .fold(builder, |b, (k, v)| apply(b, &k.to_ascii_lowercase(), v))
+}
+
+// Unknown variable names are skipped, as the builders' `from_env` does.
+fn s3_config(b: AmazonS3Builder, key: &str, value: &str) -> AmazonS3Builder {
+    match key.parse::<AmazonS3ConfigKey>() {
+        Ok(k) => b.with_config(k, value),
+        Err(_) => b,
+    }
+}
+
+fn gcs_config(b: GoogleCloudStorageBuilder, key: &str, value: &str) -> GoogleCloudStorageBuilder {
+    match key.parse::<GoogleConfigKey>() {
+        Ok(k) => b.with_config(k, value),
+        Err(_) => b,
+    }
+}
+
+fn azure_config(b: MicrosoftAzureBuilder, key: &str, value: &str) -> MicrosoftAzureBuilder {
+    match key.parse::<AzureConfigKey>() {
+        Ok(k) => b.with_config(k, value),
+        Err(_) => b,
+    }
 }
 
 /// `scheme://...` or `file:...`; anything else is a directory path, even

@@ -81,7 +81,9 @@ pub fn delete_batch(ids: &[&str]) -> WriteBatch {
 }
 
 pub fn patch_batch(patches: Vec<Patch>) -> WriteBatch {
-    patches.into_iter().fold(WriteBatch::new(), WriteBatch::patch)
+    patches
+        .into_iter()
+        .fold(WriteBatch::new(), WriteBatch::patch)
 }
 
 pub async fn scan_ids(engine: &Engine) -> Vec<String> {

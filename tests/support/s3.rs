@@ -98,7 +98,8 @@ impl MotoServer {
     fn start_on(port: u16) -> Result<MotoServer, String> {
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("moto-{}-{port}.log", std::process::id()));
-        let log_file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let log_file =
+            std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let log_err = log_file.try_clone().map_err(|e| e.to_string())?;
         let mut child = Command::new("sh")
             .arg("-c")
@@ -132,9 +133,18 @@ impl MotoServer {
             }
             match http_put(addr, &format!("/{}", self.bucket)) {
                 Ok(200) => return Ok(()),
-                Ok(code) => return Err(format!("creating bucket: HTTP {code}: {}", self.log_tail())),
-                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-                Err(e) => return Err(format!("not answering after {START_TIMEOUT:?}: {e}: {}", self.log_tail())),
+                Ok(code) => {
+                    return Err(format!("creating bucket: HTTP {code}: {}", self.log_tail()))
+                }
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "not answering after {START_TIMEOUT:?}: {e}: {}",
+                        self.log_tail()
+                    ))
+                }
             }
         }
     }
@@ -210,7 +220,10 @@ impl Drop for MotoServer {
 
 fn free_port() -> Result<u16, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("binding :0: {e}"))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
 }
 
 /// A minimal unsigned `PUT path`; moto accepts bucket creation without auth.

@@ -1,0 +1,118 @@
+//! Control files: `.flush`, `.compact`, `.repair` run their operation when
+//! a handle opened for writing is closed and show the last result when read;
+//! `.verify` and `.stats` generate a JSON report when opened for reading.
+//! Reading never changes anything.
+
+use std::sync::Arc;
+
+use super::core::{now_ms, FsCore};
+use super::error::{FsError, FsResult};
+use super::inodes::Node;
+use super::names::ControlKind;
+use super::namespace::Namespace;
+
+fn pretty(value: &impl serde::Serialize) -> FsResult<Vec<u8>> {
+    let mut out = serde_json::to_vec_pretty(value).map_err(|e| FsError::Io(e.to_string()))?;
+    out.push(b'\n');
+    Ok(out)
+}
+
+impl FsCore {
+    pub(crate) async fn control_content(
+        &self,
+        ns: &Arc<Namespace>,
+        kind: ControlKind,
+    ) -> FsResult<Vec<u8>> {
+        match kind {
+            ControlKind::Verify => match crate::admin::verify(self.store.clone(), &ns.name).await {
+                Ok(report) => pretty(&report),
+                Err(e) => {
+                    log::error!("{}/.verify: verify failed: {e}", ns.name);
+                    Err(e.into())
+                }
+            },
+            ControlKind::Stats => {
+                let stats = ns.engine().await?.stats();
+                pretty(&stats)
+            }
+            _ => Ok(ns.result(kind).into_bytes()),
+        }
+    }
+
+    /// Runs the action of `.flush`, `.compact` or `.repair`, records its
+    /// result for reading, and returns its error as EIO.
+    pub(crate) async fn run_action(&self, ns: &Arc<Namespace>, kind: ControlKind) -> FsResult<()> {
+        self.check_writable()?;
+        let outcome: FsResult<serde_json::Value> = match kind {
+            ControlKind::Flush => match ns.engine().await?.flush().await {
+                Ok(()) => Ok(serde_json::Value::Null),
+                Err(e) => Err(FsError::from(e)),
+            },
+            ControlKind::Compact => match ns.engine().await?.compact().await {
+                Ok(()) => Ok(serde_json::Value::Null),
+                Err(e) => Err(FsError::from(e)),
+            },
+            ControlKind::Repair => self.run_repair(ns).await,
+            ControlKind::Verify | ControlKind::Stats => return Ok(()),
+        };
+        let finished = now_ms();
+        let mut record = serde_json::json!({
+            "operation": kind.op_name(),
+            "namespace": ns.name,
+            "finished_at_ms": finished,
+        });
+        let result = match outcome {
+            Ok(report) => {
+                record["ok"] = true.into();
+                if !report.is_null() {
+                    record["report"] = report;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                log::error!(
+                    "{}/{}: {} failed: {e}",
+                    ns.name,
+                    kind.file_name(),
+                    kind.op_name()
+                );
+                record["ok"] = false.into();
+                record["error"] = e.to_string().into();
+                Err(FsError::Io(format!("{} failed: {e}", kind.op_name())))
+            }
+        };
+        let text = String::from_utf8(pretty(&record)?).unwrap_or_default();
+        ns.set_result(kind, text, finished);
+        result
+    }
+
+    /// Repair fences the namespace, so the engine is closed first and
+    /// reopened (lazily) after; every cached view of its documents is dropped.
+    async fn run_repair(&self, ns: &Arc<Namespace>) -> FsResult<serde_json::Value> {
+        let report = {
+            let mut slot = ns.exclusive().await;
+            *slot = None;
+            crate::admin::repair(self.store.clone(), &ns.name).await
+        };
+        let mut stale = Vec::new();
+        {
+            let mut t = self.table.lock();
+            for (ino, name) in t.children(ns.ino) {
+                if let Some(Node::Doc(d)) = t.get_mut(ino).map(|i| &mut i.node) {
+                    if !d.pending {
+                        d.meta = None;
+                    }
+                    d.kernel_cache_seq = None;
+                    stale.push((ino, name));
+                }
+            }
+        }
+        self.bump_epoch();
+        for (ino, name) in stale {
+            self.invalidate_inode(ino, false).await;
+            self.invalidate_entry(ns.ino, &name);
+        }
+        let report = report?;
+        serde_json::to_value(&report).map_err(|e| FsError::Io(e.to_string()))
+    }
+}

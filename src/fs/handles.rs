@@ -1,0 +1,86 @@
+//! Open file and directory handles.
+//!
+//! Each handle sits behind its own async mutex, so operations on one handle
+//! run in order while different handles proceed in parallel.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use super::dirstream::DirStream;
+use super::names::ControlKind;
+
+pub(crate) enum FileState {
+    /// A document: the content as of open, then as edited.
+    Doc { buf: Vec<u8>, dirty: bool },
+    /// Scratch I/O goes straight to the inode's in-memory data.
+    Scratch,
+    Control {
+        kind: ControlKind,
+        /// What reads return: generated at open.
+        content: Bytes,
+        /// Opened for writing and the operation has not run yet.
+        run_pending: bool,
+    },
+}
+
+pub(crate) struct FileHandle {
+    pub ino: u64,
+    pub readable: bool,
+    pub writable: bool,
+    pub state: FileState,
+}
+
+impl FileHandle {
+    pub fn is_dirty(&self) -> bool {
+        matches!(self.state, FileState::Doc { dirty: true, .. })
+    }
+}
+
+pub(crate) enum Handle {
+    File(FileHandle),
+    Dir(DirStream),
+}
+
+pub(crate) type HandleRef = Arc<tokio::sync::Mutex<Handle>>;
+
+pub(crate) struct HandleTable {
+    next: AtomicU64,
+    map: Mutex<HashMap<u64, HandleRef>>,
+}
+
+impl HandleTable {
+    pub fn new() -> HandleTable {
+        HandleTable {
+            next: AtomicU64::new(1),
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn insert(&self, handle: Handle) -> u64 {
+        let fh = self.next.fetch_add(1, Ordering::Relaxed);
+        self.map
+            .lock()
+            .insert(fh, Arc::new(tokio::sync::Mutex::new(handle)));
+        fh
+    }
+
+    pub fn get(&self, fh: u64) -> Option<HandleRef> {
+        self.map.lock().get(&fh).cloned()
+    }
+
+    pub fn remove(&self, fh: u64) -> Option<HandleRef> {
+        self.map.lock().remove(&fh)
+    }
+
+    pub fn all(&self) -> Vec<(u64, HandleRef)> {
+        self.map
+            .lock()
+            .iter()
+            .map(|(fh, h)| (*fh, h.clone()))
+            .collect()
+    }
+}

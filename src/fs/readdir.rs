@@ -1,0 +1,162 @@
+//! Directory listings: `opendir` fixes the in-memory entries, `readdir`
+//! streams the rest from the engine through the handle's `DirStream`.
+
+use super::attr::{Attr, DirEntry, FileKind};
+use super::core::{control_ino, FsCore};
+use super::dirstream::{DirStream, RawEntry};
+use super::error::{FsError, FsResult};
+use super::handles::Handle;
+use super::inodes::{DocNode, InodeTable, Node, ROOT_INO};
+use super::names::ControlKind;
+
+impl FsCore {
+    pub async fn opendir(&self, ino: u64) -> FsResult<u64> {
+        let stream = if ino == ROOT_INO {
+            self.refresh_namespaces().await?;
+            let t = self.table.lock();
+            let mut fixed = vec![RawEntry::Dot, RawEntry::DotDot];
+            let mut names: Vec<String> = t
+                .children(ROOT_INO)
+                .into_iter()
+                .map(|(_, name)| name)
+                .collect();
+            names.sort();
+            fixed.extend(names.into_iter().map(RawEntry::Named));
+            DirStream::new(ino, fixed, false)
+        } else {
+            let ns = self.namespace(ino)?;
+            let t = self.table.lock();
+            let mut fixed = vec![RawEntry::Dot, RawEntry::DotDot];
+            fixed.extend(
+                ControlKind::ALL
+                    .iter()
+                    .map(|k| RawEntry::Named(k.file_name().to_string())),
+            );
+            fixed.extend(t.memory_names(ns.ino).into_iter().map(RawEntry::Named));
+            DirStream::new(ino, fixed, true)
+        };
+        Ok(self.handles.insert(Handle::Dir(stream)))
+    }
+
+    /// Entries after `offset`. With `plus`, each returned entry other than
+    /// `.` and `..` counts as a lookup: the caller must `forget` those it
+    /// could not pass on.
+    pub async fn readdir(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        plus: bool,
+    ) -> FsResult<Vec<DirEntry>> {
+        let handle = self.handles.get(fh).ok_or(FsError::BadHandle)?;
+        let mut handle = handle.lock().await;
+        let Handle::Dir(stream) = &mut *handle else {
+            return Err(FsError::BadHandle);
+        };
+        if stream.dir_ino != ino {
+            return Err(FsError::BadHandle);
+        }
+        let raw = if ino == ROOT_INO {
+            stream.entries_after(offset, None, |_| false).await?
+        } else {
+            let ns = self.namespace(ino)?;
+            let engine = ns.engine().await?;
+            let skip = |id: &_| self.table.lock().is_hidden(ns.ino, id);
+            stream.entries_after(offset, Some(&engine), skip).await?
+        };
+        let mut t = self.table.lock();
+        let mut out = Vec::with_capacity(raw.len());
+        for (pos, entry) in raw {
+            if let Some(e) = self.resolve(&mut t, ino, pos, entry, plus) {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    fn resolve(
+        &self,
+        t: &mut InodeTable,
+        dir: u64,
+        pos: u64,
+        entry: RawEntry,
+        plus: bool,
+    ) -> Option<DirEntry> {
+        let (name, ino, count) = match entry {
+            RawEntry::Dot => (".".to_string(), dir, false),
+            RawEntry::DotDot => {
+                let parent = t.get(dir).map_or(ROOT_INO, |i| i.parent);
+                ("..".to_string(), parent, false)
+            }
+            RawEntry::Named(name) => {
+                let ino = match t.lookup(dir, &name) {
+                    Some(ino) => ino,
+                    None => match ControlKind::ALL.iter().find(|k| k.file_name() == name) {
+                        Some(kind) if dir != ROOT_INO => control_ino(t, dir, *kind),
+                        _ => return None,
+                    },
+                };
+                (name, ino, true)
+            }
+            RawEntry::Doc { name, id, meta } => {
+                let ino = match t.lookup(dir, &name) {
+                    Some(ino) => {
+                        if let Some(Node::Doc(d)) = t.get_mut(ino).map(|i| &mut i.node) {
+                            d.meta.get_or_insert(meta);
+                        }
+                        ino
+                    }
+                    None if plus => t.insert(
+                        dir,
+                        &name,
+                        Node::Doc(DocNode {
+                            id,
+                            meta: Some(meta),
+                            pending: false,
+                            kernel_cache_seq: None,
+                            dirty_size: None,
+                        }),
+                    ),
+                    None => {
+                        let ino = t.ino_for(dir, &name);
+                        let attr = Attr {
+                            ino,
+                            kind: FileKind::File,
+                            size: meta.size,
+                            mtime: super::attr::time_from_ms(meta.mtime_ms),
+                            perm: self.cfg.file_mode,
+                            nlink: 1,
+                            uid: self.cfg.uid,
+                            gid: self.cfg.gid,
+                        };
+                        return Some(DirEntry {
+                            ino,
+                            offset: pos,
+                            name,
+                            kind: FileKind::File,
+                            attr,
+                        });
+                    }
+                };
+                (name, ino, true)
+            }
+        };
+        let attr = self.attr_locked(t, ino)?;
+        if plus && count {
+            if let Some(inode) = t.get_mut(ino) {
+                inode.nlookup += 1;
+            }
+        }
+        Some(DirEntry {
+            ino,
+            offset: pos,
+            name,
+            kind: attr.kind,
+            attr,
+        })
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.handles.remove(fh);
+    }
+}
