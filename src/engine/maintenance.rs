@@ -126,6 +126,7 @@ impl Engine {
             inner.note_fenced(&e);
             return Err(e);
         }
+        let next_version = next.version;
         inner.state.write().manifest = Arc::new(next);
         inner.reader.remember_index(index);
         inner.counters.compactions.fetch_add(1, Ordering::Relaxed);
@@ -135,6 +136,23 @@ impl Engine {
                 log::warn!("namespace {}: could not delete replaced segment {key} ({e}); `reef repair` removes it", inner.ns);
             }
         }
+        // Old manifests are history nobody reads; keep a few for operators.
+        let versions = manifest::list_versions(&inner.store, &inner.ns).await?;
+        for v in versions
+            .iter()
+            .filter(|v| **v + KEEP_MANIFESTS <= next_version)
+        {
+            let key = super::layout::manifest_key(&inner.ns, *v);
+            if let Err(e) = inner.store.delete(&key).await {
+                log::warn!(
+                    "namespace {}: could not delete old manifest {key}: {e}",
+                    inner.ns
+                );
+            }
+        }
         Ok(())
     }
 }
+
+/// Manifest versions compaction leaves in place, newest included.
+const KEEP_MANIFESTS: u64 = 10;

@@ -424,16 +424,17 @@ impl FsCore {
         };
         match attempt.await {
             Ok(stored) => {
-                let mut t = self.table.lock();
-                if let Some(Node::Doc(d)) = t.get_mut(ino).map(|i| &mut i.node) {
-                    d.pending = false;
-                    d.meta = stored.as_ref().map(DocMeta::of);
-                    d.dirty_size = None;
-                    d.kernel_cache_seq = None;
+                {
+                    let mut t = self.table.lock();
+                    if let Some(Node::Doc(d)) = t.get_mut(ino).map(|i| &mut i.node) {
+                        d.pending = false;
+                        d.meta = stored.as_ref().map(DocMeta::of);
+                        d.dirty_size = None;
+                        d.kernel_cache_seq = None;
+                    }
+                    t.unhide(ns.ino, &id);
+                    t.reindex(ino);
                 }
-                t.unhide(ns.ino, &id);
-                t.reindex(ino);
-                drop(t);
                 self.bump_epoch();
                 self.invalidate_inode(ino, true).await;
                 Ok(())

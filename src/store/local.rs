@@ -196,7 +196,12 @@ fn get_range_blocking(path: &Path, key: &str, range: Option<Range<u64>>) -> Stor
         }
     };
     let file = File::open(path).map_err(map)?;
-    let size = file.metadata().map_err(map)?.len();
+    let metadata = file.metadata().map_err(map)?;
+    // Opening a directory succeeds; it is still not an object.
+    if !metadata.is_file() {
+        return Err(StoreError::NotFound(key.to_string()));
+    }
+    let size = metadata.len();
     let range = range.unwrap_or(0..size);
     if range.start > range.end || range.end > size {
         return Err(StoreError::BadRange {

@@ -126,6 +126,11 @@ async fn an_object_is_not_a_directory() {
         .await
         .expect_err("under a file")
         .is_not_found());
+    let err = store
+        .get_range("ns/x", 0..100_000)
+        .await
+        .expect_err("a directory");
+    assert!(err.is_not_found(), "{err}");
     store
         .delete("ns/x")
         .await

@@ -105,7 +105,7 @@ where
             ))
         }
     };
-    Ok(wrap(store, prefix.as_ref(), source))
+    wrap(store, prefix.as_ref(), source)
 }
 
 /// Builds an S3 store with the settings reef relies on and scopes it to
@@ -123,7 +123,7 @@ pub fn s3_store(
         .with_retry(retry_config())
         .build()
         .map_err(|e| source_error(description, e))?;
-    Ok(wrap(Arc::new(store), prefix, description))
+    wrap(Arc::new(store), prefix, description)
 }
 
 /// Retries for transient errors (5xx, throttling, resets), bounded so a
@@ -145,13 +145,18 @@ fn wrap(
     store: Arc<dyn object_store::ObjectStore>,
     prefix: &str,
     description: &str,
-) -> Arc<dyn ObjectStore> {
-    let store: Arc<dyn object_store::ObjectStore> = if prefix.is_empty() {
+) -> StoreResult<Arc<dyn ObjectStore>> {
+    // parse, not from: the prefix comes from a URL already decoded into a
+    // path, and `Path::from` would percent-encode it a second time.
+    let prefix = Path::parse(prefix).map_err(|e| source_error(description, e))?;
+    let store: Arc<dyn object_store::ObjectStore> = if prefix.as_ref().is_empty() {
         store
     } else {
-        Arc::new(PrefixStore::new(store, Path::from(prefix)))
+        Arc::new(PrefixStore::new(store, prefix))
     };
-    Arc::new(ObjectStoreAdapter::new(store).with_description(description))
+    Ok(Arc::new(
+        ObjectStoreAdapter::new(store).with_description(description),
+    ))
 }
 
 /// Applies `PREFIX_NAME=value` variables as builder settings, the way the
