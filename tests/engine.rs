@@ -47,31 +47,42 @@ async fn concurrent_writers_share_wal_objects_and_all_are_durable() {
 
 #[tokio::test]
 async fn a_second_writer_fences_the_first() {
-    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
-    let first = open_engine(&store, "fence").await;
-    first.write(upsert_batch(vec![doc("a")])).await.unwrap();
+    for ts in all_backends() {
+        let store = &ts.store;
+        let first = open_engine(store, "fence").await;
+        first.write(upsert_batch(vec![doc("a")])).await.unwrap();
 
-    let second = open_engine(&store, "fence").await;
-    assert_eq!(
-        doc_count(&second).await,
-        1,
-        "the new writer sees acknowledged writes"
-    );
+        let second = open_engine(store, "fence").await;
+        assert_eq!(
+            doc_count(&second).await,
+            1,
+            "the new writer sees acknowledged writes"
+        );
 
-    let err = first.write(upsert_batch(vec![doc("zombie")])).await;
-    assert!(matches!(err, Err(EngineError::Fenced { .. })), "{err:?}");
-    assert!(first.fenced_by().is_some());
-    // Fenced for good: flush and later writes fail too.
-    assert!(matches!(
-        first.flush().await,
-        Err(EngineError::Fenced { .. })
-    ));
-    assert!(first.write(upsert_batch(vec![doc("again")])).await.is_err());
+        let err = first.write(upsert_batch(vec![doc("zombie")])).await;
+        assert!(
+            matches!(err, Err(EngineError::Fenced { .. })),
+            "backend={}: {err:?}",
+            ts.name
+        );
+        assert!(first.fenced_by().is_some());
+        // Fenced for good: flush and later writes fail too.
+        assert!(matches!(
+            first.flush().await,
+            Err(EngineError::Fenced { .. })
+        ));
+        assert!(first.write(upsert_batch(vec![doc("again")])).await.is_err());
 
-    second.write(upsert_batch(vec![doc("b")])).await.unwrap();
-    second.flush().await.unwrap();
-    let reopened = open_engine(&store, "fence").await;
-    assert_eq!(scan_ids(&reopened).await, vec!["a", "b"]);
+        second.write(upsert_batch(vec![doc("b")])).await.unwrap();
+        second.flush().await.unwrap();
+        let reopened = open_engine(store, "fence").await;
+        assert_eq!(
+            scan_ids(&reopened).await,
+            vec!["a", "b"],
+            "backend={}",
+            ts.name
+        );
+    }
 }
 
 #[tokio::test]
@@ -377,31 +388,33 @@ async fn a_corrupt_segment_is_recovered_from_the_wal_by_repair() {
 
 #[tokio::test]
 async fn a_read_only_follower_sees_new_writes_after_refresh() {
-    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
-    let writer = open_engine(&store, "follow").await;
-    writer.write(upsert_batch(vec![doc("a")])).await.unwrap();
-    let follower = Engine::open(
-        store.clone(),
-        "follow",
-        EngineOptions {
-            read_only: true,
-            ..EngineOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    writer.write(upsert_batch(vec![doc("b")])).await.unwrap();
-    follower.refresh().await.unwrap();
-    assert_eq!(scan_ids(&follower).await, vec!["a", "b"]);
-    writer.flush().await.unwrap();
-    writer.write(upsert_batch(vec![doc("c")])).await.unwrap();
-    writer.compact().await.unwrap();
-    follower.refresh().await.unwrap();
-    assert_eq!(scan_ids(&follower).await, vec!["a", "b", "c"]);
-    assert!(matches!(
-        follower.write(upsert_batch(vec![doc("x")])).await,
-        Err(EngineError::ReadOnly(_))
-    ));
-    // Still the writer: the follower never fenced it.
-    writer.write(upsert_batch(vec![doc("d")])).await.unwrap();
+    for ts in all_backends() {
+        let store = ts.store.clone();
+        let writer = open_engine(&store, "follow").await;
+        writer.write(upsert_batch(vec![doc("a")])).await.unwrap();
+        let follower = Engine::open(
+            store.clone(),
+            "follow",
+            EngineOptions {
+                read_only: true,
+                ..EngineOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        writer.write(upsert_batch(vec![doc("b")])).await.unwrap();
+        follower.refresh().await.unwrap();
+        assert_eq!(scan_ids(&follower).await, vec!["a", "b"]);
+        writer.flush().await.unwrap();
+        writer.write(upsert_batch(vec![doc("c")])).await.unwrap();
+        writer.compact().await.unwrap();
+        follower.refresh().await.unwrap();
+        assert_eq!(scan_ids(&follower).await, vec!["a", "b", "c"]);
+        assert!(matches!(
+            follower.write(upsert_batch(vec![doc("x")])).await,
+            Err(EngineError::ReadOnly(_))
+        ));
+        // Still the writer: the follower never fenced it.
+        writer.write(upsert_batch(vec![doc("d")])).await.unwrap();
+    }
 }

@@ -136,6 +136,11 @@ impl FsCore {
         *self.sink.lock() = Some(sink);
     }
 
+    /// Stops sending invalidations (the mount is gone).
+    pub fn clear_invalidation_sink(&self) {
+        *self.sink.lock() = None;
+    }
+
     pub(crate) fn invalidate_entry(&self, parent: u64, name: &str) {
         if let Some(sink) = self.sink.lock().as_ref() {
             let _ = sink.send(Invalidation::Entry {

@@ -1,1 +1,264 @@
-//! wip
+//! `reef mount`: check the mountpoint, open the store, mount, detach (unless
+//! `--foreground`), and unmount cleanly on SIGTERM/SIGINT or `umount`.
+//!
+//! Detaching forks before any thread exists. The parent waits on a pipe
+//! until the child reports the mount live (exit 0) or sends its error
+//! (printed, exit 1), so `reef mount` returns only once the mount works.
+
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use super::error::FsError;
+use super::mount::{lazy_unmount, mount, Event, MountOptions};
+
+/// Runs `reef mount SOURCE MOUNTPOINT`. In the foreground, returns after a
+/// clean unmount. Detached, the calling process returns `Ok` once the mount
+/// is live (the daemon child exits by itself when unmounted).
+pub fn run_mount_command(source: &str, mountpoint: &Path, opts: MountOptions) -> Result<(), FsError> {
+    let mountpoint = std::path::absolute(mountpoint)
+        .map_err(|e| FsError::Mount(format!("mountpoint {}: {e}", mountpoint.display())))?;
+    check_mountpoint(&mountpoint)?;
+    check_dev_fuse()?;
+    let source = absolute_source(source);
+    if opts.foreground {
+        return serve(&source, &mountpoint, &opts, None);
+    }
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for the two descriptors pipe() writes.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(FsError::Mount(format!("pipe: {}", std::io::Error::last_os_error())));
+    }
+    // SAFETY: pipe() returned two fresh descriptors we now own.
+    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: no other thread exists yet (the runtime starts in the child).
+    match unsafe { libc::fork() } {
+        -1 => Err(FsError::Mount(format!("fork: {}", std::io::Error::last_os_error()))),
+        0 => {
+            drop(read_end);
+            let code = match detach(&opts) {
+                Ok(()) => match serve(&source, &mountpoint, &opts, Some(File::from(write_end))) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        log::error!("{e}");
+                        1
+                    }
+                },
+                Err(e) => {
+                    let mut w = File::from(write_end);
+                    let _ = writeln!(w, "{e}");
+                    1
+                }
+            };
+            log::logger().flush();
+            std::process::exit(code);
+        }
+        _child => {
+            drop(write_end);
+            let mut msg = String::new();
+            let _ = File::from(read_end).read_to_string(&mut msg);
+            match msg.trim() {
+                "ok" => Ok(()),
+                "" => Err(FsError::Mount(format!(
+                    "the reef daemon for {} exited before the mount was ready; \
+                     run with --foreground to see why",
+                    mountpoint.display()
+                ))),
+                error => Err(FsError::Mount(error.to_string())),
+            }
+        }
+    }
+}
+
+/// A bare path becomes absolute: the daemon changes directory to `/`.
+fn absolute_source(source: &str) -> String {
+    if source.contains("://") {
+        return source.to_string();
+    }
+    std::path::absolute(source)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| source.to_string())
+}
+
+/// New session, cwd `/`, stdin/stdout to /dev/null, stderr to the log file
+/// if one was given (otherwise left where it was, for the service manager).
+fn detach(opts: &MountOptions) -> Result<(), FsError> {
+    // SAFETY: plain syscalls on this process.
+    unsafe {
+        libc::setsid();
+    }
+    let _ = std::env::set_current_dir("/");
+    let null = File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| FsError::Mount(format!("/dev/null: {e}")))?;
+    let mut targets = vec![(null.as_raw_fd(), 0), (null.as_raw_fd(), 1)];
+    let log = match &opts.log_file {
+        Some(path) => Some(
+            File::options()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| FsError::Mount(format!("log file {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    if let Some(log) = &log {
+        targets.push((log.as_raw_fd(), 2));
+    }
+    for (from, to) in targets {
+        // SAFETY: both descriptors are open; dup2 replaces `to` atomically.
+        unsafe {
+            libc::dup2(from, to);
+        }
+    }
+    Ok(())
+}
+
+/// Opens the store, mounts, reports readiness, and serves until unmounted.
+fn serve(
+    source: &str,
+    mountpoint: &Path,
+    opts: &MountOptions,
+    mut ready: Option<File>,
+) -> Result<(), FsError> {
+    let mut report = |msg: &str| {
+        if let Some(mut w) = ready.take() {
+            let _ = writeln!(w, "{msg}");
+        }
+    };
+    let mounted = crate::store::open_store(source)
+        .map_err(|e| FsError::Mount(format!("cannot open store {source}: {e}")))
+        .and_then(|store| mount(store, mountpoint, opts));
+    let mut handle = match mounted {
+        Ok(handle) => handle,
+        Err(e) => {
+            report(&e.to_string());
+            return Err(e);
+        }
+    };
+    if let Err(e) = std::fs::metadata(mountpoint).and_then(|_| std::fs::read_dir(mountpoint)) {
+        let e = FsError::Mount(format!("{} mounted but does not answer: {e}", mountpoint.display()));
+        report(&e.to_string());
+        return Err(e);
+    }
+    if let Err(e) = handle.watch_signals() {
+        report(&e.to_string());
+        return Err(e);
+    }
+    log::info!("reef: {source} mounted at {}", mountpoint.display());
+    report("ok");
+    match handle.wait() {
+        Event::Signal(sig) => {
+            log::info!("reef: signal {sig}: unmounting {}", mountpoint.display());
+            handle.shutdown(true)
+        }
+        Event::Ended => {
+            log::info!("reef: {} was unmounted", mountpoint.display());
+            handle.shutdown(false)
+        }
+    }
+}
+
+fn check_dev_fuse() -> Result<(), FsError> {
+    if Path::new("/dev/fuse").exists() {
+        return Ok(());
+    }
+    Err(FsError::Mount(
+        "/dev/fuse is missing: install FUSE (`apt-get install fuse3`) and load the kernel \
+         module (`modprobe fuse`); in a container, pass --device /dev/fuse"
+            .into(),
+    ))
+}
+
+/// One line of /proc/self/mountinfo: (mount point, fs type, source).
+fn mounts() -> Vec<(PathBuf, String, String)> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let point = left.split(' ').nth(4)?;
+            let mut right = right.split(' ');
+            let fstype = right.next()?.to_string();
+            let source = right.next().unwrap_or("").to_string();
+            Some((PathBuf::from(unescape(point)), fstype, unescape(&source)))
+        })
+        .collect()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn mount_at(path: &Path) -> Option<(String, String)> {
+    mounts()
+        .into_iter()
+        .rev()
+        .find(|(p, _, _)| p == path)
+        .map(|(_, fstype, source)| (fstype, source))
+}
+
+fn check_mountpoint(path: &Path) -> Result<(), FsError> {
+    let shown = path.display();
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_dir() => Err(FsError::Mount(format!("mountpoint {shown} is not a directory"))),
+        Ok(_) => match mount_at(path) {
+            Some((fstype, source)) => Err(FsError::Mount(format!(
+                "mountpoint {shown} is busy: {source} ({fstype}) is already mounted there; \
+                 unmount it first (`umount {shown}`)"
+            ))),
+            None => Ok(()),
+        },
+        Err(e) if e.kind() == ErrorKind::NotFound => Err(FsError::Mount(format!(
+            "mountpoint {shown} does not exist; create it with `mkdir -p {shown}`"
+        ))),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => match mount_at(path) {
+            Some((fstype, _)) if fstype == "fuse.reef" => {
+                lazy_unmount(path)?;
+                eprintln!(
+                    "reef: {shown} was a dead reef mount (Transport endpoint is not connected); \
+                     detached it with `fusermount3 -u -z {shown}`"
+                );
+                check_mountpoint(path)
+            }
+            _ => Err(FsError::Mount(format!(
+                "mountpoint {shown}: Transport endpoint is not connected (a dead FUSE mount \
+                 of another filesystem); clear it with `fusermount3 -u -z {shown}`"
+            ))),
+        },
+        Err(e) => Err(FsError::Mount(format!("mountpoint {shown}: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(unescape(r"/mnt/a\040b"), "/mnt/a b");
+        assert_eq!(unescape(r"/x\\"), r"/x\\");
+    }
+
+    #[test]
+    fn missing_mountpoint_is_named() {
+        let err = check_mountpoint(Path::new("/nonexistent/reef-mnt")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/reef-mnt"), "{err}");
+        assert!(err.to_string().contains("mkdir"), "{err}");
+    }
+}

@@ -8,7 +8,7 @@
 use std::time::SystemTime;
 
 use super::attr::{Attr, OpenInfo, OpenMode, SetAttr};
-use super::core::{control_ino, now_ms, FsCore};
+use super::core::{control_ino, FsCore};
 use super::error::{FsError, FsResult};
 use super::handles::{FileHandle, FileState, Handle};
 use super::inodes::{DocMeta, DocNode, InodeTable, Node, ScratchNode, ROOT_INO};
@@ -565,9 +565,4 @@ pub(crate) fn set_scratch_len(t: &mut InodeTable, ino: u64, len: u64, limit: u64
         s.mtime = SystemTime::now();
     }
     Ok(())
-}
-
-#[allow(dead_code)]
-fn _now() -> u64 {
-    now_ms()
 }

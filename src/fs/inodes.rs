@@ -315,11 +315,6 @@ impl InodeTable {
         }
     }
 
-    /// Every open or remembered inode (for shutdown).
-    pub fn inos(&self) -> Vec<u64> {
-        self.by_ino.keys().copied().collect()
-    }
-
     pub fn len(&self) -> usize {
         self.by_ino.len()
     }

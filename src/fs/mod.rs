@@ -26,9 +26,9 @@ mod rename;
 
 pub use self::attr::{Attr, DirEntry, FileKind, OpenInfo, OpenMode, SetAttr};
 pub use self::core::{CoreConfig, FsCore, Invalidation, StatFs};
-// pub use self::daemon::run_mount_command;
+pub use self::daemon::run_mount_command;
 pub use self::error::{FsError, FsResult};
 pub use self::inodes::ROOT_INO;
-// pub use self::mount::{mount, MountHandle, MountOptions};
+pub use self::mount::{mount, mount_core, MountHandle, MountOptions};
 pub use self::names::{classify, doc_file_name, ControlKind, NameKind};
 pub use self::rename::RenameFlags;

@@ -1,1 +1,416 @@
-//! wip
+//! Mounting: `MountOptions` (also parsed from `-o` strings, as mount(8)
+//! passes them), `mount`, and the `MountHandle` that unmounts cleanly.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use fuser::{MountOption, SessionACL, SessionUnmounter};
+
+use super::adapter::Adapter;
+use super::core::{CoreConfig, FsCore};
+use super::error::FsError;
+use super::notify::{spawn_notifier, InFlight};
+use crate::store::ObjectStore;
+
+/// How to mount. Every field is also an `-o` option (see `parse_o`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountOptions {
+    /// `ro`: every change fails with EROFS; namespaces open as followers.
+    pub read_only: bool,
+    /// `allow_other`: users other than the mounting one may use the mount.
+    pub allow_other: bool,
+    /// `allow_root`: root may use the mount too.
+    pub allow_root: bool,
+    /// `auto_unmount`: the kernel side is cleaned up if the daemon dies.
+    pub auto_unmount: bool,
+    /// `foreground`: `reef mount` does not detach.
+    pub foreground: bool,
+    /// `uid=N`, `gid=N`: owner shown for every file (default: the mounter).
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// `file_mode=0644`, `dir_mode=0755` (octal).
+    pub file_mode: Option<u16>,
+    pub dir_mode: Option<u16>,
+    /// `cache=DIR`: accepted for compatibility; reef caches in memory only.
+    pub cache_dir: Option<PathBuf>,
+    /// `threads=N`: FUSE event loops (default 4).
+    pub threads: Option<usize>,
+    /// `scratch_limit=BYTES`: memory for scratch files (default 256 MiB).
+    pub scratch_limit: Option<u64>,
+    /// `log_file=PATH`: where a detached daemon writes its log.
+    pub log_file: Option<PathBuf>,
+    /// Kernel mount flags and options passed through (`noexec`, `max_read=N`).
+    pub extra: Vec<String>,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions {
+            read_only: false,
+            allow_other: false,
+            allow_root: false,
+            auto_unmount: false,
+            foreground: false,
+            uid: None,
+            gid: None,
+            file_mode: None,
+            dir_mode: None,
+            cache_dir: None,
+            threads: None,
+            scratch_limit: None,
+            log_file: None,
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// Options that only mean something to mount(8), fstab or systemd.
+fn fstab_only(opt: &str) -> bool {
+    matches!(
+        opt,
+        "noauto" | "auto" | "_netdev" | "nofail" | "defaults" | "user" | "users" | "owner"
+            | "group" | "nouser" | "rw" | "dev" | "suid" | "exec" | "async" | "sync"
+            | "dirsync" | "atime" | "relatime" | "strictatime" | "lazytime" | "nodiratime"
+            | "default_permissions" | "nonempty" | "" | "bg" | "fg" | "silent" | "loud"
+    ) || opt.starts_with("x-")
+        || opt.starts_with("comment=")
+        || opt.starts_with("subtype=")
+        || opt.starts_with("fsname=")
+}
+
+fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, FsError> {
+    value
+        .parse()
+        .map_err(|_| FsError::Mount(format!("mount option {key}={value}: not a number")))
+}
+
+fn octal(key: &str, value: &str) -> Result<u16, FsError> {
+    u16::from_str_radix(value.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| FsError::Mount(format!("mount option {key}={value}: not an octal mode")))
+}
+
+impl MountOptions {
+    /// Parses an `-o` string (`ro,allow_other,uid=1000`).
+    pub fn parse_o(options: &str) -> Result<MountOptions, FsError> {
+        let mut opts = MountOptions::default();
+        opts.apply_o(options)?;
+        Ok(opts)
+    }
+
+    /// Applies an `-o` string on top of these options (`-o` may repeat).
+    /// Options only fstab or systemd care about are accepted and ignored;
+    /// an unknown option is an error naming it.
+    pub fn apply_o(&mut self, options: &str) -> Result<(), FsError> {
+        for opt in options.split(',').map(str::trim) {
+            let (key, value) = match opt.split_once('=') {
+                Some((k, v)) => (k.replace('-', "_"), Some(v)),
+                None => (opt.replace('-', "_"), None),
+            };
+            match (key.as_str(), value) {
+                ("ro" | "read_only", None) => self.read_only = true,
+                ("rw", None) => self.read_only = false,
+                ("allow_other", None) => self.allow_other = true,
+                ("allow_root", None) => self.allow_root = true,
+                ("auto_unmount", None) => self.auto_unmount = true,
+                ("foreground", None) => self.foreground = true,
+                ("uid", Some(v)) => self.uid = Some(number("uid", v)?),
+                ("gid", Some(v)) => self.gid = Some(number("gid", v)?),
+                ("file_mode", Some(v)) => self.file_mode = Some(octal("file_mode", v)?),
+                ("dir_mode", Some(v)) => self.dir_mode = Some(octal("dir_mode", v)?),
+                ("cache" | "cache_dir", Some(v)) => self.cache_dir = Some(PathBuf::from(v)),
+                ("threads", Some(v)) => self.threads = Some(number("threads", v)?),
+                ("scratch_limit", Some(v)) => self.scratch_limit = Some(number("scratch_limit", v)?),
+                ("log_file" | "logfile", Some(v)) => self.log_file = Some(PathBuf::from(v)),
+                ("nodev" | "nosuid" | "noexec" | "noatime", None) => self.extra.push(key),
+                ("max_read", Some(v)) => {
+                    number::<u32>("max_read", v)?;
+                    self.extra.push(format!("max_read={v}"));
+                }
+                _ if fstab_only(opt) => {}
+                _ => {
+                    return Err(FsError::Mount(format!(
+                        "unknown mount option {opt:?} (reef accepts ro, rw, allow_other, \
+                         allow_root, auto_unmount, foreground, uid=, gid=, file_mode=, dir_mode=, \
+                         cache=, threads=, scratch_limit=, log_file=, noexec, nosuid, nodev, \
+                         noatime, max_read=, and fstab-only options)"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The core configuration these options describe.
+    pub fn core_config(&self) -> CoreConfig {
+        let mut cfg = CoreConfig {
+            read_only: self.read_only,
+            ..CoreConfig::default()
+        };
+        if let Some(uid) = self.uid {
+            cfg.uid = uid;
+        }
+        if let Some(gid) = self.gid {
+            cfg.gid = gid;
+        }
+        if let Some(mode) = self.file_mode {
+            cfg.file_mode = mode;
+        }
+        if let Some(mode) = self.dir_mode {
+            cfg.dir_mode = mode;
+        }
+        if let Some(limit) = self.scratch_limit {
+            cfg.scratch_limit = limit;
+        }
+        cfg
+    }
+
+    fn fuser_config(&self, fsname: &str) -> fuser::Config {
+        let mut cfg = fuser::Config::default();
+        let mut mo = vec![
+            MountOption::FSName(fsname.replace([',', ' ', '\t', '\n'], "_")),
+            MountOption::Subtype("reef".into()),
+            MountOption::DefaultPermissions,
+        ];
+        if self.read_only {
+            mo.push(MountOption::RO);
+        }
+        if self.auto_unmount {
+            mo.push(MountOption::AutoUnmount);
+        }
+        for opt in &self.extra {
+            mo.push(match opt.as_str() {
+                "nodev" => MountOption::NoDev,
+                "nosuid" => MountOption::NoSuid,
+                "noexec" => MountOption::NoExec,
+                "noatime" => MountOption::NoAtime,
+                other => MountOption::CUSTOM(other.to_string()),
+            });
+        }
+        cfg.mount_options = mo;
+        // fuser needs allow_other or allow_root for auto_unmount.
+        cfg.acl = if self.allow_other {
+            SessionACL::All
+        } else if self.allow_root || self.auto_unmount {
+            SessionACL::RootAndOwner
+        } else {
+            SessionACL::Owner
+        };
+        cfg.n_threads = Some(self.threads.unwrap_or(4).max(1));
+        cfg.clone_fd = true;
+        cfg
+    }
+}
+
+/// What ended the wait of a mounted filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// The kernel side went away (`umount`, `fusermount3 -u`).
+    Ended,
+    /// SIGTERM or SIGINT.
+    Signal(i32),
+}
+
+/// A live mount. Dropping it unmounts (lazily if busy), waits for requests
+/// in flight, and commits what open files still hold.
+pub struct MountHandle {
+    mountpoint: PathBuf,
+    core: Arc<FsCore>,
+    unmounter: Option<SessionUnmounter>,
+    session: Option<JoinHandle<io::Result<()>>>,
+    notifier: Option<JoinHandle<()>>,
+    runtime: Option<tokio::runtime::Runtime>,
+    inflight: Arc<InFlight>,
+    events: mpsc::Receiver<Event>,
+    events_tx: mpsc::Sender<Event>,
+}
+
+/// Mounts `store` at `mountpoint`; returns once the mount is live.
+pub fn mount(
+    store: Arc<dyn ObjectStore>,
+    mountpoint: &Path,
+    opts: &MountOptions,
+) -> Result<MountHandle, FsError> {
+    let fsname = store.describe();
+    let core = FsCore::new(store, opts.core_config());
+    mount_core(core, mountpoint, opts, &fsname)
+}
+
+/// Mounts an existing core (tests use this to look inside).
+pub fn mount_core(
+    core: Arc<FsCore>,
+    mountpoint: &Path,
+    opts: &MountOptions,
+    fsname: &str,
+) -> Result<MountHandle, FsError> {
+    let fail = |what: &str, e: io::Error| {
+        FsError::Mount(format!("cannot mount {}: {what}: {e}", mountpoint.display()))
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("reef-fs")
+        .build()
+        .map_err(|e| fail("tokio runtime", e))?;
+    let inflight = Arc::new(InFlight::default());
+    let adapter = Adapter::new(core.clone(), runtime.handle().clone(), inflight.clone());
+    let mut session = fuser::Session::new(adapter, mountpoint, &opts.fuser_config(fsname))
+        .map_err(|e| fail("FUSE session", e))?;
+    let unmounter = session.unmount_callable();
+    let (sink, notifier) = spawn_notifier(session.notifier()).map_err(|e| fail("thread", e))?;
+    core.set_invalidation_sink(sink);
+    let (events_tx, events) = mpsc::channel();
+    let ended = events_tx.clone();
+    let session = std::thread::Builder::new()
+        .name("reef-fuse".into())
+        .spawn(move || {
+            let result = session.run();
+            let _ = ended.send(Event::Ended);
+            result
+        })
+        .map_err(|e| fail("thread", e))?;
+    Ok(MountHandle {
+        mountpoint: mountpoint.to_path_buf(),
+        core,
+        unmounter: Some(unmounter),
+        session: Some(session),
+        notifier: Some(notifier),
+        runtime: Some(runtime),
+        inflight,
+        events,
+        events_tx,
+    })
+}
+
+/// Detaches a mount even while busy (what `fusermount3 -u -z` does).
+pub(crate) fn lazy_unmount(path: &Path) -> Result<(), FsError> {
+    if let Ok(c) = CString::new(path.as_os_str().as_bytes()) {
+        // SAFETY: c is a valid NUL-terminated path for the call's duration.
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+            return Ok(());
+        }
+    }
+    let out = std::process::Command::new("fusermount3")
+        .args(["-u", "-z", "--"])
+        .arg(path)
+        .output()
+        .map_err(|e| FsError::Mount(format!("cannot run fusermount3 -u -z: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(FsError::Mount(format!(
+            "fusermount3 -u -z {} failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+impl MountHandle {
+    pub fn core(&self) -> &Arc<FsCore> {
+        &self.core
+    }
+
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Unmounts and waits until every request and commit has finished.
+    pub fn unmount(mut self) -> Result<(), FsError> {
+        self.shutdown(true)
+    }
+
+    /// Blocks until the mount is unmounted from outside or a signal arrives.
+    pub(crate) fn wait(&self) -> Event {
+        self.events.recv().unwrap_or(Event::Ended)
+    }
+
+    /// Turns SIGTERM and SIGINT into `Event::Signal`.
+    pub(crate) fn watch_signals(&self) -> Result<(), FsError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let rt = self.runtime.as_ref().ok_or(FsError::Mount("not mounted".into()))?;
+        let _enter = rt.enter();
+        let mut term = signal(SignalKind::terminate())
+            .map_err(|e| FsError::Mount(format!("cannot watch SIGTERM: {e}")))?;
+        let mut int = signal(SignalKind::interrupt())
+            .map_err(|e| FsError::Mount(format!("cannot watch SIGINT: {e}")))?;
+        let tx = self.events_tx.clone();
+        rt.spawn(async move {
+            let sig = tokio::select! {
+                _ = term.recv() => libc::SIGTERM,
+                _ = int.recv() => libc::SIGINT,
+            };
+            let _ = tx.send(Event::Signal(sig));
+        });
+        Ok(())
+    }
+
+    pub(crate) fn shutdown(&mut self, unmount: bool) -> Result<(), FsError> {
+        let mut result = Ok(());
+        if let Some(mut unmounter) = self.unmounter.take() {
+            if unmount {
+                if let Err(e) = unmounter.unmount() {
+                    log::warn!(
+                        "unmount {} failed ({e}); detaching it lazily",
+                        self.mountpoint.display()
+                    );
+                    result = lazy_unmount(&self.mountpoint);
+                }
+            }
+        }
+        if let Some(session) = self.session.take() {
+            match session.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => log::warn!("FUSE session of {} ended: {e}", self.mountpoint.display()),
+                Err(_) => log::error!("FUSE session thread of {} panicked", self.mountpoint.display()),
+            }
+        }
+        if !self.inflight.wait_idle(Duration::from_secs(60)) {
+            log::error!("requests still in flight after 60s; stopping anyway");
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.block_on(self.core.shutdown());
+            self.core.clear_invalidation_sink();
+            runtime.shutdown_timeout(Duration::from_secs(5));
+        }
+        if let Some(notifier) = self.notifier.take() {
+            let _ = notifier.join();
+        }
+        result
+    }
+}
+
+impl Drop for MountHandle {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown(true) {
+            log::error!("{e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fstab_options_are_accepted_and_unknown_ones_named() {
+        let o = MountOptions::parse_o(
+            "ro,noauto,_netdev,nofail,x-systemd.automount,defaults,allow_other,uid=1000,file_mode=0640,noexec",
+        )
+        .unwrap();
+        assert!(o.read_only && o.allow_other);
+        assert_eq!(o.uid, Some(1000));
+        assert_eq!(o.file_mode, Some(0o640));
+        assert_eq!(o.extra, vec!["noexec".to_string()]);
+        let err = MountOptions::parse_o("rw,frobnicate").unwrap_err();
+        assert!(err.to_string().contains("frobnicate"), "{err}");
+        let o = MountOptions::parse_o("auto-unmount,allow-root,cache=/tmp/c").unwrap();
+        assert!(o.auto_unmount && o.allow_root);
+        assert_eq!(o.cache_dir, Some(PathBuf::from("/tmp/c")));
+    }
+}

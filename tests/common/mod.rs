@@ -2,6 +2,9 @@
 //! and whole-namespace views to compare.
 #![allow(dead_code)]
 
+#[path = "../support/s3.rs"]
+pub mod s3;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -35,9 +38,23 @@ pub fn localfs_backend() -> TestStore {
     }
 }
 
+/// A fresh prefix of the loopback S3 server (moto), when it is installed;
+/// with `REEF_REQUIRE_S3=1` (the README's test command) a missing server
+/// fails the test instead.
+pub fn s3_backend() -> Option<TestStore> {
+    let server = s3::shared()?;
+    Some(TestStore {
+        name: "s3",
+        store: server.s3_store(&s3::unique_prefix("suite")),
+        _dir: None,
+    })
+}
+
 /// Every backend the suite runs on.
 pub fn all_backends() -> Vec<TestStore> {
-    vec![memory_backend(), localfs_backend()]
+    let mut backends = vec![memory_backend(), localfs_backend()];
+    backends.extend(s3_backend());
+    backends
 }
 
 pub async fn open_engine(store: &Arc<dyn ObjectStore>, ns: &str) -> Engine {
