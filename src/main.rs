@@ -2,6 +2,7 @@
 
 mod bench;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -43,13 +44,101 @@ enum Command {
     Compact { source: String, namespace: String },
     /// Measure write, flush, compaction and read speed against the raw store.
     Bench(bench::BenchArgs),
+    /// Mount SOURCE at MOUNTPOINT: namespaces as directories of <id>.json files.
+    /// Returns once the mount is live; the daemon runs on in the background.
+    Mount(MountArgs),
+}
+
+#[derive(clap::Args)]
+struct MountArgs {
+    source: String,
+    mountpoint: PathBuf,
+    /// Mount options, comma-separated, as mount(8) passes them: ro, allow_other,
+    /// auto_unmount, uid=N, gid=N, file_mode=0644, dir_mode=0755, cache=DIR,
+    /// threads=N, log_file=PATH; fstab-only options (noauto, _netdev, nofail,
+    /// x-systemd.*, …) are accepted and ignored.
+    #[arg(short = 'o', value_name = "OPT[,OPT..]")]
+    options: Vec<String>,
+    /// Stay in the foreground (log to stderr) instead of detaching.
+    #[arg(short = 'f', long)]
+    foreground: bool,
+    /// Same as -o ro.
+    #[arg(long)]
+    read_only: bool,
+    /// Same as -o allow_other.
+    #[arg(long)]
+    allow_other: bool,
+    /// Same as -o auto_unmount.
+    #[arg(long)]
+    auto_unmount: bool,
+}
+
+const SUBCOMMANDS: [&str; 11] = [
+    "ls",
+    "stats",
+    "verify",
+    "repair",
+    "rebuild-manifest",
+    "flush",
+    "compact",
+    "bench",
+    "mount",
+    "help",
+    "version",
+];
+
+/// mount(8) and mount.fuse3 run `reef SOURCE MOUNTPOINT -o OPTS`: read that
+/// as `reef mount …`.
+fn normalized_args() -> Vec<String> {
+    let mut args: Vec<String> = std::env::args().collect();
+    if let Some(first) = args.get(1) {
+        if !first.starts_with('-') && !SUBCOMMANDS.contains(&first.as_str()) && args.len() >= 3 {
+            args.insert(1, "mount".to_string());
+        }
+    }
+    args
+}
+
+fn mount_command(args: MountArgs) -> ExitCode {
+    let mut options = args.options.join(",");
+    for (set, name) in [
+        (args.read_only, "ro"),
+        (args.allow_other, "allow_other"),
+        (args.auto_unmount, "auto_unmount"),
+    ] {
+        if set {
+            options.push(',');
+            options.push_str(name);
+        }
+    }
+    let mut opts = match reef::fs::MountOptions::parse_o(options.trim_matches(',')) {
+        Ok(opts) => opts,
+        Err(e) => {
+            eprintln!("reef: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    opts.foreground |= args.foreground;
+    match reef::fs::run_mount_command(&args.source, &args.mountpoint, opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("reef: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp_millis()
         .init();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(normalized_args());
+    // Mounting may fork to detach, which must happen before any thread
+    // (the runtime's) exists.
+    let command = match cli.command {
+        Command::Mount(args) => return mount_command(args),
+        other => other,
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -57,7 +146,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(command)) {
         Ok(code) => code,
         Err(message) => {
             eprintln!("reef: {message}");
@@ -145,6 +234,7 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             print_json(&engine.stats())?;
         }
         Command::Bench(args) => bench::run(args).await?,
+        Command::Mount(_) => unreachable!("mount runs before the runtime starts"),
     }
     Ok(ExitCode::SUCCESS)
 }
