@@ -621,18 +621,30 @@ impl Inner {
 }
 
 /// Namespaces in the store: those with at least one manifest.
+///
+/// One delimiter listing of the root plus one per top-level prefix, instead
+/// of one listing of every object, so `ls` of the mount root costs the same
+/// with a million WAL objects as with none. Candidates are checked
+/// concurrently because on S3 each check is a round trip.
 pub async fn list_namespaces(store: &Arc<dyn ObjectStore>) -> EngineResult<Vec<String>> {
-    let mut names: Vec<String> = store
-        .list("", None)
-        .await?
-        .into_iter()
-        .filter_map(|m| {
-            let (ns, rest) = m.key.split_once('/')?;
-            rest.starts_with("manifest/").then(|| ns.to_string())
+    use futures::{StreamExt, TryStreamExt};
+
+    /// Round trips in flight at once: enough to hide S3 latency for a few
+    /// hundred namespaces without a burst that trips request throttling.
+    const CONCURRENT_CHECKS: usize = 16;
+
+    let candidates = store.list_prefixes("").await?;
+    let checked: Vec<Option<String>> = futures::stream::iter(candidates)
+        .map(|ns| async move {
+            let subdirs = store.list_prefixes(&format!("{ns}/")).await?;
+            let has_manifest = subdirs.iter().any(|d| d == "manifest");
+            Ok::<_, EngineError>(has_manifest.then_some(ns))
         })
-        .collect();
-    names.dedup();
-    Ok(names)
+        .buffered(CONCURRENT_CHECKS)
+        .try_collect()
+        .await?;
+    // `buffered` keeps the sorted order of `list_prefixes`.
+    Ok(checked.into_iter().flatten().collect())
 }
 
 /// Deletes every object of a namespace that holds no live documents.

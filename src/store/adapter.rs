@@ -17,7 +17,7 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, PutMode, PutOptions, PutPayload};
 
 use super::key::validate_key;
-use super::{ObjectMeta, ObjectStore, StoreError, StoreResult};
+use super::{check_dir_prefix, ObjectMeta, ObjectStore, StoreError, StoreResult};
 
 #[derive(Debug, Clone)]
 pub struct ObjectStoreAdapter {
@@ -177,6 +177,36 @@ impl ObjectStore for ObjectStoreAdapter {
             .collect();
         // object_store does not promise an order.
         out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn list_prefixes(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        check_dir_prefix(prefix)?;
+        let root = match prefix.strip_suffix('/').map(to_path) {
+            None => None,
+            Some(Ok(path)) => Some(path),
+            // No valid key lies under "/", "a//" or "../".
+            Some(Err(_)) => return Ok(Vec::new()),
+        };
+        // A delimiter listing: S3 answers with CommonPrefixes, one entry per
+        // directory, instead of every object below it.
+        let listing = self
+            .inner
+            .list_with_delimiter(root.as_ref())
+            .await
+            .map_err(|e| map_error(prefix, e))?;
+        let mut out: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| {
+                let name = p.as_ref().strip_prefix(prefix)?;
+                (!name.is_empty() && !name.contains('/')).then(|| name.to_string())
+            })
+            .collect();
+        // object_store does not promise an order (nor, across pages, no
+        // repeats).
+        out.sort();
+        out.dedup();
         Ok(out)
     }
 

@@ -93,6 +93,10 @@ impl ObjectStore for FailpointStore {
         self.inner.list(prefix, offset).await
     }
 
+    async fn list_prefixes(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        self.inner.list_prefixes(prefix).await
+    }
+
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.inner.delete(key).await
     }

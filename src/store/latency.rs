@@ -112,6 +112,11 @@ impl ObjectStore for LatencyStore {
         self.inner.list(prefix, offset).await
     }
 
+    async fn list_prefixes(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        self.delay().await;
+        self.inner.list_prefixes(prefix).await
+    }
+
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.delay().await;
         self.inner.delete(key).await

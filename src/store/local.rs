@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::key::validate_key;
-use super::{ObjectMeta, ObjectStore, StoreError, StoreResult};
+use super::{check_dir_prefix, ObjectMeta, ObjectStore, StoreError, StoreResult};
 
 /// Names starting with this are in-flight (or crash-abandoned) writes.
 pub const TEMP_PREFIX: &str = ".tmp-";
@@ -288,6 +288,78 @@ fn list_blocking(root: &Path, prefix: &str, offset: Option<&str>) -> io::Result<
     Ok(out)
 }
 
+/// The kind of a directory entry, without following symlinks (as `walk`
+/// does), or `None` for a name to skip: a temp file or directory, a name
+/// that is not UTF-8, or one deleted since `read_dir` listed it.
+fn visible_entry(entry: &fs::DirEntry) -> io::Result<Option<(String, fs::FileType)>> {
+    let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+        return Ok(None);
+    };
+    if name.starts_with(TEMP_PREFIX) {
+        return Ok(None);
+    }
+    match entry.file_type() {
+        Ok(kind) => Ok(Some((name, kind))),
+        Err(e) if is_absent(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether any object lies somewhere below `dir`. Deletes prune empty
+/// directories only best-effort and a crash can leave a directory holding
+/// nothing but a temp file, so an existing directory alone proves nothing.
+/// Stops at the first object, which is nearly always in the first entries.
+fn holds_object(dir: &Path) -> io::Result<bool> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if is_absent(&e) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let Some((_, kind)) = visible_entry(&entry)? else {
+            continue;
+        };
+        if kind.is_file() || (kind.is_dir() && holds_object(&entry.path())?) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// `list_prefixes` from one `read_dir` of the directory `prefix` names.
+fn list_prefixes_blocking(root: &Path, prefix: &str) -> io::Result<Vec<String>> {
+    let dir = match prefix.strip_suffix('/') {
+        None => root.to_path_buf(),
+        // No object can lie under an invalid key ("/", "a//", and `..`,
+        // which must not escape the root), nor under a temp name.
+        Some(dir_rel)
+            if validate_key(dir_rel).is_err()
+                || dir_rel.split('/').any(|s| s.starts_with(TEMP_PREFIX)) =>
+        {
+            return Ok(Vec::new());
+        }
+        Some(dir_rel) => root.join(dir_rel),
+    };
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if is_absent(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let Some((name, kind)) = visible_entry(&entry)? else {
+            continue;
+        };
+        if kind.is_dir() && holds_object(&entry.path())? {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 fn delete_blocking(root: &Path, path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {
         Ok(()) => {}
@@ -356,6 +428,16 @@ impl ObjectStore for LocalFsStore {
         blocking(prefix, move || {
             list_blocking(&root, &owned_prefix, owned_offset.as_deref())
                 .map_err(io_error(&owned_prefix))
+        })
+        .await
+    }
+
+    async fn list_prefixes(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        check_dir_prefix(prefix)?;
+        let root = self.root.clone();
+        let owned = prefix.to_string();
+        blocking(prefix, move || {
+            list_prefixes_blocking(&root, &owned).map_err(io_error(&owned))
         })
         .await
     }

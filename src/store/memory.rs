@@ -1,13 +1,13 @@
 //! `MemoryStore`: an in-process map, for tests and `memory://` demos.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
+use std::ops::{Bound, Range};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::{ObjectMeta, ObjectStore, StoreError, StoreResult};
+use super::{check_dir_prefix, ObjectMeta, ObjectStore, StoreError, StoreResult};
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -69,6 +69,46 @@ impl ObjectStore for MemoryStore {
                 size: v.len() as u64,
             })
             .collect())
+    }
+
+    async fn list_prefixes(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        check_dir_prefix(prefix)?;
+        let objects = self.objects.lock();
+        let mut out = Vec::new();
+        // Seek from name to name instead of visiting every key: all keys
+        // below `<name>/` sort before `<name>0` ('0' follows '/').
+        let mut from = prefix.to_string();
+        let mut inclusive = true;
+        loop {
+            let lower = if inclusive {
+                Bound::Included(from.as_str())
+            } else {
+                Bound::Excluded(from.as_str())
+            };
+            let Some((key, _)) = objects.range::<str, _>((lower, Bound::Unbounded)).next() else {
+                break;
+            };
+            let Some(rest) = key.strip_prefix(prefix) else {
+                break;
+            };
+            match rest.split_once('/') {
+                Some((name, _)) => {
+                    if !name.is_empty() {
+                        out.push(name.to_string());
+                    }
+                    from = format!("{prefix}{name}0");
+                    inclusive = true;
+                }
+                // An object directly under `prefix`: step past it.
+                None => {
+                    from = key.clone();
+                    inclusive = false;
+                }
+            }
+        }
+        // Key order is not name order: "a-b/x" sorts before "a/x".
+        out.sort();
+        Ok(out)
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {

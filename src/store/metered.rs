@@ -23,7 +23,7 @@ pub struct StoreMetrics {
     pub put_bytes: u64,
     pub conditional_puts: u64,
     pub list_requests: u64,
-    /// Objects returned by all listings.
+    /// Objects (or, for `list_prefixes`, prefixes) returned by all listings.
     pub list_entries: u64,
     pub delete_requests: u64,
     pub errors: u64,
@@ -151,6 +151,17 @@ impl ObjectStore for MeteredStore {
         let result = self.inner.list(prefix, offset).await;
         if let Ok(entries) = &result {
             add(&self.counters.list_entries, entries.len() as u64);
+        }
+        self.count_result(result)
+    }
+
+    /// One LIST request (S3 bills a delimiter listing like any other); the
+    /// prefixes it returns count as entries.
+    async fn list_prefixes(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        add(&self.counters.list_requests, 1);
+        let result = self.inner.list_prefixes(prefix).await;
+        if let Ok(names) = &result {
+            add(&self.counters.list_entries, names.len() as u64);
         }
         self.count_result(result)
     }

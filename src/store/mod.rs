@@ -7,6 +7,7 @@
 //! `put` may overwrite (repair and tests need it).
 
 mod adapter;
+mod disk_cache;
 mod failpoint;
 mod key;
 mod latency;
@@ -24,6 +25,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use adapter::ObjectStoreAdapter;
+pub use disk_cache::DiskCacheStore;
 pub use failpoint::FailpointStore;
 pub use key::validate_key;
 pub use latency::LatencyStore;
@@ -97,9 +99,46 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// (all of them when `offset` is `None`), in key order.
     async fn list(&self, prefix: &str, offset: Option<&str>) -> StoreResult<Vec<ObjectMeta>>;
 
+    /// The distinct "directory" names directly under `prefix` (which is ""
+    /// or ends with '/'), sorted: with keys `a/x`, `a/y/z`, `b/q`, prefix ""
+    /// gives `["a", "b"]` and prefix "a/" gives `["y"]`. A name is listed
+    /// only if some object lies below it.
+    ///
+    /// The default lists every object under `prefix`; backends override it
+    /// with a delimiter listing (S3 CommonPrefixes, one `read_dir`) so that
+    /// finding namespaces does not walk every WAL object.
+    async fn list_prefixes(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        check_dir_prefix(prefix)?;
+        let objects = self.list(prefix, None).await?;
+        Ok(prefixes_of(prefix, objects.iter().map(|m| m.key.as_str())))
+    }
+
     /// Removes `key`; removing a missing key succeeds.
     async fn delete(&self, key: &str) -> StoreResult<()>;
 
     /// A short human description, for logs and reports (`file:///data`).
     fn describe(&self) -> String;
+}
+
+/// Refuses a `list_prefixes` prefix that is not a whole "directory": with a
+/// partial name ("ns/wa") the answer would depend on how each backend splits
+/// names, so every backend rejects it the same way.
+pub(crate) fn check_dir_prefix(prefix: &str) -> StoreResult<()> {
+    if prefix.is_empty() || prefix.ends_with('/') {
+        Ok(())
+    } else {
+        Err(StoreError::BadKey(prefix.to_string()))
+    }
+}
+
+/// The sorted, distinct first path segments below `prefix` of those `keys`
+/// that have one (keys directly under `prefix` are objects, not prefixes).
+pub(crate) fn prefixes_of<'a>(prefix: &str, keys: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let names: std::collections::BTreeSet<&str> = keys
+        .filter_map(|key| key.strip_prefix(prefix)?.split_once('/'))
+        // An empty segment ("a//b") names no directory a key could be
+        // listed under on the stores that validate keys.
+        .filter_map(|(name, _)| (!name.is_empty()).then_some(name))
+        .collect();
+    names.into_iter().map(str::to_string).collect()
 }

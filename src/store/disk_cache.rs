@@ -1,0 +1,893 @@
+//! `DiskCacheStore`: a read-through cache on local disk for immutable
+//! objects, so repeated block reads and a restarted daemon do not pay an
+//! object-store round trip (and, on S3, a billed GET) per segment block.
+//!
+//! Only keys containing `/segments/` are cached: segments are immutable and
+//! uniquely named, so a cached copy can never go stale while the object
+//! exists. WAL objects may be overwritten by repair and manifests are tiny
+//! and must always be read fresh.
+//!
+//! Each cached read (`get`, or `get_range` of one exact range) is one file
+//! in the cache directory, named by a stable 64-bit FNV-1a hash of (key,
+//! range). The file starts with a header naming the key and range, the
+//! payload length and a CRC32 of the payload, so a hash collision reads as
+//! a miss and a damaged file (torn by a power loss, overwritten, truncated)
+//! is detected, dropped and re-fetched rather than served. Because every
+//! read is verified, files are written without fsync: temp file + rename
+//! keeps a reader from seeing a half-written entry, and the checksum covers
+//! what a crash might leave behind.
+//!
+//! The total size of the files is bounded by `max_bytes`: an in-memory LRU
+//! index, rebuilt at startup by scanning the directory (oldest modification
+//! time first), evicts the least recently used entries. Hits update only the
+//! in-memory order, so a hit costs no metadata write.
+//!
+//! The cache never fails a read: if it cannot read or write its files (disk
+//! full, unreadable file, directory removed), it logs one warning line per
+//! failure and answers from the inner store.
+//!
+//! One process should own a cache directory at a time. Two sharing one stay
+//! correct (atomic renames, verified reads) but each bounds only the files
+//! it knows about.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use lru::LruCache;
+use parking_lot::Mutex;
+
+use super::{ObjectMeta, ObjectStore, StoreError, StoreResult};
+
+/// Keys containing this are cached; see the module docs for why only these.
+const CACHED_MARKER: &str = "/segments/";
+
+/// First bytes of every cache file; the trailing digits are the format
+/// version, so a future layout change reads old files as corrupt (a miss).
+const MAGIC: &[u8; 8] = b"REEFDC01";
+/// magic, key length (u32), kind (u8), range start and end (u64 each),
+/// payload length (u64), payload CRC32, header CRC32; then the key.
+const FIXED_HEADER: usize = 8 + 4 + 1 + 8 + 8 + 8 + 4 + 4;
+/// Keys are short paths; a larger length field means a damaged header, and
+/// bounding it keeps a damaged file from making us allocate gigabytes.
+const MAX_KEY_LEN: usize = 64 << 10;
+
+const FILE_SUFFIX: &str = ".blk";
+const TEMP_PREFIX: &str = ".tmp-";
+/// Temp files older than this at startup were abandoned by a crash; younger
+/// ones may belong to another process still writing them.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn is_cached_key(key: &str) -> bool {
+    key.contains(CACHED_MARKER)
+}
+
+/// What one cache file holds: a whole object (`range: None`) or one range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Slot {
+    key: String,
+    range: Option<Range<u64>>,
+}
+
+impl Slot {
+    fn new(key: &str, range: Option<Range<u64>>) -> Slot {
+        Slot {
+            key: key.to_string(),
+            range,
+        }
+    }
+
+    fn kind_and_bounds(&self) -> (u8, u64, u64) {
+        match &self.range {
+            None => (0, 0, 0),
+            Some(r) => (1, r.start, r.end),
+        }
+    }
+
+    /// FNV-1a (64-bit) of the key, a separator no UTF-8 key contains, the
+    /// kind and the range bounds. Written out here rather than taken from
+    /// `std::hash`, whose output may change between Rust releases: the
+    /// name must stay the same across runs for the cache to survive them.
+    fn hash(&self) -> u64 {
+        const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        let (kind, start, end) = self.kind_and_bounds();
+        let mut h = OFFSET;
+        let (sep, start, end) = ([0xff, kind], start.to_le_bytes(), end.to_le_bytes());
+        let bytes = self
+            .key
+            .as_bytes()
+            .iter()
+            .chain(&sep)
+            .chain(&start)
+            .chain(&end);
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(PRIME);
+        }
+        h
+    }
+
+    fn file_name(&self) -> String {
+        format!("{:016x}{FILE_SUFFIX}", self.hash())
+    }
+}
+
+fn is_cache_file_name(name: &str) -> bool {
+    name.strip_suffix(FILE_SUFFIX)
+        .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A decoded, self-consistent header; whether it is the slot a reader
+/// wanted and whether the payload matches it are checked separately.
+#[derive(Debug)]
+struct Header {
+    slot: Slot,
+    payload_len: u64,
+    payload_crc: u32,
+    /// Bytes of header before the payload.
+    len: usize,
+}
+
+fn encode_header(slot: &Slot, payload: &[u8]) -> io::Result<Vec<u8>> {
+    let key = slot.key.as_bytes();
+    if key.len() > MAX_KEY_LEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "key too long to cache",
+        ));
+    }
+    let (kind, start, end) = slot.kind_and_bounds();
+    let mut h = Vec::with_capacity(FIXED_HEADER + key.len());
+    h.extend_from_slice(MAGIC);
+    h.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    h.push(kind);
+    h.extend_from_slice(&start.to_le_bytes());
+    h.extend_from_slice(&end.to_le_bytes());
+    h.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    h.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&h);
+    crc.update(key);
+    h.extend_from_slice(&crc.finalize().to_le_bytes());
+    h.extend_from_slice(key);
+    Ok(h)
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[..4]);
+    u32::from_le_bytes(a)
+}
+
+fn le_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
+/// The key length a fixed header announces, so a scan can read just the
+/// header of a file.
+fn announced_key_len(fixed: &[u8]) -> Result<usize, &'static str> {
+    if fixed.len() < FIXED_HEADER || &fixed[..8] != MAGIC {
+        return Err("bad magic");
+    }
+    let key_len = le_u32(&fixed[8..]) as usize;
+    if key_len > MAX_KEY_LEN {
+        return Err("key length out of bounds");
+    }
+    Ok(key_len)
+}
+
+/// Decodes the header at the start of `buf` (which may also hold the
+/// payload), checking its own CRC.
+fn decode_header(buf: &[u8]) -> Result<Header, &'static str> {
+    let key_len = announced_key_len(buf)?;
+    let len = FIXED_HEADER + key_len;
+    if buf.len() < len {
+        return Err("truncated header");
+    }
+    let kind = buf[12];
+    let start = le_u64(&buf[13..]);
+    let end = le_u64(&buf[21..]);
+    let payload_len = le_u64(&buf[29..]);
+    let payload_crc = le_u32(&buf[37..]);
+    let header_crc = le_u32(&buf[41..]);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&buf[..41]);
+    crc.update(&buf[FIXED_HEADER..len]);
+    if crc.finalize() != header_crc {
+        return Err("header checksum mismatch");
+    }
+    let key = std::str::from_utf8(&buf[FIXED_HEADER..len]).map_err(|_| "key is not UTF-8")?;
+    let range = match kind {
+        0 => None,
+        1 if start <= end && end - start == payload_len => Some(start..end),
+        1 => return Err("range does not match payload length"),
+        _ => return Err("unknown entry kind"),
+    };
+    Ok(Header {
+        slot: Slot::new(key, range),
+        payload_len,
+        payload_crc,
+        len,
+    })
+}
+
+/// What reading a cache file found.
+enum Lookup {
+    Hit(Bytes),
+    /// A valid entry for another (key, range) with the same hash.
+    Collision,
+    Corrupt(&'static str),
+    Failed(io::Error),
+}
+
+fn read_entry(path: &Path, slot: &Slot) -> Lookup {
+    let buf = match fs::read(path) {
+        Ok(buf) => buf,
+        Err(e) => return Lookup::Failed(e),
+    };
+    let header = match decode_header(&buf) {
+        Ok(h) => h,
+        Err(why) => return Lookup::Corrupt(why),
+    };
+    if header.slot != *slot {
+        return Lookup::Collision;
+    }
+    let payload = &buf[header.len..];
+    if payload.len() as u64 != header.payload_len {
+        return Lookup::Corrupt("payload length mismatch");
+    }
+    if crc32fast::hash(payload) != header.payload_crc {
+        return Lookup::Corrupt("payload checksum mismatch");
+    }
+    Lookup::Hit(Bytes::from(buf).slice(header.len..))
+}
+
+/// Reads only the header of the cache file at `path` (for the startup scan:
+/// payloads are verified when read, not here).
+fn read_header(path: &Path) -> io::Result<Result<Header, &'static str>> {
+    let mut file = File::open(path)?;
+    let mut buf = vec![0u8; FIXED_HEADER];
+    match file.read_exact(&mut buf) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Err("truncated header")),
+        Err(e) => return Err(e),
+    }
+    let key_len = match announced_key_len(&buf) {
+        Ok(n) => n,
+        Err(why) => return Ok(Err(why)),
+    };
+    buf.resize(FIXED_HEADER + key_len, 0);
+    match file.read_exact(&mut buf[FIXED_HEADER..]) {
+        Ok(()) => Ok(decode_header(&buf)),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(Err("truncated header")),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes header + payload to a fresh temp file in `dir`, recreating `dir`
+/// if someone removed it, and returns the temp file's path.
+fn write_temp(dir: &Path, header: &[u8], payload: &[u8]) -> io::Result<PathBuf> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!("{TEMP_PREFIX}{}-{n}-{nanos:x}", std::process::id()));
+    let open = || OpenOptions::new().write(true).create_new(true).open(&tmp);
+    let mut file = match open() {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir)?;
+            open()?
+        }
+        Err(e) => return Err(e),
+    };
+    let written = file
+        .write_all(header)
+        .and_then(|()| file.write_all(payload));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(tmp)
+}
+
+/// Removes a cache file; one that is already gone is fine.
+fn remove_file(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    slot: Slot,
+    /// Bytes of the file on disk, header included: that is what the bound
+    /// limits.
+    size: u64,
+}
+
+/// Fills of one key still in flight, and a generation bumped whenever the
+/// key is invalidated, so a fill that fetched the object before a delete
+/// cannot store it after the delete dropped the key's entries.
+#[derive(Debug, Default)]
+struct Pending {
+    fills: usize,
+    generation: u64,
+}
+
+/// The in-memory index; the directory's files and this agree whenever the
+/// lock is not held (files are renamed in and removed under it).
+struct Index {
+    /// File name → entry, least recently used first.
+    lru: LruCache<String, Entry>,
+    /// Key → names of its files, so invalidating a key finds them all.
+    by_key: HashMap<String, HashSet<String>>,
+    total: u64,
+    pending: HashMap<String, Pending>,
+}
+
+impl Index {
+    fn new() -> Index {
+        Index {
+            lru: LruCache::unbounded(),
+            by_key: HashMap::new(),
+            total: 0,
+            pending: HashMap::new(),
+        }
+    }
+
+    fn forget(&mut self, name: &str, entry: &Entry) {
+        self.total = self.total.saturating_sub(entry.size);
+        if let Some(names) = self.by_key.get_mut(&entry.slot.key) {
+            names.remove(name);
+            if names.is_empty() {
+                self.by_key.remove(&entry.slot.key);
+            }
+        }
+    }
+
+    fn remove(&mut self, name: &str) -> Option<Entry> {
+        let entry = self.lru.pop(name)?;
+        self.forget(name, &entry);
+        Some(entry)
+    }
+
+    /// Adds (or replaces) `name` as the most recently used entry and
+    /// returns the names evicted to get back under `max_bytes`.
+    fn insert(&mut self, name: String, entry: Entry, max_bytes: u64) -> Vec<String> {
+        self.remove(&name);
+        self.total += entry.size;
+        self.by_key
+            .entry(entry.slot.key.clone())
+            .or_default()
+            .insert(name.clone());
+        self.lru.push(name, entry);
+        let mut evicted = Vec::new();
+        while self.total > max_bytes {
+            let Some((name, entry)) = self.lru.pop_lru() else {
+                break;
+            };
+            self.forget(&name, &entry);
+            evicted.push(name);
+        }
+        evicted
+    }
+
+    fn begin_fill(&mut self, key: &str) -> u64 {
+        let p = self.pending.entry(key.to_string()).or_default();
+        p.fills += 1;
+        p.generation
+    }
+
+    /// Ends a fill; true if the key was not invalidated since it began.
+    fn end_fill(&mut self, key: &str, generation: u64) -> bool {
+        let Some(p) = self.pending.get_mut(key) else {
+            return false;
+        };
+        let current = p.generation == generation;
+        p.fills -= 1;
+        if p.fills == 0 {
+            self.pending.remove(key);
+        }
+        current
+    }
+
+    /// Drops every entry of `key` (returning their file names) and makes
+    /// fills of it in flight discard what they fetched.
+    fn invalidate(&mut self, key: &str) -> Vec<String> {
+        if let Some(p) = self.pending.get_mut(key) {
+            p.generation += 1;
+        }
+        let names: Vec<String> = self
+            .by_key
+            .remove(key)
+            .map(|names| names.into_iter().collect())
+            .unwrap_or_default();
+        for name in &names {
+            if let Some(entry) = self.lru.pop(name) {
+                self.total = self.total.saturating_sub(entry.size);
+            }
+        }
+        names
+    }
+}
+
+struct Shared {
+    dir: PathBuf,
+    max_bytes: u64,
+    index: Mutex<Index>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Shared {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// One warning line per cache failure; the read goes on without it.
+    fn warn(&self, what: fmt::Arguments<'_>) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        log::warn!(
+            "disk cache {}: {what}; reading from the object store instead",
+            self.dir.display()
+        );
+    }
+
+    fn remove_files(&self, names: &[String]) {
+        for name in names {
+            if let Err(e) = remove_file(&self.path(name)) {
+                self.warn(format_args!("removing {name}: {e}"));
+            }
+        }
+    }
+
+    /// Looks `slot` up; `None` is a miss, for whatever reason.
+    fn lookup(&self, slot: &Slot) -> Option<Bytes> {
+        let name = slot.file_name();
+        let known = self
+            .index
+            .lock()
+            .lru
+            .get(&name)
+            .is_some_and(|e| e.slot == *slot);
+        if !known {
+            return None;
+        }
+        let path = self.path(&name);
+        let why = match read_entry(&path, slot) {
+            Lookup::Hit(data) => return Some(data),
+            // Replaced by another slot's fill since the index was checked.
+            Lookup::Collision => return None,
+            Lookup::Corrupt(why) => why.to_string(),
+            Lookup::Failed(e) => e.to_string(),
+        };
+        self.warn(format_args!("dropping {name} (for {}): {why}", slot.key));
+        let mut index = self.index.lock();
+        // Only if it still is the entry we read: a concurrent fill may have
+        // put a good file in its place.
+        if index.lru.peek(&name).is_some_and(|e| e.slot == *slot) {
+            index.remove(&name);
+            if let Err(e) = remove_file(&path) {
+                drop(index);
+                self.warn(format_args!("removing {name}: {e}"));
+            }
+        }
+        None
+    }
+
+    /// Stores `data` as `slot` unless `fill` was invalidated meanwhile.
+    fn store(&self, fill: Fill, data: &Bytes) {
+        let slot = fill.slot.clone();
+        let name = slot.file_name();
+        let header = match encode_header(&slot, data) {
+            Ok(h) => h,
+            Err(_) => return, // a key too long to cache: just not cached
+        };
+        let size = (header.len() + data.len()) as u64;
+        if size > self.max_bytes {
+            // It would evict everything else and then itself.
+            drop(fill);
+            return;
+        }
+        let tmp = match write_temp(&self.dir, &header, data) {
+            Ok(tmp) => tmp,
+            Err(e) => {
+                drop(fill);
+                self.warn(format_args!("writing {name} (for {}): {e}", slot.key));
+                return;
+            }
+        };
+        let mut index = self.index.lock();
+        if !fill.finish(&mut index) {
+            drop(index);
+            let _ = fs::remove_file(&tmp);
+            return;
+        }
+        // Rename under the lock, so the index and the directory agree.
+        if let Err(e) = fs::rename(&tmp, self.path(&name)) {
+            drop(index);
+            let _ = fs::remove_file(&tmp);
+            self.warn(format_args!("placing {name} (for {}): {e}", slot.key));
+            return;
+        }
+        let evicted = index.insert(name, Entry { slot, size }, self.max_bytes);
+        self.remove_files(&evicted);
+    }
+
+    fn invalidate(&self, key: &str) {
+        let mut index = self.index.lock();
+        let names = index.invalidate(key);
+        // Under the lock: a fill of the same slot must not place its file
+        // between our index update and the removal.
+        self.remove_files(&names);
+    }
+}
+
+/// A fill in progress (between a miss and storing what the inner store
+/// returned). Dropping it unfinished (an inner error, a cancelled read)
+/// still ends it, so the pending count stays exact.
+struct Fill {
+    shared: Arc<Shared>,
+    slot: Slot,
+    generation: u64,
+    done: bool,
+}
+
+impl Fill {
+    fn begin(shared: &Arc<Shared>, slot: Slot) -> Fill {
+        let generation = shared.index.lock().begin_fill(&slot.key);
+        Fill {
+            shared: shared.clone(),
+            slot,
+            generation,
+            done: false,
+        }
+    }
+
+    fn finish(mut self, index: &mut Index) -> bool {
+        self.done = true;
+        index.end_fill(&self.slot.key, self.generation)
+    }
+}
+
+impl Drop for Fill {
+    fn drop(&mut self) {
+        if !self.done {
+            self.shared
+                .index
+                .lock()
+                .end_fill(&self.slot.key, self.generation);
+        }
+    }
+}
+
+/// Runs blocking cache work off the async executor. The cache must never
+/// fail a read, so a task that dies is just logged.
+async fn blocking<T, F>(shared: &Arc<Shared>, f: F) -> Option<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&Shared) -> T + Send + 'static,
+{
+    let task_shared = shared.clone();
+    match tokio::task::spawn_blocking(move || f(&task_shared)).await {
+        Ok(value) => Some(value),
+        Err(e) => {
+            shared.warn(format_args!("cache task failed: {e}"));
+            None
+        }
+    }
+}
+
+/// Builds the index from the files already in the cache directory, oldest
+/// modification first, removing what is damaged or was abandoned mid-write.
+fn scan(shared: &Shared) -> io::Result<()> {
+    let now = SystemTime::now();
+    let mut found: Vec<(SystemTime, String, Entry)> = Vec::new();
+    for dir_entry in fs::read_dir(&shared.dir)? {
+        let dir_entry = dir_entry?;
+        let Some(name) = dir_entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let path = dir_entry.path();
+        let meta = match dir_entry.metadata() {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                shared.warn(format_args!("reading {name}: {e}"));
+                continue;
+            }
+        };
+        let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
+        if name.starts_with(TEMP_PREFIX) {
+            let age = now.duration_since(mtime).unwrap_or_default();
+            if age > STALE_TEMP_AGE {
+                let _ = fs::remove_file(&path);
+            }
+            continue;
+        }
+        // Anything else in the directory is not ours to touch.
+        if !is_cache_file_name(&name) {
+            continue;
+        }
+        let problem = match read_header(&path) {
+            Ok(Ok(h)) if h.slot.file_name() != name => "file name does not match its header",
+            Ok(Ok(h)) if meta.len() != h.len as u64 + h.payload_len => "wrong file length",
+            Ok(Ok(h)) => {
+                let entry = Entry {
+                    slot: h.slot,
+                    size: meta.len(),
+                };
+                found.push((mtime, name, entry));
+                continue;
+            }
+            Ok(Err(why)) => why,
+            Err(e) => {
+                shared.warn(format_args!("reading {name}: {e}"));
+                let _ = fs::remove_file(&path);
+                continue;
+            }
+        };
+        shared.warn(format_args!("dropping {name}: {problem}"));
+        if let Err(e) = remove_file(&path) {
+            shared.warn(format_args!("removing {name}: {e}"));
+        }
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    let mut index = shared.index.lock();
+    let mut evicted = Vec::new();
+    for (_, name, entry) in found {
+        // Oldest first, so what the bound (perhaps lowered since the last
+        // run) evicts is what was written longest ago.
+        evicted.extend(index.insert(name, entry, shared.max_bytes));
+    }
+    shared.remove_files(&evicted);
+    Ok(())
+}
+
+/// A read-through disk cache of segment reads in front of another store.
+pub struct DiskCacheStore {
+    inner: Arc<dyn ObjectStore>,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for DiskCacheStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiskCacheStore")
+            .field("inner", &self.inner)
+            .field("dir", &self.shared.dir)
+            .field("max_bytes", &self.shared.max_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DiskCacheStore {
+    /// Caches reads of `inner` in `dir` (created if needed), keeping at
+    /// most `max_bytes` there. Entries a previous run left in `dir` are
+    /// indexed and served. Blocks while it scans the directory (one header
+    /// read per cached file). Fails only if `dir` cannot be created or read.
+    pub fn new(
+        inner: Arc<dyn ObjectStore>,
+        dir: PathBuf,
+        max_bytes: u64,
+    ) -> StoreResult<DiskCacheStore> {
+        let io_err = |source| StoreError::Io {
+            key: dir.display().to_string(),
+            source,
+        };
+        // Absolute, so a daemon that changes directory keeps the same cache.
+        let dir = std::path::absolute(&dir).map_err(io_err)?;
+        fs::create_dir_all(&dir).map_err(io_err)?;
+        let shared = Arc::new(Shared {
+            dir: dir.clone(),
+            max_bytes,
+            index: Mutex::new(Index::new()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        });
+        scan(&shared).map_err(io_err)?;
+        Ok(DiskCacheStore { inner, shared })
+    }
+
+    /// Reads served from the cache.
+    pub fn hits(&self) -> u64 {
+        self.shared.hits.load(Ordering::Relaxed)
+    }
+
+    /// Reads of cacheable keys that went to the inner store.
+    pub fn misses(&self) -> u64 {
+        self.shared.misses.load(Ordering::Relaxed)
+    }
+
+    /// Failures of the cache itself (each also logged), which reads survived.
+    pub fn errors(&self) -> u64 {
+        self.shared.errors.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of cache files currently indexed (headers included).
+    pub fn cached_bytes(&self) -> u64 {
+        self.shared.index.lock().total
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    pub fn inner(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner
+    }
+
+    async fn cached_read(&self, key: &str, range: Option<Range<u64>>) -> StoreResult<Bytes> {
+        let slot = Slot::new(key, range);
+        let lookup_slot = slot.clone();
+        let hit = blocking(&self.shared, move |s| s.lookup(&lookup_slot))
+            .await
+            .flatten();
+        if let Some(data) = hit {
+            self.shared.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(data);
+        }
+        self.shared.misses.fetch_add(1, Ordering::Relaxed);
+        let fill = Fill::begin(&self.shared, slot.clone());
+        let data = match &slot.range {
+            None => self.inner.get(key).await?,
+            Some(r) => self.inner.get_range(key, r.clone()).await?,
+        };
+        let stored = data.clone();
+        // Awaited rather than left running, so a read that follows this one
+        // finds the entry; the write is to local disk without fsync.
+        blocking(&self.shared, move |s| s.store(fill, &stored)).await;
+        Ok(data)
+    }
+
+    async fn invalidate(&self, key: &str) {
+        if !is_cached_key(key) {
+            return;
+        }
+        let owned = key.to_string();
+        blocking(&self.shared, move |s| s.invalidate(&owned)).await;
+    }
+}
+
+#[async_trait]
+impl ObjectStore for DiskCacheStore {
+    /// Segments are never overwritten by the engine, but `put` may replace
+    /// an object (repair, tests): drop cached copies before and after, so
+    /// no read in between can cache the old bytes for good.
+    async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        self.invalidate(key).await;
+        let result = self.inner.put(key, data).await;
+        self.invalidate(key).await;
+        result
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        self.inner.put_if_absent(key, data).await?;
+        // The key was free, so anything cached under it is from an object
+        // deleted behind our back (another process).
+        self.invalidate(key).await;
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> StoreResult<Bytes> {
+        if !is_cached_key(key) {
+            return self.inner.get(key).await;
+        }
+        self.cached_read(key, None).await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
+        if !is_cached_key(key) {
+            return self.inner.get_range(key, range).await;
+        }
+        self.cached_read(key, Some(range)).await
+    }
+
+    async fn list(&self, prefix: &str, offset: Option<&str>) -> StoreResult<Vec<ObjectMeta>> {
+        self.inner.list(prefix, offset).await
+    }
+
+    async fn list_prefixes(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        self.inner.list_prefixes(prefix).await
+    }
+
+    /// Drops the key's cached entries before the delete (so no read serves
+    /// them meanwhile) and after it (a read that fetched the object just
+    /// before the delete must not leave it cached).
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.invalidate(key).await;
+        let result = self.inner.delete(key).await;
+        self.invalidate(key).await;
+        result
+    }
+
+    /// The inner store's: the cache is transparent, and this names the
+    /// mount (fsname) and the store in reports.
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_stable_across_runs() {
+        // Pinned: changing the hash orphans every cache on upgrade.
+        let slot = Slot::new("ns/segments/abc", Some(10..20));
+        assert_eq!(
+            slot.hash(),
+            Slot::new("ns/segments/abc", Some(10..20)).hash()
+        );
+        assert_eq!(slot.file_name(), format!("{:016x}.blk", slot.hash()));
+        assert_eq!(Slot::new("", None).hash(), 0x8729_a6fd_ddc8_f66a_u64);
+        assert_ne!(
+            Slot::new("k", None).hash(),
+            Slot::new("k", Some(0..0)).hash()
+        );
+        assert!(is_cache_file_name(&slot.file_name()));
+        assert!(!is_cache_file_name("notes.txt"));
+    }
+
+    #[test]
+    fn header_round_trips_and_rejects_damage() {
+        let slot = Slot::new("ns/segments/s", Some(4..9));
+        let payload = b"hello";
+        let mut file = encode_header(&slot, payload).expect("encode");
+        let header_len = file.len();
+        file.extend_from_slice(payload);
+        let h = decode_header(&file).expect("decode");
+        assert_eq!(h.slot, slot);
+        assert_eq!(h.len, header_len);
+        assert_eq!(h.payload_len, 5);
+        for i in 0..header_len {
+            let mut bad = file.clone();
+            bad[i] ^= 0x01;
+            assert!(decode_header(&bad).is_err(), "flipped header byte {i}");
+        }
+        assert!(decode_header(&file[..header_len - 1]).is_err());
+    }
+
+    #[test]
+    fn index_evicts_least_recently_used_and_invalidates_by_key() {
+        let mut index = Index::new();
+        let entry = |key: &str, r: u64| Entry {
+            slot: Slot::new(key, Some(r..r + 1)),
+            size: 10,
+        };
+        assert!(index.insert("a".into(), entry("k1", 0), 30).is_empty());
+        assert!(index.insert("b".into(), entry("k1", 1), 30).is_empty());
+        assert!(index.insert("c".into(), entry("k2", 0), 30).is_empty());
+        index.lru.get("a"); // a is now the most recently used
+        assert_eq!(index.insert("d".into(), entry("k2", 1), 30), ["b"]);
+        assert_eq!(index.total, 30);
+        let mut dropped = index.invalidate("k1");
+        dropped.sort();
+        assert_eq!(dropped, ["a"]);
+        assert_eq!(index.total, 20);
+        let generation = index.begin_fill("k2");
+        index.invalidate("k2");
+        assert!(!index.end_fill("k2", generation), "invalidated mid-fill");
+        assert!(index.pending.is_empty());
+        assert_eq!(index.total, 0);
+    }
+}
