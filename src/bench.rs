@@ -86,8 +86,11 @@ async fn raw_puts(
 }
 
 async fn open(store: &Arc<dyn ObjectStore>, ns: &str) -> Result<Engine, String> {
+    // Flush and compaction are measured on their own, not inside writes.
     let opts = EngineOptions {
         auto_flush_bytes: None,
+        auto_flush_wal_objects: None,
+        auto_compact_segments: None,
         ..EngineOptions::default()
     };
     Engine::open(store.clone(), ns, opts)

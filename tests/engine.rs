@@ -418,3 +418,44 @@ async fn a_read_only_follower_sees_new_writes_after_refresh() {
         writer.write(upsert_batch(vec![doc("d")])).await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_small_writes_flush_and_compact_by_themselves() {
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let opts = EngineOptions {
+        auto_flush_wal_objects: Some(10),
+        auto_compact_segments: Some(3),
+        ..EngineOptions::default()
+    };
+    let engine = Engine::open(store.clone(), "auto", opts).await.unwrap();
+    for k in 0..200 {
+        engine
+            .write(upsert_batch(vec![doc(&format!("a{k:03}"))]))
+            .await
+            .unwrap();
+    }
+    // Background work: wait (bounded) until it has caught up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let stats = engine.stats();
+        let unflushed =
+            stats["last_wal_seq"].as_u64().unwrap() - stats["flushed_through"].as_u64().unwrap();
+        if stats["compactions"].as_u64().unwrap() > 0 && unflushed < 20 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no automatic flush/compaction: {stats}"
+        );
+        tokio::task::yield_now().await;
+    }
+    let m = engine.manifest_snapshot().await.unwrap();
+    assert!(
+        m.segments.len() < 8,
+        "compaction keeps segments few: {}",
+        m.segments.len()
+    );
+    drop(engine);
+    let engine = open_engine(&store, "auto").await;
+    assert_eq!(doc_count(&engine).await, 200);
+}

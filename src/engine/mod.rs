@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use parking_lot::{Mutex, RwLock};
 
 pub use manifest::Manifest;
@@ -52,6 +53,11 @@ pub struct EngineOptions {
     /// Flush automatically once the memtable holds this many bytes, so
     /// memory stays bounded and restarts replay a bounded WAL.
     pub auto_flush_bytes: Option<usize>,
+    /// Also flush once this many WAL objects are unflushed, so an open (which
+    /// replays them one GET each) stays fast even for tiny writes.
+    pub auto_flush_wal_objects: Option<u64>,
+    /// Compact automatically once a flush leaves this many segments.
+    pub auto_compact_segments: Option<usize>,
 }
 
 impl Default for EngineOptions {
@@ -63,6 +69,8 @@ impl Default for EngineOptions {
             block_bytes: 64 << 10,
             cache_bytes: 64 << 20,
             auto_flush_bytes: Some(64 << 20),
+            auto_flush_wal_objects: Some(2000),
+            auto_compact_segments: Some(8),
         }
     }
 }
@@ -206,7 +214,8 @@ async fn replay(
 ) -> EngineResult<Replayed> {
     let dir = wal_dir(ns);
     let listed = store.list(&dir, Some(&wal_key(ns, from_seq))).await?;
-    let mut last_seq = from_seq;
+    let mut expected = from_seq + 1;
+    let mut keyed = Vec::with_capacity(listed.len());
     for meta in listed {
         let Some(seq) = layout::parse_numbered(&dir, &meta.key) else {
             return Err(EngineError::Corrupt {
@@ -214,17 +223,27 @@ async fn replay(
                 reason: "not a WAL object name".into(),
             });
         };
-        if seq != last_seq + 1 {
+        if seq != expected {
             return Err(EngineError::Corrupt {
                 key: meta.key,
-                reason: format!("WAL objects {} to {} are missing", last_seq + 1, seq - 1),
+                reason: format!("WAL objects {expected} to {} are missing", seq - 1),
             });
         }
-        let data = store.get(&meta.key).await?;
-        let rec = WalRecord::decode(data, seq).map_err(|reason| EngineError::Corrupt {
-            key: meta.key.clone(),
-            reason,
-        })?;
+        expected = seq + 1;
+        keyed.push((seq, meta.key));
+    }
+    // Fetch ahead in parallel (a remote store answers each GET in tens of
+    // milliseconds), apply strictly in sequence order.
+    let mut fetched = futures::stream::iter(keyed)
+        .map(|(seq, key)| async move {
+            let data = store.get(&key).await;
+            (seq, key, data)
+        })
+        .buffered(REPLAY_PARALLELISM);
+    let mut last_seq = from_seq;
+    while let Some((seq, key, data)) = fetched.next().await {
+        let rec =
+            WalRecord::decode(data?, seq).map_err(|reason| EngineError::Corrupt { key, reason })?;
         if rec.vector_dims.is_some() {
             vector_dims = rec.vector_dims;
         }
@@ -246,6 +265,9 @@ async fn replay(
         last_seq,
     })
 }
+
+/// WAL objects fetched concurrently during replay.
+const REPLAY_PARALLELISM: usize = 32;
 
 fn default_writer_id() -> String {
     let mut buf = [0u8; 256];

@@ -75,22 +75,36 @@ impl Engine {
         result
     }
 
+    /// Flushes in the background once the memtable or the unflushed WAL is
+    /// big enough, and compacts once flushes have piled up segments.
     fn maybe_auto_flush(&self) {
-        let Some(limit) = self.inner.opts.auto_flush_bytes else {
-            return;
+        let opts = &self.inner.opts;
+        let due = {
+            let st = self.inner.state.read();
+            opts.auto_flush_bytes.is_some_and(|b| st.active.bytes >= b)
+                || opts
+                    .auto_flush_wal_objects
+                    .is_some_and(|n| st.last_seq - st.manifest.flushed_through >= n)
         };
-        if self.inner.state.read().active.bytes < limit
-            || self.inner.auto_flushing.swap(true, Ordering::AcqRel)
-        {
+        if !due || self.inner.auto_flushing.swap(true, Ordering::AcqRel) {
             return;
         }
         let engine = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = engine.flush().await {
-                log::warn!(
-                    "namespace {}: automatic flush failed (the WAL still holds every write): {e}",
-                    engine.inner.ns
-                );
+            let ns = &engine.inner.ns;
+            match engine.flush().await {
+                Ok(()) => {
+                    let segments = engine.inner.state.read().manifest.segments.len();
+                    let compact_at = engine.inner.opts.auto_compact_segments;
+                    if compact_at.is_some_and(|n| segments >= n) {
+                        if let Err(e) = engine.compact().await {
+                            log::warn!("namespace {ns}: automatic compaction failed: {e}");
+                        }
+                    }
+                }
+                Err(e) => log::warn!(
+                    "namespace {ns}: automatic flush failed (the WAL still holds every write): {e}"
+                ),
             }
             engine.inner.auto_flushing.store(false, Ordering::Release);
         });
