@@ -11,15 +11,18 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags as FuseRenameFlags,
-    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig,
+    LockOwner, OpenFlags, RenameFlags as FuseRenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use super::attr::{Attr, FileKind, OpenInfo, OpenMode, SetAttr};
+use super::attr::{OpenMode, SetAttr};
 use super::core::FsCore;
-use super::error::FsError;
+use super::fuse_conv::{
+    configure_kernel, empty_reply, entry_reply, errno, file_type, fopen_flags, time_of, to_fuser,
+    utf8,
+};
 use super::notify::InFlight;
 use super::rename::RenameFlags;
 
@@ -27,65 +30,29 @@ use super::rename::RenameFlags;
 /// of band, so the kernel may cache entries and attributes for long.
 pub(crate) const TTL: Duration = Duration::from_secs(60);
 
+/// Filled once the session exists; see `Filesystem::destroy` below.
+pub(crate) type UnmounterSlot = Arc<parking_lot::Mutex<Option<fuser::SessionUnmounter>>>;
+
 pub(crate) struct Adapter {
     core: Arc<FsCore>,
     rt: tokio::runtime::Handle,
     inflight: Arc<InFlight>,
-}
-
-fn errno(e: &FsError) -> Errno {
-    Errno::from_i32(e.errno())
-}
-
-fn to_fuser(a: &Attr) -> FileAttr {
-    FileAttr {
-        ino: INodeNo(a.ino),
-        size: a.size,
-        blocks: a.size.div_ceil(512),
-        atime: a.mtime,
-        mtime: a.mtime,
-        ctime: a.mtime,
-        crtime: a.mtime,
-        kind: match a.kind {
-            FileKind::Directory => FileType::Directory,
-            FileKind::File => FileType::RegularFile,
-        },
-        perm: a.perm,
-        nlink: a.nlink,
-        uid: a.uid,
-        gid: a.gid,
-        rdev: 0,
-        blksize: 4096,
-        flags: 0,
-    }
-}
-
-fn fopen_flags(info: &OpenInfo) -> FopenFlags {
-    let mut flags = FopenFlags::empty();
-    if info.keep_cache {
-        flags |= FopenFlags::FOPEN_KEEP_CACHE;
-    }
-    if info.direct_io {
-        flags |= FopenFlags::FOPEN_DIRECT_IO;
-    }
-    flags
-}
-
-fn time_of(t: TimeOrNow) -> SystemTime {
-    match t {
-        TimeOrNow::SpecificTime(t) => t,
-        TimeOrNow::Now => SystemTime::now(),
-    }
-}
-
-/// A name as UTF-8; reef names are strings.
-fn utf8(name: &OsStr) -> Result<String, Errno> {
-    name.to_str().map(str::to_owned).ok_or(Errno::EINVAL)
+    unmounter: UnmounterSlot,
 }
 
 impl Adapter {
-    pub fn new(core: Arc<FsCore>, rt: tokio::runtime::Handle, inflight: Arc<InFlight>) -> Adapter {
-        Adapter { core, rt, inflight }
+    pub fn new(
+        core: Arc<FsCore>,
+        rt: tokio::runtime::Handle,
+        inflight: Arc<InFlight>,
+        unmounter: UnmounterSlot,
+    ) -> Adapter {
+        Adapter {
+            core,
+            rt,
+            inflight,
+            unmounter,
+        }
     }
 
     fn run<F>(&self, fut: impl FnOnce(Arc<FsCore>) -> F)
@@ -101,41 +68,19 @@ impl Adapter {
     }
 }
 
-fn entry_reply(reply: ReplyEntry, result: Result<Attr, FsError>) {
-    match result {
-        Ok(attr) => reply.entry(&TTL, &to_fuser(&attr), Generation(0)),
-        Err(e) => reply.error(errno(&e)),
-    }
-}
-
-fn empty_reply(reply: ReplyEmpty, result: Result<(), FsError>) {
-    match result {
-        Ok(()) => reply.ok(),
-        Err(e) => reply.error(errno(&e)),
-    }
-}
-
 impl Filesystem for Adapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
-        let wanted = InitFlags::FUSE_DO_READDIRPLUS
-            | InitFlags::FUSE_READDIRPLUS_AUTO
-            | InitFlags::FUSE_ATOMIC_O_TRUNC
-            | InitFlags::FUSE_PARALLEL_DIROPS;
-        for flag in wanted.iter() {
-            if config.add_capabilities(flag).is_err() {
-                log::debug!("kernel lacks FUSE capability {flag:?}");
-            }
-        }
-        for max in [1u32 << 20, 1 << 17] {
-            if config.set_max_write(max).is_ok() {
-                break;
-            }
-        }
-        if let Err(nearest) = config.set_max_readahead(1 << 20) {
-            let _ = config.set_max_readahead(nearest);
-        }
-        let _ = config.set_max_background(64);
+        configure_kernel(config);
         Ok(())
+    }
+
+    /// The kernel side is gone. When that was an outside `umount`, settle
+    /// the session's unmount now, quietly, rather than have fuser retry it
+    /// and warn "Failed to umount filesystem" as the session ends.
+    fn destroy(&mut self) {
+        if let Some(mut unmounter) = self.unmounter.lock().take() {
+            let _ = unmounter.unmount();
+        }
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
@@ -401,11 +346,7 @@ impl Filesystem for Adapter {
             match core.readdir(ino.0, fh.0, offset, false).await {
                 Ok(entries) => {
                     for e in entries {
-                        let kind = match e.kind {
-                            FileKind::Directory => FileType::Directory,
-                            FileKind::File => FileType::RegularFile,
-                        };
-                        if reply.add(INodeNo(e.ino), e.offset, kind, &e.name) {
+                        if reply.add(INodeNo(e.ino), e.offset, file_type(e.kind), &e.name) {
                             break;
                         }
                     }

@@ -83,6 +83,11 @@ impl FsCore {
         };
         let text = String::from_utf8(pretty(&record)?).unwrap_or_default();
         ns.set_result(kind, text, finished);
+        // Its size changed: drop the kernel's cached attributes.
+        let ino = self.table.lock().lookup(ns.ino, kind.file_name());
+        if let Some(ino) = ino {
+            self.invalidate_inode(ino, false).await;
+        }
         result
     }
 
@@ -110,7 +115,7 @@ impl FsCore {
         self.bump_epoch();
         for (ino, name) in stale {
             self.invalidate_inode(ino, false).await;
-            self.invalidate_entry(ns.ino, &name);
+            self.invalidate_entry(ns.ino, &name, false).await;
         }
         let report = report?;
         serde_json::to_value(&report).map_err(|e| FsError::Io(e.to_string()))

@@ -2,26 +2,27 @@
 //! mount. Inode numbers, handles and errors are plain values; every
 //! operation is an async fn that never blocks a thread on the object store.
 //!
-//! This file holds the core's state and the name-space operations (lookup,
-//! getattr, forget, statfs, namespace directories). File I/O is in
-//! `file_ops.rs`, unlink/rename in `rename.rs`, control files in
-//! `control.rs`, listings in `readdir.rs`.
+//! This file holds the core's state and attributes. Lookups are in
+//! `lookup.rs`, namespace directories in `ns_dirs.rs`, opening files in
+//! `open.rs`, file I/O and commits in `io.rs`, `setattr` in `setattr.rs`,
+//! unlink/rename in `rename.rs`, control files in `control.rs`, listings in
+//! `readdir.rs`, kernel cache invalidation in `invalidate.rs`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
 use super::attr::{time_from_ms, Attr, FileKind};
 use super::error::{FsError, FsResult};
 use super::handles::HandleTable;
-use super::inodes::{DocMeta, DocNode, Inode, InodeTable, Node, ROOT_INO};
+use super::inodes::{DocMeta, InodeTable, Node};
+use super::invalidate::Invalidation;
 use super::names::{classify, ControlKind, NameKind};
 use super::namespace::Namespace;
-use crate::engine::layout::{check_namespace, manifest_dir};
-use crate::engine::{delete_namespace, Engine, EngineOptions, StoredDoc};
+use crate::engine::{EngineOptions, StoredDoc};
 use crate::store::ObjectStore;
 use crate::types::DocId;
 
@@ -56,19 +57,6 @@ impl Default for CoreConfig {
     }
 }
 
-/// A change the kernel's caches must hear about (sent by the adapter
-/// through fuser's `Notifier`, from a thread of its own).
-#[derive(Debug)]
-pub enum Invalidation {
-    /// Attributes and cached pages of an inode.
-    Inode {
-        ino: u64,
-        done: Option<tokio::sync::oneshot::Sender<()>>,
-    },
-    /// A name in a directory.
-    Entry { parent: u64, name: String },
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatFs {
     pub blocks: u64,
@@ -88,7 +76,7 @@ pub struct FsCore {
     /// Bumped by every change of stored documents made here, so a lookup
     /// that raced one does not cache what it read before it.
     epoch: AtomicU64,
-    sink: Mutex<Option<mpsc::Sender<Invalidation>>>,
+    pub(crate) sink: Mutex<Option<mpsc::Sender<Invalidation>>>,
     pub(crate) started_ms: u64,
 }
 
@@ -131,43 +119,6 @@ impl FsCore {
         &self.store
     }
 
-    /// Where kernel cache invalidations go (the adapter's notifier thread).
-    pub fn set_invalidation_sink(&self, sink: mpsc::Sender<Invalidation>) {
-        *self.sink.lock() = Some(sink);
-    }
-
-    /// Stops sending invalidations (the mount is gone).
-    pub fn clear_invalidation_sink(&self) {
-        *self.sink.lock() = None;
-    }
-
-    pub(crate) fn invalidate_entry(&self, parent: u64, name: &str) {
-        if let Some(sink) = self.sink.lock().as_ref() {
-            let _ = sink.send(Invalidation::Entry {
-                parent,
-                name: name.to_string(),
-            });
-        }
-    }
-
-    /// Drops the kernel's cached attributes and pages of `ino`; with `wait`,
-    /// returns once the kernel has done so (bounded, never indefinitely).
-    pub(crate) async fn invalidate_inode(&self, ino: u64, wait: bool) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let sent = match self.sink.lock().as_ref() {
-            Some(sink) => sink
-                .send(Invalidation::Inode {
-                    ino,
-                    done: wait.then_some(tx),
-                })
-                .is_ok(),
-            None => false,
-        };
-        if sent && wait {
-            let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
-        }
-    }
-
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
     }
@@ -187,7 +138,7 @@ impl FsCore {
         classify(name, self.cfg.engine.limits.max_id_bytes)
     }
 
-    fn dir_attr(&self, ino: u64, mtime_ms: u64) -> Attr {
+    pub(crate) fn dir_attr(&self, ino: u64, mtime_ms: u64) -> Attr {
         Attr {
             ino,
             kind: FileKind::Directory,
@@ -235,7 +186,7 @@ impl FsCore {
                 ino,
                 s.data.len() as u64,
                 s.mtime,
-                self.cfg.file_mode,
+                s.mode.unwrap_or(self.cfg.file_mode),
                 inode.linked,
             ),
             Node::Doc(d) => {
@@ -270,6 +221,18 @@ impl FsCore {
         }
     }
 
+    /// `namespace/name` of an inode, for log lines.
+    pub(crate) fn path_of(&self, ino: u64) -> String {
+        let t = self.table.lock();
+        match t.get(ino) {
+            Some(i) => match ns_of(&t, i.parent) {
+                Some(ns) => format!("{}/{}", ns.name, i.name),
+                None => i.name.clone(),
+            },
+            None => format!("inode {ino}"),
+        }
+    }
+
     /// (namespace, id) of a document inode.
     pub(crate) fn doc_of(&self, ino: u64) -> FsResult<(Arc<Namespace>, DocId)> {
         let t = self.table.lock();
@@ -283,200 +246,6 @@ impl FsCore {
         }
     }
 
-    fn register_namespace(&self, t: &mut InodeTable, name: &str, engine: Option<Engine>) -> u64 {
-        if let Some(ino) = t.lookup(ROOT_INO, name) {
-            return ino;
-        }
-        let (store, opts, now) = (self.store.clone(), self.cfg.engine.clone(), now_ms());
-        t.insert_with(ROOT_INO, name, |ino| {
-            Node::Namespace(Arc::new(Namespace::new(
-                name, ino, store, opts, engine, now,
-            )))
-        })
-    }
-
-    /// Makes sure every namespace in the store has an inode.
-    pub(crate) async fn refresh_namespaces(&self) -> FsResult<()> {
-        let names = crate::engine::list_namespaces(&self.store).await?;
-        let mut t = self.table.lock();
-        for name in names {
-            self.register_namespace(&mut t, &name, None);
-        }
-        Ok(())
-    }
-
-    pub async fn lookup(&self, parent: u64, name: &str) -> FsResult<Attr> {
-        if parent == ROOT_INO {
-            return self.lookup_namespace(name).await;
-        }
-        let ns = self.namespace(parent)?;
-        let attr = match self.classify(name) {
-            NameKind::Doc(id) => self.lookup_doc(&ns, name, id).await?,
-            NameKind::Control(kind) => {
-                let mut t = self.table.lock();
-                let ino = control_ino(&mut t, ns.ino, kind);
-                self.attr_locked(&t, ino).ok_or(FsError::NotFound)?
-            }
-            NameKind::Scratch | NameKind::DocTooLong => {
-                let t = self.table.lock();
-                let ino = t.lookup(ns.ino, name).ok_or(FsError::NotFound)?;
-                self.attr_locked(&t, ino).ok_or(FsError::NotFound)?
-            }
-        };
-        self.remember(attr.ino);
-        Ok(attr)
-    }
-
-    async fn lookup_namespace(&self, name: &str) -> FsResult<Attr> {
-        let known = self.table.lock().lookup(ROOT_INO, name);
-        let ino = match known {
-            Some(ino) => ino,
-            None => {
-                if check_namespace(name).is_err() {
-                    return Err(FsError::NotFound);
-                }
-                if self.store.list(&manifest_dir(name), None).await?.is_empty() {
-                    return Err(FsError::NotFound);
-                }
-                self.register_namespace(&mut self.table.lock(), name, None)
-            }
-        };
-        self.remember(ino);
-        Ok(self.dir_attr(ino, self.started_ms))
-    }
-
-    async fn lookup_doc(&self, ns: &Arc<Namespace>, name: &str, id: DocId) -> FsResult<Attr> {
-        {
-            let t = self.table.lock();
-            match t.lookup(ns.ino, name) {
-                Some(ino) => {
-                    if let Some(attr) = self.attr_locked(&t, ino) {
-                        return Ok(attr);
-                    }
-                }
-                None if t.is_hidden(ns.ino, &id) => return Err(FsError::NotFound),
-                None => {}
-            }
-        }
-        let e0 = self.epoch();
-        let stored = ns.engine().await?.get_stored(&id).await?;
-        let mut t = self.table.lock();
-        let ino = self.settle_doc(
-            &mut t,
-            ns.ino,
-            name,
-            &id,
-            stored.as_ref().map(DocMeta::of),
-            e0,
-        )?;
-        self.attr_locked(&t, ino).ok_or(FsError::NotFound)
-    }
-
-    /// Folds a fetched stored state into the table; returns the inode.
-    pub(crate) fn settle_doc(
-        &self,
-        t: &mut InodeTable,
-        ns_ino: u64,
-        name: &str,
-        id: &DocId,
-        fetched: Option<DocMeta>,
-        e0: u64,
-    ) -> FsResult<u64> {
-        let fresh = self.epoch() == e0;
-        match t.lookup(ns_ino, name) {
-            Some(ino) => {
-                let Some(Inode {
-                    node: Node::Doc(d), ..
-                }) = t.get_mut(ino)
-                else {
-                    return Err(FsError::NotFound);
-                };
-                match fetched {
-                    Some(m) if fresh || d.meta.is_none() => d.meta = Some(m),
-                    Some(_) => {}
-                    None if fresh && !d.pending && d.dirty_size.is_none() => {
-                        t.unlink(ns_ino, name);
-                        return Err(FsError::NotFound);
-                    }
-                    None => {}
-                }
-                Ok(ino)
-            }
-            None => match fetched {
-                Some(_) if t.is_hidden(ns_ino, id) => Err(FsError::NotFound),
-                Some(meta) => Ok(t.insert(
-                    ns_ino,
-                    name,
-                    Node::Doc(DocNode {
-                        id: id.clone(),
-                        meta: Some(meta),
-                        pending: false,
-                        kernel_cache_seq: None,
-                        dirty_size: None,
-                    }),
-                )),
-                None => Err(FsError::NotFound),
-            },
-        }
-    }
-
-    /// The kernel learned of `ino` (lookup, create, readdirplus entry).
-    pub(crate) fn remember(&self, ino: u64) {
-        if let Some(inode) = self.table.lock().get_mut(ino) {
-            inode.nlookup += 1;
-        }
-    }
-
-    pub async fn getattr(&self, ino: u64) -> FsResult<Attr> {
-        let need = {
-            let t = self.table.lock();
-            if let Some(attr) = self.attr_locked(&t, ino) {
-                if let Some(Node::Namespace(ns)) = t.get(ino).map(|i| &i.node) {
-                    if ns.is_removed() {
-                        return Err(FsError::NotFound);
-                    }
-                }
-                return Ok(attr);
-            }
-            t.get(ino).is_some()
-        };
-        if !need {
-            return Err(FsError::NotFound);
-        }
-        self.refresh_doc(ino).await?;
-        let t = self.table.lock();
-        self.attr_locked(&t, ino).ok_or(FsError::NotFound)
-    }
-
-    /// Re-reads the stored state of document inode `ino`.
-    pub(crate) async fn refresh_doc(&self, ino: u64) -> FsResult<()> {
-        let (ns, id) = self.doc_of(ino)?;
-        let e0 = self.epoch();
-        let stored = ns.engine().await?.get_stored(&id).await?;
-        let mut t = self.table.lock();
-        let (linked, parent, name) = match t.get(ino) {
-            Some(i) => (i.linked, i.parent, i.name.clone()),
-            None => return Err(FsError::NotFound),
-        };
-        if linked {
-            self.settle_doc(
-                &mut t,
-                parent,
-                &name,
-                &id,
-                stored.as_ref().map(DocMeta::of),
-                e0,
-            )?;
-        } else if let Some(Node::Doc(d)) = t.get_mut(ino).map(|i| &mut i.node) {
-            d.meta = d.meta.or(stored.as_ref().map(DocMeta::of));
-        }
-        Ok(())
-    }
-
-    pub fn forget(&self, ino: u64, nlookup: u64) {
-        self.table.lock().forget(ino, nlookup);
-    }
-
     pub fn statfs(&self) -> StatFs {
         let files = self.table.lock().len() as u64;
         StatFs {
@@ -488,64 +257,6 @@ impl FsCore {
             bsize: 4096,
             namelen: 255,
         }
-    }
-
-    pub async fn mkdir(&self, parent: u64, name: &str) -> FsResult<Attr> {
-        if parent != ROOT_INO {
-            self.namespace(parent)?;
-            return Err(FsError::NotPermitted(
-                "a namespace holds documents, not directories",
-            ));
-        }
-        self.check_writable()?;
-        if self.table.lock().lookup(ROOT_INO, name).is_some() {
-            return Err(FsError::Exists);
-        }
-        check_namespace(name).map_err(FsError::from)?;
-        if !self.store.list(&manifest_dir(name), None).await?.is_empty() {
-            return Err(FsError::Exists);
-        }
-        let engine = Engine::open(self.store.clone(), name, self.cfg.engine.clone()).await?;
-        let ino = self.register_namespace(&mut self.table.lock(), name, Some(engine));
-        self.remember(ino);
-        Ok(self.dir_attr(ino, self.started_ms))
-    }
-
-    pub async fn rmdir(&self, parent: u64, name: &str) -> FsResult<()> {
-        if parent != ROOT_INO {
-            self.namespace(parent)?;
-            return Err(match self.classify(name) {
-                NameKind::Doc(_) | NameKind::Control(_) => FsError::NotDir,
-                _ if self.table.lock().lookup(parent, name).is_some() => FsError::NotDir,
-                _ => FsError::NotFound,
-            });
-        }
-        self.check_writable()?;
-        let ino = self
-            .table
-            .lock()
-            .lookup(ROOT_INO, name)
-            .ok_or(FsError::NotFound)?;
-        let ns = self.namespace(ino)?;
-        if !self.table.lock().memory_names(ns.ino).is_empty() {
-            return Err(FsError::NotEmpty);
-        }
-        // Hold the namespace exclusively: no write can land in between.
-        let _ = ns.engine().await?;
-        let mut slot = ns.exclusive().await;
-        if let Some(engine) = slot.as_ref() {
-            if !engine.scan(None, 1).await?.is_empty() {
-                return Err(FsError::NotEmpty);
-            }
-        }
-        *slot = None;
-        if let Err(e) = delete_namespace(&self.store, name).await {
-            log::error!("namespace {name}: rmdir failed: {e}");
-            return Err(e.into());
-        }
-        ns.mark_removed();
-        self.table.lock().unlink(ROOT_INO, name);
-        Ok(())
     }
 }
 

@@ -6,7 +6,7 @@
 //! (printed, exit 1), so `reef mount` returns only once the mount works.
 
 use std::fs::File;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{BufRead, ErrorKind, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -16,34 +16,55 @@ use super::mount::{lazy_unmount, mount, Event, MountOptions};
 /// Runs `reef mount SOURCE MOUNTPOINT`. In the foreground, returns after a
 /// clean unmount. Detached, the calling process returns `Ok` once the mount
 /// is live (the daemon child exits by itself when unmounted).
-pub fn run_mount_command(source: &str, mountpoint: &Path, opts: MountOptions) -> Result<(), FsError> {
+pub fn run_mount_command(
+    source: &str,
+    mountpoint: &Path,
+    mut opts: MountOptions,
+) -> Result<(), FsError> {
     let mountpoint = std::path::absolute(mountpoint)
         .map_err(|e| FsError::Mount(format!("mountpoint {}: {e}", mountpoint.display())))?;
     check_mountpoint(&mountpoint)?;
     check_dev_fuse()?;
     let source = absolute_source(source);
+    // The daemon changes directory to `/`: resolve relative paths now.
+    for path in [&mut opts.cache_dir, &mut opts.log_file]
+        .into_iter()
+        .flatten()
+    {
+        if let Ok(abs) = std::path::absolute(&*path) {
+            *path = abs;
+        }
+    }
     if opts.foreground {
         return serve(&source, &mountpoint, &opts, None);
     }
     let mut fds = [0; 2];
-    // SAFETY: fds has room for the two descriptors pipe() writes.
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-        return Err(FsError::Mount(format!("pipe: {}", std::io::Error::last_os_error())));
+    // Close-on-exec, so helpers the daemon runs (fusermount3 stays alive
+    // with auto_unmount) do not hold the pipe open.
+    // SAFETY: fds has room for the two descriptors pipe2() writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(FsError::Mount(format!(
+            "pipe: {}",
+            std::io::Error::last_os_error()
+        )));
     }
     // SAFETY: pipe() returned two fresh descriptors we now own.
-    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     // SAFETY: no other thread exists yet (the runtime starts in the child).
     match unsafe { libc::fork() } {
-        -1 => Err(FsError::Mount(format!("fork: {}", std::io::Error::last_os_error()))),
+        -1 => Err(FsError::Mount(format!(
+            "fork: {}",
+            std::io::Error::last_os_error()
+        ))),
         0 => {
             drop(read_end);
+            // Errors before readiness go to the parent, which prints them;
+            // `serve` logs those after.
             let code = match detach(&opts) {
                 Ok(()) => match serve(&source, &mountpoint, &opts, Some(File::from(write_end))) {
                     Ok(()) => 0,
-                    Err(e) => {
-                        log::error!("{e}");
-                        1
-                    }
+                    Err(_) => 1,
                 },
                 Err(e) => {
                     let mut w = File::from(write_end);
@@ -56,8 +77,9 @@ pub fn run_mount_command(source: &str, mountpoint: &Path, opts: MountOptions) ->
         }
         _child => {
             drop(write_end);
+            // One line: "ok" or the error. EOF first: the child died.
             let mut msg = String::new();
-            let _ = File::from(read_end).read_to_string(&mut msg);
+            let _ = std::io::BufReader::new(File::from(read_end)).read_line(&mut msg);
             match msg.trim() {
                 "ok" => Ok(()),
                 "" => Err(FsError::Mount(format!(
@@ -81,8 +103,9 @@ fn absolute_source(source: &str) -> String {
         .unwrap_or_else(|_| source.to_string())
 }
 
-/// New session, cwd `/`, stdin/stdout to /dev/null, stderr to the log file
-/// if one was given (otherwise left where it was, for the service manager).
+/// New session, cwd `/`, stdin/stdout to /dev/null; stderr (the log) to
+/// `log_file` if given, else to /dev/null when it is a terminal (the user's
+/// shell moves on), else left alone (a service manager collects it).
 fn detach(opts: &MountOptions) -> Result<(), FsError> {
     // SAFETY: plain syscalls on this process.
     unsafe {
@@ -105,8 +128,12 @@ fn detach(opts: &MountOptions) -> Result<(), FsError> {
         ),
         None => None,
     };
-    if let Some(log) = &log {
-        targets.push((log.as_raw_fd(), 2));
+    // SAFETY: isatty only inspects the descriptor.
+    let stderr_is_tty = unsafe { libc::isatty(2) } == 1;
+    match &log {
+        Some(log) => targets.push((log.as_raw_fd(), 2)),
+        None if stderr_is_tty => targets.push((null.as_raw_fd(), 2)),
+        None => {}
     }
     for (from, to) in targets {
         // SAFETY: both descriptors are open; dup2 replaces `to` atomically.
@@ -140,7 +167,10 @@ fn serve(
         }
     };
     if let Err(e) = std::fs::metadata(mountpoint).and_then(|_| std::fs::read_dir(mountpoint)) {
-        let e = FsError::Mount(format!("{} mounted but does not answer: {e}", mountpoint.display()));
+        let e = FsError::Mount(format!(
+            "{} mounted but does not answer: {e}",
+            mountpoint.display()
+        ));
         report(&e.to_string());
         return Err(e);
     }
@@ -150,7 +180,7 @@ fn serve(
     }
     log::info!("reef: {source} mounted at {}", mountpoint.display());
     report("ok");
-    match handle.wait() {
+    let result = match handle.wait() {
         Event::Signal(sig) => {
             log::info!("reef: signal {sig}: unmounting {}", mountpoint.display());
             handle.shutdown(true)
@@ -159,7 +189,11 @@ fn serve(
             log::info!("reef: {} was unmounted", mountpoint.display());
             handle.shutdown(false)
         }
+    };
+    if let Err(e) = &result {
+        log::error!("{e}");
     }
+    result
 }
 
 fn check_dev_fuse() -> Result<(), FsError> {
@@ -194,7 +228,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -205,7 +242,7 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn mount_at(path: &Path) -> Option<(String, String)> {
+pub(crate) fn mount_at(path: &Path) -> Option<(String, String)> {
     mounts()
         .into_iter()
         .rev()
@@ -215,32 +252,40 @@ fn mount_at(path: &Path) -> Option<(String, String)> {
 
 fn check_mountpoint(path: &Path) -> Result<(), FsError> {
     let shown = path.display();
-    match std::fs::metadata(path) {
-        Ok(meta) if !meta.is_dir() => Err(FsError::Mount(format!("mountpoint {shown} is not a directory"))),
-        Ok(_) => match mount_at(path) {
-            Some((fstype, source)) => Err(FsError::Mount(format!(
-                "mountpoint {shown} is busy: {source} ({fstype}) is already mounted there; \
-                 unmount it first (`umount {shown}`)"
-            ))),
-            None => Ok(()),
-        },
-        Err(e) if e.kind() == ErrorKind::NotFound => Err(FsError::Mount(format!(
-            "mountpoint {shown} does not exist; create it with `mkdir -p {shown}`"
-        ))),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => match mount_at(path) {
-            Some((fstype, _)) if fstype == "fuse.reef" => {
+    if let Some((fstype, source)) = mount_at(path) {
+        // Opening the directory always reaches the daemon (stat may be
+        // answered from the kernel's cache even when the daemon is gone).
+        let dead = matches!(
+            std::fs::read_dir(path),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTCONN) | Some(libc::ECONNABORTED))
+        );
+        return match (dead, fstype.as_str()) {
+            (true, "fuse.reef") => {
                 lazy_unmount(path)?;
                 eprintln!(
                     "reef: {shown} was a dead reef mount (Transport endpoint is not connected); \
-                     detached it with `fusermount3 -u -z {shown}`"
+                     detached it as `fusermount3 -u -z {shown}` would"
                 );
                 check_mountpoint(path)
             }
-            _ => Err(FsError::Mount(format!(
-                "mountpoint {shown}: Transport endpoint is not connected (a dead FUSE mount \
-                 of another filesystem); clear it with `fusermount3 -u -z {shown}`"
+            (true, _) => Err(FsError::Mount(format!(
+                "mountpoint {shown}: Transport endpoint is not connected (a dead {fstype} mount \
+                 of {source}); clear it with `fusermount3 -u -z {shown}`"
             ))),
-        },
+            (false, _) => Err(FsError::Mount(format!(
+                "mountpoint {shown} is busy: {source} ({fstype}) is already mounted there; \
+                 unmount it first (`umount {shown}`)"
+            ))),
+        };
+    }
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(FsError::Mount(format!(
+            "mountpoint {shown} is not a directory"
+        ))),
+        Err(e) if e.kind() == ErrorKind::NotFound => Err(FsError::Mount(format!(
+            "mountpoint {shown} does not exist; create it with `mkdir -p {shown}`"
+        ))),
         Err(e) => Err(FsError::Mount(format!("mountpoint {shown}: {e}"))),
     }
 }

@@ -14,8 +14,16 @@ use super::dirstream::DirStream;
 use super::names::ControlKind;
 
 pub(crate) enum FileState {
-    /// A document: the content as of open, then as edited.
-    Doc { buf: Vec<u8>, dirty: bool },
+    /// A document: the content as of open, then as edited. `too_large`
+    /// once a write went past the size bound: closing then commits nothing.
+    /// `loaded` is false until the content is first needed: an open that
+    /// the kernel serves from its page cache never fetches it.
+    Doc {
+        buf: Vec<u8>,
+        loaded: bool,
+        dirty: bool,
+        too_large: bool,
+    },
     /// Scratch I/O goes straight to the inode's in-memory data.
     Scratch,
     Control {

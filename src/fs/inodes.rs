@@ -41,6 +41,9 @@ pub(crate) struct DocNode {
 pub(crate) struct ScratchNode {
     pub data: Vec<u8>,
     pub mtime: SystemTime,
+    /// Permission bits; `None` is the mount's file mode. Tools chmod their
+    /// temporaries (rsync makes them 0600 while writing); nothing persists.
+    pub mode: Option<u16>,
     /// A document renamed onto this scratch name: it stays stored (but
     /// hidden) until this scratch file is deleted or the name is rewritten.
     pub hides: Option<DocId>,
@@ -65,10 +68,11 @@ pub(crate) struct Inode {
 }
 
 impl Inode {
-    /// Exists only in memory: must not be evicted while linked.
+    /// Listed from the table (not the engine) and never evicted while
+    /// linked: scratch files, uncommitted documents, namespaces.
     fn memory_only(&self) -> bool {
         match &self.node {
-            Node::Scratch(_) => true,
+            Node::Scratch(_) | Node::Namespace(_) => true,
             Node::Doc(d) => d.pending,
             _ => false,
         }
@@ -85,7 +89,8 @@ impl Inode {
 pub(crate) struct InodeTable {
     by_ino: HashMap<u64, Inode>,
     by_name: HashMap<(u64, String), u64>,
-    /// Linked memory-only names per directory, for readdir.
+    /// Linked memory-only names per directory, for readdir (the root's are
+    /// the namespaces).
     memory_names: HashMap<u64, BTreeSet<String>>,
     /// (namespace ino, doc id) -> the scratch inode hiding that document.
     hidden: HashMap<(u64, DocId), u64>,
@@ -249,9 +254,16 @@ impl InodeTable {
     }
 
     pub fn maybe_evict(&mut self, ino: u64) {
-        let Some(inode) = self.by_ino.get(&ino) else {
+        let Some(inode) = self.by_ino.get_mut(&ino) else {
             return;
         };
+        // An unlinked scratch file nobody has open can never be read again.
+        if !inode.linked && inode.open == 0 {
+            if let Node::Scratch(s) = &mut inode.node {
+                let freed = std::mem::take(&mut s.data).len() as u64;
+                self.scratch_bytes = self.scratch_bytes.saturating_sub(freed);
+            }
+        }
         if !inode.evictable() {
             return;
         }

@@ -2,10 +2,31 @@
 //! `<id>.json` files, control files, and scratch files for the temporaries
 //! editors and tools create.
 //!
-//! - `core` (`FsCore`) implements every operation as an async fn over plain
-//!   values, testable without mounting;
-//! - `adapter` is the thin fuser `Filesystem` handing each request to tokio;
-//! - `mount` and `daemon` set up mounts and run `reef mount`.
+//! - [`FsCore`] implements every operation as an async fn over plain values
+//!   (inode numbers, handles, [`FsError`] with its errno), testable without
+//!   mounting (`tests/fs_core.rs`);
+//! - `adapter` is the thin fuser `Filesystem`: each request is handed to a
+//!   tokio runtime, so no FUSE thread waits on the object store;
+//! - `mount` ([`mount`], [`MountOptions`], [`MountHandle`]) and `daemon`
+//!   ([`run_mount_command`]) set up mounts and run `reef mount`.
+//!
+//! Semantics in brief:
+//!
+//! - A document file is committed (one engine write) when a handle that
+//!   wrote, truncated or created it is closed or fsync'd; invalid JSON, a
+//!   wrong `id` or a failed write fail that close/fsync (EINVAL, EFBIG,
+//!   EIO, EROFS), leave the stored document as it was, and log one line.
+//!   A reader sees the document as of its first read.
+//! - Names that are not documents are scratch files, held in memory only
+//!   (bounded; ENOSPC beyond). Renaming one onto `x.json` commits it.
+//! - Renaming a document to a scratch name (vim's `x.json~`) hides it and
+//!   moves its bytes into the scratch file; the stored document is deleted
+//!   only when that scratch file is deleted or replaced (not renamed back
+//!   or rewritten under its name). If the daemon stops first, the document
+//!   is still stored under its old name: nothing is lost.
+//! - `.flush`, `.compact`, `.repair` run on close after a write and show
+//!   their last result; `.verify` and `.stats` report on open for reading.
+//!   Reading never changes anything; unlinking a control file is a no-op.
 
 mod adapter;
 mod attr;
@@ -14,21 +35,28 @@ mod core;
 mod daemon;
 mod dirstream;
 mod error;
-mod file_ops;
+mod fuse_conv;
 mod handles;
 mod inodes;
+mod invalidate;
+mod io;
+mod lookup;
 mod mount;
 mod names;
 mod namespace;
 mod notify;
+mod ns_dirs;
+mod open;
 mod readdir;
 mod rename;
+mod setattr;
 
 pub use self::attr::{Attr, DirEntry, FileKind, OpenInfo, OpenMode, SetAttr};
-pub use self::core::{CoreConfig, FsCore, Invalidation, StatFs};
+pub use self::core::{CoreConfig, FsCore, StatFs};
 pub use self::daemon::run_mount_command;
 pub use self::error::{FsError, FsResult};
 pub use self::inodes::ROOT_INO;
+pub use self::invalidate::Invalidation;
 pub use self::mount::{mount, mount_core, MountHandle, MountOptions};
 pub use self::names::{classify, doc_file_name, ControlKind, NameKind};
 pub use self::rename::RenameFlags;

@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use fuser::{MountOption, SessionACL, SessionUnmounter};
 
-use super::adapter::Adapter;
+use super::adapter::{Adapter, UnmounterSlot};
 use super::core::{CoreConfig, FsCore};
 use super::error::FsError;
 use super::notify::{spawn_notifier, InFlight};
-use crate::store::ObjectStore;
+use crate::store::{DiskCacheStore, ObjectStore};
 
 /// How to mount. Every field is also an `-o` option (see `parse_o`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MountOptions {
     /// `ro`: every change fails with EROFS; namespaces open as followers.
     pub read_only: bool,
@@ -36,11 +36,14 @@ pub struct MountOptions {
     /// `file_mode=0644`, `dir_mode=0755` (octal).
     pub file_mode: Option<u16>,
     pub dir_mode: Option<u16>,
-    /// `cache=DIR`: accepted for compatibility; reef caches in memory only.
+    /// `cache=DIR`: keep a read-through cache of segment blocks on local
+    /// disk (survives restarts; saves GETs on object storage).
     pub cache_dir: Option<PathBuf>,
+    /// `cache_size=SIZE`: bound of the disk cache (default 1G; K/M/G suffixes).
+    pub cache_size: Option<u64>,
     /// `threads=N`: FUSE event loops (default 4).
     pub threads: Option<usize>,
-    /// `scratch_limit=BYTES`: memory for scratch files (default 256 MiB).
+    /// `scratch_limit=SIZE`: memory for scratch files (default 256M).
     pub scratch_limit: Option<u64>,
     /// `log_file=PATH`: where a detached daemon writes its log.
     pub log_file: Option<PathBuf>,
@@ -48,35 +51,39 @@ pub struct MountOptions {
     pub extra: Vec<String>,
 }
 
-impl Default for MountOptions {
-    fn default() -> Self {
-        MountOptions {
-            read_only: false,
-            allow_other: false,
-            allow_root: false,
-            auto_unmount: false,
-            foreground: false,
-            uid: None,
-            gid: None,
-            file_mode: None,
-            dir_mode: None,
-            cache_dir: None,
-            threads: None,
-            scratch_limit: None,
-            log_file: None,
-            extra: Vec::new(),
-        }
-    }
-}
-
 /// Options that only mean something to mount(8), fstab or systemd.
 fn fstab_only(opt: &str) -> bool {
     matches!(
         opt,
-        "noauto" | "auto" | "_netdev" | "nofail" | "defaults" | "user" | "users" | "owner"
-            | "group" | "nouser" | "rw" | "dev" | "suid" | "exec" | "async" | "sync"
-            | "dirsync" | "atime" | "relatime" | "strictatime" | "lazytime" | "nodiratime"
-            | "default_permissions" | "nonempty" | "" | "bg" | "fg" | "silent" | "loud"
+        "noauto"
+            | "auto"
+            | "_netdev"
+            | "nofail"
+            | "defaults"
+            | "user"
+            | "users"
+            | "owner"
+            | "group"
+            | "nouser"
+            | "rw"
+            | "dev"
+            | "suid"
+            | "exec"
+            | "async"
+            | "sync"
+            | "dirsync"
+            | "atime"
+            | "relatime"
+            | "strictatime"
+            | "lazytime"
+            | "nodiratime"
+            | "default_permissions"
+            | "nonempty"
+            | ""
+            | "bg"
+            | "fg"
+            | "silent"
+            | "loud"
     ) || opt.starts_with("x-")
         || opt.starts_with("comment=")
         || opt.starts_with("subtype=")
@@ -87,6 +94,20 @@ fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, FsError> {
     value
         .parse()
         .map_err(|_| FsError::Mount(format!("mount option {key}={value}: not a number")))
+}
+
+/// A byte count with an optional K, M or G (binary) suffix.
+fn size(key: &str, value: &str) -> Result<u64, FsError> {
+    let v = value.trim();
+    let (digits, shift) = match v.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&v[..i], 10),
+        Some((i, 'm' | 'M')) => (&v[..i], 20),
+        Some((i, 'g' | 'G')) => (&v[..i], 30),
+        _ => (v, 0),
+    };
+    let n: u64 = number(key, digits)?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| FsError::Mount(format!("mount option {key}={value}: too large")))
 }
 
 fn octal(key: &str, value: &str) -> Result<u16, FsError> {
@@ -126,7 +147,10 @@ impl MountOptions {
                 ("dir_mode", Some(v)) => self.dir_mode = Some(octal("dir_mode", v)?),
                 ("cache" | "cache_dir", Some(v)) => self.cache_dir = Some(PathBuf::from(v)),
                 ("threads", Some(v)) => self.threads = Some(number("threads", v)?),
-                ("scratch_limit", Some(v)) => self.scratch_limit = Some(number("scratch_limit", v)?),
+                ("scratch_limit", Some(v)) => self.scratch_limit = Some(size("scratch_limit", v)?),
+                ("cache_size" | "max_cache_size", Some(v)) => {
+                    self.cache_size = Some(size("cache_size", v)?)
+                }
                 ("log_file" | "logfile", Some(v)) => self.log_file = Some(PathBuf::from(v)),
                 ("nodev" | "nosuid" | "noexec" | "noatime", None) => self.extra.push(key),
                 ("max_read", Some(v)) => {
@@ -138,7 +162,8 @@ impl MountOptions {
                     return Err(FsError::Mount(format!(
                         "unknown mount option {opt:?} (reef accepts ro, rw, allow_other, \
                          allow_root, auto_unmount, foreground, uid=, gid=, file_mode=, dir_mode=, \
-                         cache=, threads=, scratch_limit=, log_file=, noexec, nosuid, nodev, \
+                         cache=, cache_size=, threads=, scratch_limit=, log_file=, noexec, \
+                         nosuid, nodev, \
                          noatime, max_read=, and fstab-only options)"
                     )))
                 }
@@ -175,7 +200,9 @@ impl MountOptions {
         let mut cfg = fuser::Config::default();
         let mut mo = vec![
             MountOption::FSName(fsname.replace([',', ' ', '\t', '\n'], "_")),
-            MountOption::Subtype("reef".into()),
+            // A kernel option for direct mounts, parsed by fusermount3 otherwise:
+            // either way the type shows as `fuse.reef`.
+            MountOption::CUSTOM("subtype=reef".into()),
             MountOption::DefaultPermissions,
         ];
         if self.read_only {
@@ -229,6 +256,7 @@ pub struct MountHandle {
     inflight: Arc<InFlight>,
     events: mpsc::Receiver<Event>,
     events_tx: mpsc::Sender<Event>,
+    auto_unmount: bool,
 }
 
 /// Mounts `store` at `mountpoint`; returns once the mount is live.
@@ -238,6 +266,15 @@ pub fn mount(
     opts: &MountOptions,
 ) -> Result<MountHandle, FsError> {
     let fsname = store.describe();
+    let store: Arc<dyn ObjectStore> = match &opts.cache_dir {
+        Some(dir) => {
+            let bound = opts.cache_size.unwrap_or(1 << 30);
+            let cached = DiskCacheStore::new(store, dir.clone(), bound)
+                .map_err(|e| FsError::Mount(format!("cache directory {}: {e}", dir.display())))?;
+            Arc::new(cached)
+        }
+        None => store,
+    };
     let core = FsCore::new(store, opts.core_config());
     mount_core(core, mountpoint, opts, &fsname)
 }
@@ -250,7 +287,10 @@ pub fn mount_core(
     fsname: &str,
 ) -> Result<MountHandle, FsError> {
     let fail = |what: &str, e: io::Error| {
-        FsError::Mount(format!("cannot mount {}: {what}: {e}", mountpoint.display()))
+        FsError::Mount(format!(
+            "cannot mount {}: {what}: {e}",
+            mountpoint.display()
+        ))
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -258,10 +298,17 @@ pub fn mount_core(
         .build()
         .map_err(|e| fail("tokio runtime", e))?;
     let inflight = Arc::new(InFlight::default());
-    let adapter = Adapter::new(core.clone(), runtime.handle().clone(), inflight.clone());
+    let slot = UnmounterSlot::default();
+    let adapter = Adapter::new(
+        core.clone(),
+        runtime.handle().clone(),
+        inflight.clone(),
+        slot.clone(),
+    );
     let mut session = fuser::Session::new(adapter, mountpoint, &opts.fuser_config(fsname))
         .map_err(|e| fail("FUSE session", e))?;
     let unmounter = session.unmount_callable();
+    *slot.lock() = Some(session.unmount_callable());
     let (sink, notifier) = spawn_notifier(session.notifier()).map_err(|e| fail("thread", e))?;
     core.set_invalidation_sink(sink);
     let (events_tx, events) = mpsc::channel();
@@ -284,7 +331,13 @@ pub fn mount_core(
         inflight,
         events,
         events_tx,
+        auto_unmount: opts.auto_unmount,
     })
+}
+
+/// Whether a reef mount sits exactly at `path` (per /proc/self/mountinfo).
+pub(crate) fn is_reef_mount(path: &Path) -> bool {
+    super::daemon::mount_at(path).is_some_and(|(fstype, _)| fstype == "fuse.reef")
 }
 
 /// Detaches a mount even while busy (what `fusermount3 -u -z` does).
@@ -333,7 +386,10 @@ impl MountHandle {
     /// Turns SIGTERM and SIGINT into `Event::Signal`.
     pub(crate) fn watch_signals(&self) -> Result<(), FsError> {
         use tokio::signal::unix::{signal, SignalKind};
-        let rt = self.runtime.as_ref().ok_or(FsError::Mount("not mounted".into()))?;
+        let rt = self
+            .runtime
+            .as_ref()
+            .ok_or(FsError::Mount("not mounted".into()))?;
         let _enter = rt.enter();
         let mut term = signal(SignalKind::terminate())
             .map_err(|e| FsError::Mount(format!("cannot watch SIGTERM: {e}")))?;
@@ -360,14 +416,23 @@ impl MountHandle {
                         self.mountpoint.display()
                     );
                     result = lazy_unmount(&self.mountpoint);
+                } else if self.auto_unmount && is_reef_mount(&self.mountpoint) {
+                    // With auto_unmount, fuser leaves the unmount to the
+                    // fusermount3 watcher, which some versions skip: make sure.
+                    result = lazy_unmount(&self.mountpoint);
                 }
             }
         }
         if let Some(session) = self.session.take() {
             match session.join() {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => log::warn!("FUSE session of {} ended: {e}", self.mountpoint.display()),
-                Err(_) => log::error!("FUSE session thread of {} panicked", self.mountpoint.display()),
+                Ok(Err(e)) => {
+                    log::warn!("FUSE session of {} ended: {e}", self.mountpoint.display())
+                }
+                Err(_) => log::error!(
+                    "FUSE session thread of {} panicked",
+                    self.mountpoint.display()
+                ),
             }
         }
         if !self.inflight.wait_idle(Duration::from_secs(60)) {
@@ -409,8 +474,11 @@ mod tests {
         assert_eq!(o.extra, vec!["noexec".to_string()]);
         let err = MountOptions::parse_o("rw,frobnicate").unwrap_err();
         assert!(err.to_string().contains("frobnicate"), "{err}");
-        let o = MountOptions::parse_o("auto-unmount,allow-root,cache=/tmp/c").unwrap();
+        let o =
+            MountOptions::parse_o("auto-unmount,allow-root,cache=/tmp/c,cache_size=64M").unwrap();
         assert!(o.auto_unmount && o.allow_root);
         assert_eq!(o.cache_dir, Some(PathBuf::from("/tmp/c")));
+        assert_eq!(o.cache_size, Some(64 << 20));
+        assert!(MountOptions::parse_o("scratch_limit=lots").is_err());
     }
 }

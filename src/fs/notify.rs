@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use fuser::{INodeNo, Notifier};
 use parking_lot::{Condvar, Mutex};
 
-use super::core::Invalidation;
+use super::invalidate::Invalidation;
 
 pub(crate) fn spawn_notifier(
     notifier: Notifier,
@@ -33,9 +33,12 @@ pub(crate) fn spawn_notifier(
                             let _ = done.send(());
                         }
                     }
-                    Invalidation::Entry { parent, name } => {
+                    Invalidation::Entry { parent, name, done } => {
                         if let Err(e) = notifier.inval_entry(INodeNo(parent), OsStr::new(&name)) {
                             log::debug!("invalidate entry {parent}/{name}: {e}");
+                        }
+                        if let Some(done) = done {
+                            let _ = done.send(());
                         }
                     }
                 }

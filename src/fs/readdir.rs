@@ -15,13 +15,7 @@ impl FsCore {
             self.refresh_namespaces().await?;
             let t = self.table.lock();
             let mut fixed = vec![RawEntry::Dot, RawEntry::DotDot];
-            let mut names: Vec<String> = t
-                .children(ROOT_INO)
-                .into_iter()
-                .map(|(_, name)| name)
-                .collect();
-            names.sort();
-            fixed.extend(names.into_iter().map(RawEntry::Named));
+            fixed.extend(t.memory_names(ROOT_INO).into_iter().map(RawEntry::Named));
             DirStream::new(ino, fixed, false)
         } else {
             let ns = self.namespace(ino)?;

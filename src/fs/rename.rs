@@ -187,7 +187,17 @@ impl FsCore {
             _ => self.table.lock().lookup(ns.ino, new_name).is_some(),
         };
         if name == new_name {
-            return Ok(());
+            let exists = match &src {
+                NameKind::Doc(id) => {
+                    !matches!(self.doc_existence(&ns, name, id).await?, Existence::Absent)
+                }
+                _ => target_exists,
+            };
+            return if exists {
+                Ok(())
+            } else {
+                Err(FsError::NotFound)
+            };
         }
         if flags.noreplace && target_exists {
             return Err(FsError::Exists);
@@ -382,6 +392,7 @@ impl FsCore {
             mtime: data
                 .as_ref()
                 .map_or_else(SystemTime::now, |d| super::attr::time_from_ms(d.mtime_ms)),
+            mode: None,
             hides: None,
         });
         let ino = match t.lookup(ns.ino, name) {

@@ -1,0 +1,299 @@
+//! Reading, writing and closing files.
+//!
+//! A document handle buffers the whole file; `flush` (close), `fsync` and
+//! `release` commit a dirty buffer as one engine write. Scratch handles act
+//! on the inode's in-memory bytes. Control handles see content generated at
+//! open and run their action on close.
+
+use std::time::SystemTime;
+
+use super::core::FsCore;
+use super::error::{FsError, FsResult};
+use super::handles::{FileHandle, FileState, Handle};
+use super::inodes::{DocMeta, Node};
+use super::setattr::set_scratch_len;
+use crate::types::{Document, WriteBatch};
+
+impl FsCore {
+    pub async fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let handle = self.handles.get(fh).ok_or(FsError::BadHandle)?;
+        let mut handle = handle.lock().await;
+        let Handle::File(f) = &mut *handle else {
+            return Err(FsError::IsDir);
+        };
+        if !f.readable {
+            return Err(FsError::BadHandle);
+        }
+        self.ensure_loaded(f).await?;
+        let slice = |data: &[u8]| -> Vec<u8> {
+            let start = (offset as usize).min(data.len());
+            let end = start.saturating_add(size as usize).min(data.len());
+            data[start..end].to_vec()
+        };
+        Ok(match &f.state {
+            FileState::Doc { buf, .. } => slice(buf),
+            FileState::Control { content, .. } => slice(content),
+            FileState::Scratch => match self.table.lock().get(f.ino).map(|i| &i.node) {
+                Some(Node::Scratch(s)) => slice(&s.data),
+                _ => Vec::new(),
+            },
+        })
+    }
+
+    pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        self.check_writable()?;
+        let handle = self.handles.get(fh).ok_or(FsError::BadHandle)?;
+        let mut handle = handle.lock().await;
+        let Handle::File(f) = &mut *handle else {
+            return Err(FsError::IsDir);
+        };
+        if !f.writable {
+            return Err(FsError::BadHandle);
+        }
+        self.ensure_loaded(f).await?;
+        let end = (offset as usize).saturating_add(data.len());
+        let ino = f.ino;
+        match &mut f.state {
+            FileState::Doc {
+                buf,
+                dirty,
+                too_large,
+                ..
+            } => {
+                if end > self.doc_buffer_cap() {
+                    *too_large = true;
+                    return Err(FsError::TooLarge(format!(
+                        "a document file is limited to {} bytes of JSON",
+                        self.cfg.engine.limits.max_doc_bytes
+                    )));
+                }
+                if buf.len() < end {
+                    buf.resize(end, 0);
+                }
+                buf[offset as usize..end].copy_from_slice(data);
+                *dirty = true;
+                let len = buf.len() as u64;
+                if let Some(Node::Doc(d)) = self.table.lock().get_mut(ino).map(|i| &mut i.node) {
+                    d.dirty_size = Some(len);
+                }
+            }
+            FileState::Scratch => {
+                let mut t = self.table.lock();
+                let cur = match t.get(ino).map(|i| &i.node) {
+                    Some(Node::Scratch(s)) => s.data.len(),
+                    _ => return Err(FsError::BadHandle),
+                };
+                if end > cur {
+                    set_scratch_len(&mut t, ino, end as u64, self.cfg.scratch_limit)?;
+                }
+                if let Some(Node::Scratch(s)) = t.get_mut(ino).map(|i| &mut i.node) {
+                    s.data[offset as usize..end].copy_from_slice(data);
+                    s.mtime = SystemTime::now();
+                }
+            }
+            FileState::Control { .. } => {}
+        }
+        Ok(data.len() as u32)
+    }
+
+    /// Fetches a document handle's content on first use.
+    pub(crate) async fn ensure_loaded(&self, f: &mut FileHandle) -> FsResult<()> {
+        if let FileState::Doc { loaded: false, .. } = f.state {
+            let (ns, id) = self.doc_of(f.ino)?;
+            let stored = ns.engine().await?.get_stored(&id).await?;
+            if let FileState::Doc { buf, loaded, .. } = &mut f.state {
+                *buf = stored.map(|d| d.json.to_vec()).unwrap_or_default();
+                *loaded = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// `close`: commits a dirty document, runs a control action.
+    pub async fn flush(&self, fh: u64) -> FsResult<()> {
+        let handle = self.handles.get(fh).ok_or(FsError::BadHandle)?;
+        let mut handle = handle.lock().await;
+        match &mut *handle {
+            Handle::File(f) => self.settle_handle(f, true).await,
+            Handle::Dir(_) => Ok(()),
+        }
+    }
+
+    pub async fn fsync(&self, fh: u64) -> FsResult<()> {
+        let handle = self.handles.get(fh).ok_or(FsError::BadHandle)?;
+        let mut handle = handle.lock().await;
+        match &mut *handle {
+            Handle::File(f) => self.settle_handle(f, false).await,
+            Handle::Dir(_) => Ok(()),
+        }
+    }
+
+    /// The last close: commits what is still dirty (errors are logged; the
+    /// kernel does not pass them on) and drops the handle.
+    pub async fn release(&self, fh: u64) -> FsResult<()> {
+        let handle = self.handles.remove(fh).ok_or(FsError::BadHandle)?;
+        let mut handle = handle.lock().await;
+        let Handle::File(f) = &mut *handle else {
+            return Ok(());
+        };
+        let result = self.settle_handle(f, true).await;
+        let abandoned = {
+            let mut t = self.table.lock();
+            let abandoned = match t.get_mut(f.ino) {
+                Some(inode) => {
+                    inode.open = inode.open.saturating_sub(1);
+                    match &inode.node {
+                        Node::Doc(d) if d.pending && inode.open == 0 && inode.linked => {
+                            Some((inode.parent, inode.name.clone()))
+                        }
+                        _ => None,
+                    }
+                }
+                None => None,
+            };
+            // A new document whose commit failed never existed.
+            if let Some((parent, name)) = &abandoned {
+                t.unlink(*parent, name);
+            }
+            t.maybe_evict(f.ino);
+            abandoned
+        };
+        if let Some((parent, name)) = abandoned {
+            self.invalidate_entry(parent, &name, false).await;
+        }
+        result
+    }
+
+    /// A new document whose commit failed at close never existed: the name
+    /// goes now (open handles keep the inode), and the kernel forgets it
+    /// before close returns.
+    async fn abandon_if_new(&self, ino: u64) {
+        let gone = {
+            let mut t = self.table.lock();
+            match t.get(ino) {
+                Some(i) if i.linked && matches!(&i.node, Node::Doc(d) if d.pending) => {
+                    let (parent, name) = (i.parent, i.name.clone());
+                    t.unlink(parent, &name);
+                    Some((parent, name))
+                }
+                _ => None,
+            }
+        };
+        if let Some((parent, name)) = gone {
+            self.invalidate_entry(parent, &name, true).await;
+        }
+    }
+
+    /// Commits a dirty document or runs a pending control action. `closing`:
+    /// from close (flush/release) rather than fsync.
+    async fn settle_handle(&self, f: &mut FileHandle, closing: bool) -> FsResult<()> {
+        match &mut f.state {
+            FileState::Doc {
+                dirty, too_large, ..
+            } if *dirty && *too_large => {
+                *dirty = false;
+                log::warn!(
+                    "{}: not saved: a write went past the {}-byte document limit",
+                    self.path_of(f.ino),
+                    self.cfg.engine.limits.max_doc_bytes
+                );
+                self.clear_dirty(f.ino);
+                self.invalidate_inode(f.ino, true).await;
+                if closing {
+                    self.abandon_if_new(f.ino).await;
+                }
+                Err(FsError::TooLarge(
+                    "a write went past the document size limit".into(),
+                ))
+            }
+            FileState::Doc { buf, dirty, .. } if *dirty => {
+                *dirty = false;
+                let content = std::mem::take(buf);
+                let result = self.commit_doc(f.ino, &content).await;
+                *buf = content;
+                if result.is_err() && closing {
+                    self.abandon_if_new(f.ino).await;
+                }
+                result
+            }
+            FileState::Control {
+                kind, run_pending, ..
+            } if *run_pending => {
+                *run_pending = false;
+                let kind = *kind;
+                let parent = self.table.lock().get(f.ino).map(|i| i.parent);
+                let ns = self.namespace(parent.ok_or(FsError::NotFound)?)?;
+                self.run_action(&ns, kind).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Validates `content` as document inode `ino` and writes it as one
+    /// batch. On failure the stored document is untouched and one line is
+    /// logged naming the file and the reason.
+    pub(crate) async fn commit_doc(&self, ino: u64, content: &[u8]) -> FsResult<()> {
+        let (ns, id) = self.doc_of(ino)?;
+        let (linked, name) = {
+            let t = self.table.lock();
+            let inode = t.get(ino).ok_or(FsError::NotFound)?;
+            (inode.linked, inode.name.clone())
+        };
+        if !linked {
+            // Written after unlink or replacement: goes nowhere, as on disk.
+            self.clear_dirty(ino);
+            return Ok(());
+        }
+        let attempt = async {
+            self.check_writable()?;
+            let doc = Document::from_json_bytes(&id, content)?;
+            self.cfg.engine.limits.check_document(&doc)?;
+            let engine = ns.engine().await?;
+            engine.write(WriteBatch::new().upsert(doc)).await?;
+            Ok::<_, FsError>(engine.get_stored(&id).await.ok().flatten())
+        };
+        match attempt.await {
+            Ok(stored) => {
+                {
+                    let mut t = self.table.lock();
+                    if let Some(Node::Doc(d)) = t.get_mut(ino).map(|i| &mut i.node) {
+                        d.pending = false;
+                        d.meta = stored.as_ref().map(DocMeta::of);
+                        d.dirty_size = None;
+                        d.kernel_cache_seq = None;
+                    }
+                    t.unhide(ns.ino, &id);
+                    t.reindex(ino);
+                }
+                self.bump_epoch();
+                self.invalidate_inode(ino, true).await;
+                Ok(())
+            }
+            Err(e) => {
+                log::warn!("{}/{name}: not saved: {e}", ns.name);
+                self.clear_dirty(ino);
+                self.invalidate_inode(ino, true).await;
+                Err(e)
+            }
+        }
+    }
+
+    fn clear_dirty(&self, ino: u64) {
+        if let Some(Node::Doc(d)) = self.table.lock().get_mut(ino).map(|i| &mut i.node) {
+            d.dirty_size = None;
+            d.kernel_cache_seq = None;
+        }
+    }
+
+    /// Commits every dirty handle (clean unmount).
+    pub async fn shutdown(&self) {
+        for (_, handle) in self.handles.all() {
+            let mut handle = handle.lock().await;
+            if let Handle::File(f) = &mut *handle {
+                if f.is_dirty() {
+                    let _ = self.settle_handle(f, true).await;
+                }
+            }
+        }
+    }
+}

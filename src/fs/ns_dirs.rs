@@ -1,0 +1,111 @@
+//! Namespace directories at the top level: discovery, `mkdir`, `rmdir`.
+
+use std::sync::Arc;
+
+use super::attr::Attr;
+use super::core::{now_ms, FsCore};
+use super::error::{FsError, FsResult};
+use super::inodes::{InodeTable, Node, ROOT_INO};
+use super::names::NameKind;
+use super::namespace::Namespace;
+use crate::engine::layout::{check_namespace, manifest_dir};
+use crate::engine::{delete_namespace, Engine};
+
+impl FsCore {
+    fn register_namespace(&self, t: &mut InodeTable, name: &str, engine: Option<Engine>) -> u64 {
+        if let Some(ino) = t.lookup(ROOT_INO, name) {
+            return ino;
+        }
+        let (store, opts, now) = (self.store.clone(), self.cfg.engine.clone(), now_ms());
+        t.insert_with(ROOT_INO, name, |ino| {
+            Node::Namespace(Arc::new(Namespace::new(
+                name, ino, store, opts, engine, now,
+            )))
+        })
+    }
+
+    /// Makes sure every namespace in the store has an inode.
+    pub(crate) async fn refresh_namespaces(&self) -> FsResult<()> {
+        let names = crate::engine::list_namespaces(&self.store).await?;
+        let mut t = self.table.lock();
+        for name in names {
+            self.register_namespace(&mut t, &name, None);
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn lookup_namespace(&self, name: &str) -> FsResult<Attr> {
+        let known = self.table.lock().lookup(ROOT_INO, name);
+        let ino = match known {
+            Some(ino) => ino,
+            None => {
+                if check_namespace(name).is_err() {
+                    return Err(FsError::NotFound);
+                }
+                if self.store.list(&manifest_dir(name), None).await?.is_empty() {
+                    return Err(FsError::NotFound);
+                }
+                self.register_namespace(&mut self.table.lock(), name, None)
+            }
+        };
+        Ok(self.dir_attr(ino, self.started_ms))
+    }
+
+    pub async fn mkdir(&self, parent: u64, name: &str) -> FsResult<Attr> {
+        if parent != ROOT_INO {
+            self.namespace(parent)?;
+            return Err(FsError::NotPermitted(
+                "a namespace holds documents, not directories",
+            ));
+        }
+        self.check_writable()?;
+        if self.table.lock().lookup(ROOT_INO, name).is_some() {
+            return Err(FsError::Exists);
+        }
+        check_namespace(name).map_err(FsError::from)?;
+        if !self.store.list(&manifest_dir(name), None).await?.is_empty() {
+            return Err(FsError::Exists);
+        }
+        let engine = Engine::open(self.store.clone(), name, self.cfg.engine.clone()).await?;
+        let ino = self.register_namespace(&mut self.table.lock(), name, Some(engine));
+        self.remember(ino);
+        Ok(self.dir_attr(ino, self.started_ms))
+    }
+
+    pub async fn rmdir(&self, parent: u64, name: &str) -> FsResult<()> {
+        if parent != ROOT_INO {
+            self.namespace(parent)?;
+            return Err(match self.classify(name) {
+                NameKind::Doc(_) | NameKind::Control(_) => FsError::NotDir,
+                _ if self.table.lock().lookup(parent, name).is_some() => FsError::NotDir,
+                _ => FsError::NotFound,
+            });
+        }
+        self.check_writable()?;
+        let ino = self
+            .table
+            .lock()
+            .lookup(ROOT_INO, name)
+            .ok_or(FsError::NotFound)?;
+        let ns = self.namespace(ino)?;
+        if !self.table.lock().memory_names(ns.ino).is_empty() {
+            return Err(FsError::NotEmpty);
+        }
+        // Hold the namespace exclusively: no write can land in between.
+        let _ = ns.engine().await?;
+        let mut slot = ns.exclusive().await;
+        if let Some(engine) = slot.as_ref() {
+            if !engine.scan(None, 1).await?.is_empty() {
+                return Err(FsError::NotEmpty);
+            }
+        }
+        *slot = None;
+        if let Err(e) = delete_namespace(&self.store, name).await {
+            log::error!("namespace {name}: rmdir failed: {e}");
+            return Err(e.into());
+        }
+        ns.mark_removed();
+        self.table.lock().unlink(ROOT_INO, name);
+        Ok(())
+    }
+}

@@ -1,0 +1,549 @@
+//! The filesystem mounted for real through /dev/fuse, driven with std::fs
+//! and ordinary tools (cat, cp, sed, vim, rsync, mv, rm, jq, grep, find).
+//!
+//! Every mount lives in a guard that unmounts on drop, lazily if busy, so a
+//! failing test leaves no mount behind.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use reef::fs::{mount, MountHandle, MountOptions};
+use reef::store::{MemoryStore, ObjectStore};
+use reef::types::{DocId, Document};
+
+struct Mounted {
+    handle: Option<MountHandle>,
+    dir: tempfile::TempDir,
+}
+
+impl Mounted {
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn join(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn unmount(mut self) {
+        if let Some(h) = self.handle.take() {
+            h.unmount().expect("unmount");
+        }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            let _ = h.unmount();
+        }
+    }
+}
+
+fn fuse_available() -> bool {
+    let ok = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+        .is_ok();
+    if !ok {
+        eprintln!("skipping: /dev/fuse is not usable here (apt-get install fuse3; modprobe fuse)");
+    }
+    ok
+}
+
+fn mount_with(store: &Arc<dyn ObjectStore>, opts: &str) -> Option<Mounted> {
+    if !fuse_available() {
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = MountOptions::parse_o(opts).expect("options");
+    let handle = mount(store.clone(), dir.path(), &options).expect("mount");
+    Some(Mounted {
+        handle: Some(handle),
+        dir,
+    })
+}
+
+fn mounted(store: &Arc<dyn ObjectStore>) -> Option<Mounted> {
+    mount_with(store, "rw")
+}
+
+fn memory() -> Arc<dyn ObjectStore> {
+    Arc::new(MemoryStore::new())
+}
+
+fn canonical(id: &str, json: &str) -> String {
+    let doc = Document::from_json_bytes(&DocId::from(id), json.as_bytes()).expect("valid");
+    String::from_utf8(doc.to_canonical_json()).expect("utf-8")
+}
+
+/// Runs a tool; panics with its stderr when it fails.
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (install it)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Creates or truncates `path`, writes `data`, and closes it, returning
+/// the close error (where reef commits) that `std::fs::write` would drop.
+fn write_close(path: &Path, data: impl AsRef<[u8]>) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::fd::IntoRawFd;
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(data.as_ref())?;
+    let fd = file.into_raw_fd();
+    // SAFETY: fd was just released by `file` and is closed exactly once.
+    if unsafe { libc::close(fd) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn doc_names(dir: &Path) -> Vec<String> {
+    names(dir)
+        .into_iter()
+        .filter(|n| !n.starts_with('.'))
+        .collect()
+}
+
+#[test]
+fn files_read_back_canonical_and_survive_a_remount() {
+    let store = memory();
+    let Some(m) = mounted(&store) else { return };
+    std::fs::create_dir(m.join("articles")).unwrap();
+    std::fs::write(m.join("articles/a1.json"), r#"{"title":"Hello","n":3}"#).unwrap();
+    let want = canonical("a1", r#"{"title":"Hello","n":3}"#);
+    // Read right after close: the kernel's cache of the written bytes is gone.
+    assert_eq!(read(&m.join("articles/a1.json")), want);
+    assert_eq!(
+        std::fs::metadata(m.join("articles/a1.json")).unwrap().len(),
+        want.len() as u64
+    );
+    assert_eq!(
+        run(Command::new("cat").arg(m.join("articles/a1.json"))),
+        want
+    );
+    // A shorter rewrite, then a read: no stale tail.
+    std::fs::write(m.join("articles/a1.json"), r#"{}"#).unwrap();
+    assert_eq!(read(&m.join("articles/a1.json")), canonical("a1", "{}"));
+    std::fs::write(m.join("articles/a1.json"), r#"{"title":"Hello","n":3}"#).unwrap();
+    assert_eq!(
+        names(&m.join("articles")),
+        vec![".compact", ".flush", ".repair", ".stats", ".verify", "a1.json"]
+    );
+    assert_eq!(names(m.path()), vec!["articles"]);
+    m.unmount();
+
+    let Some(m) = mounted(&store) else { return };
+    assert_eq!(read(&m.join("articles/a1.json")), want);
+}
+
+#[test]
+fn touch_creates_the_empty_document() {
+    let store = memory();
+    let Some(m) = mounted(&store) else { return };
+    std::fs::create_dir(m.join("n")).unwrap();
+    run(Command::new("touch").arg(m.join("n/new.json")));
+    assert_eq!(read(&m.join("n/new.json")), canonical("new", "{}"));
+    run(Command::new("touch").arg(m.join("n/new.json")));
+    run(Command::new("sh")
+        .arg("-c")
+        .arg(format!(": > {}", m.join("n/other.json").display())));
+    assert_eq!(read(&m.join("n/other.json")), canonical("other", "{}"));
+}
+
+#[test]
+fn rejected_writes_fail_at_close_and_keep_the_old_document() {
+    let store = memory();
+    let Some(m) = mounted(&store) else { return };
+    std::fs::create_dir(m.join("n")).unwrap();
+    let path = m.join("n/x.json");
+    std::fs::write(&path, r#"{"v":1}"#).unwrap();
+    let before = read(&path);
+    let errno = |r: std::io::Result<()>| r.expect_err("must fail").raw_os_error();
+    assert_eq!(errno(write_close(&path, "{not json")), Some(libc::EINVAL));
+    assert_eq!(
+        errno(write_close(&path, r#"{"id":"y","v":2}"#)),
+        Some(libc::EINVAL)
+    );
+    let big = format!(r#"{{"s":"{}"}}"#, "a".repeat(5 << 20));
+    assert_eq!(errno(write_close(&path, &big)), Some(libc::EFBIG));
+    let huge = format!(r#"{{"s":"{}"}}"#, "a".repeat(20 << 20));
+    assert_eq!(errno(write_close(&path, &huge)), Some(libc::EFBIG));
+    // fsync reports the same error before close.
+    let mut file = std::fs::File::create(&path).unwrap();
+    std::io::Write::write_all(&mut file, b"[]").unwrap();
+    assert_eq!(
+        file.sync_all().unwrap_err().raw_os_error(),
+        Some(libc::EINVAL)
+    );
+    drop(file);
+    assert_eq!(read(&path), before);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), before.len() as u64);
+    // A new file rejected at close does not appear.
+    assert_eq!(
+        errno(write_close(&m.join("n/bad.json"), "[")),
+        Some(libc::EINVAL)
+    );
+    assert_eq!(
+        std::fs::metadata(m.join("n/bad.json")).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(doc_names(&m.join("n")), vec!["x.json"]);
+}
+
+#[test]
+fn sed_in_place_and_vim_saves_update_documents() {
+    let store = memory();
+    let Some(m) = mounted(&store) else { return };
+    std::fs::create_dir(m.join("n")).unwrap();
+    let path = m.join("n/x.json");
+    std::fs::write(&path, r#"{"title":"Hello"}"#).unwrap();
+    run(Command::new("sed").arg("-i").arg("s/Hello/Hi/").arg(&path));
+    assert_eq!(read(&path), canonical("x", r#"{"title":"Hi"}"#));
+
+    for backup in [
+        "set backupcopy=no writebackup",
+        "set backupcopy=yes",
+        "set backup backupcopy=no",
+    ] {
+        run(Command::new("vim")
+            .args(["-u", "NONE", "-i", "NONE", "-N", "-es", "-c", backup])
+            .args(["-c", "%s/Hi/Hey/", "-c", "wq"])
+            .arg(&path));
+        assert_eq!(
+            read(&path),
+            canonical("x", r#"{"title":"Hey"}"#),
+            "{backup}"
+        );
+        run(Command::new("vim")
+            .args(["-u", "NONE", "-i", "NONE", "-N", "-es", "-c", backup])
+            .args(["-c", "%s/Hey/Hi/", "-c", "wq"])
+            .arg(&path));
+        assert_eq!(read(&path), canonical("x", r#"{"title":"Hi"}"#), "{backup}");
+    }
+    // vim with `backup` leaves x.json~ (a scratch file); removing it keeps x.json.
+    let leftovers: Vec<String> = doc_names(&m.join("n"))
+        .into_iter()
+        .filter(|n| n != "x.json")
+        .collect();
+    for name in leftovers {
+        std::fs::remove_file(m.join("n").join(name)).unwrap();
+    }
+    assert_eq!(doc_names(&m.join("n")), vec!["x.json"]);
+    assert_eq!(read(&path), canonical("x", r#"{"title":"Hi"}"#));
+}
+
+#[test]
+fn cp_rsync_mv_rm_jq_grep_find_work() {
+    let store = memory();
+    let Some(m) = mounted(&store) else { return };
+    let src = tempfile::tempdir().unwrap();
+    let local = src.path().join("books");
+    std::fs::create_dir(&local).unwrap();
+    for i in 0..20 {
+        std::fs::write(
+            local.join(format!("b{i:02}.json")),
+            format!(r#"{{"title":"Book {i}","i":{i}}}"#),
+        )
+        .unwrap();
+    }
+    // cp -r of a directory: a namespace.
+    run(Command::new("cp").arg("-r").arg(&local).arg(m.path()));
+    assert_eq!(doc_names(&m.join("books")).len(), 20);
+    assert_eq!(
+        read(&m.join("books/b03.json")),
+        canonical("b03", r#"{"title":"Book 3","i":3}"#)
+    );
+    // cp -p keeps going (times and the same mode are accepted).
+    run(Command::new("cp")
+        .arg("-p")
+        .arg(local.join("b00.json"))
+        .arg(m.join("books/p.json")));
+    // rsync into a namespace (temporaries renamed onto x.json).
+    std::fs::create_dir(m.join("mirror")).unwrap();
+    run(Command::new("rsync")
+        .arg("-r")
+        .arg(format!("{}/", local.display()))
+        .arg(m.join("mirror")));
+    assert_eq!(doc_names(&m.join("mirror")).len(), 20);
+    // rsync -a chmods its temporaries (scratch files) and sets times.
+    std::fs::create_dir(m.join("archive")).unwrap();
+    run(Command::new("rsync")
+        .arg("-a")
+        .arg(format!("{}/", local.display()))
+        .arg(m.join("archive")));
+    assert_eq!(doc_names(&m.join("archive")).len(), 20);
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(local.join("b01.json"))
+        .arg(m.join("archive/a.json")));
+    run(Command::new("rm").arg("-rf").arg(m.join("archive")));
+    assert_eq!(
+        read(&m.join("mirror/b07.json")),
+        canonical("b07", r#"{"title":"Book 7","i":7}"#)
+    );
+    // jq, grep -r, find.
+    assert_eq!(
+        run(Command::new("jq")
+            .arg("-r")
+            .arg(".title")
+            .arg(m.join("books/b05.json")))
+        .trim(),
+        "Book 5"
+    );
+    let before = futures::executor::block_on(store.list("", None)).unwrap();
+    let hits = run(Command::new("grep").arg("-rl").arg("Book 1").arg(m.path()));
+    assert!(
+        hits.contains("books/b01.json") && hits.contains("mirror/b12.json"),
+        "{hits}"
+    );
+    assert_eq!(
+        futures::executor::block_on(store.list("", None)).unwrap(),
+        before,
+        "grep -r changed the store"
+    );
+    let found = run(Command::new("find")
+        .arg(m.path())
+        .arg("-name")
+        .arg("*.json"));
+    assert_eq!(found.lines().count(), 41, "{found}");
+    // mv within a namespace is a rename; across namespaces a copy + delete.
+    run(Command::new("mv")
+        .arg(m.join("books/b00.json"))
+        .arg(m.join("books/first.json")));
+    assert_eq!(
+        read(&m.join("books/first.json")),
+        canonical("first", r#"{"title":"Book 0","i":0}"#)
+    );
+    run(Command::new("mv")
+        .arg(m.join("books/first.json"))
+        .arg(m.join("mirror/first.json")));
+    assert!(m.join("mirror/first.json").exists() && !m.join("books/first.json").exists());
+    // rm and rm -rf of a namespace.
+    run(Command::new("rm").arg(m.join("books/b01.json")));
+    assert!(!m.join("books/b01.json").exists());
+    run(Command::new("rm").arg("-rf").arg(m.join("books")));
+    assert_eq!(names(m.path()), vec!["mirror"]);
+}
+
+#[test]
+fn control_files_from_the_shell() {
+    let store = memory();
+    let Some(m) = mounted(&store) else { return };
+    std::fs::create_dir(m.join("n")).unwrap();
+    std::fs::write(m.join("n/a.json"), "{}").unwrap();
+    run(Command::new("touch").arg(m.join("n/.flush")));
+    assert!(read(&m.join("n/.flush")).contains("\"ok\": true"));
+    run(Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo go > {}", m.join("n/.compact").display())));
+    assert!(read(&m.join("n/.compact")).contains("\"ok\": true"));
+    let report: serde_json::Value = serde_json::from_str(&read(&m.join("n/.verify"))).unwrap();
+    assert_eq!(report["healthy"], serde_json::Value::Bool(true), "{report}");
+    let stats: serde_json::Value = serde_json::from_str(&read(&m.join("n/.stats"))).unwrap();
+    assert_eq!(stats["namespace"], "n");
+    let err = std::fs::write(m.join("n/.verify"), "x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EACCES));
+    assert_eq!(read(&m.join("n/a.json")), canonical("a", "{}"));
+}
+
+#[test]
+fn unsupported_operations_fail_early() {
+    let store = memory();
+    let Some(m) = mounted(&store) else { return };
+    std::fs::create_dir(m.join("n")).unwrap();
+    let path = m.join("n/a.json");
+    std::fs::write(&path, "{}").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let errno = |r: std::io::Result<()>| r.expect_err("must fail").raw_os_error();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    assert_eq!(
+        errno(std::fs::set_permissions(
+            &path,
+            std::fs::Permissions::from_mode(0o600)
+        )),
+        Some(libc::EPERM)
+    );
+    assert_eq!(
+        errno(std::os::unix::fs::symlink("a.json", m.join("n/l.json"))),
+        Some(libc::EPERM)
+    );
+    assert_eq!(
+        errno(std::fs::hard_link(&path, m.join("n/h.json"))),
+        Some(libc::EPERM)
+    );
+    assert_eq!(
+        errno(std::fs::create_dir(m.join("n/sub"))),
+        Some(libc::EPERM)
+    );
+    assert_eq!(
+        errno(std::fs::write(m.join("top.json"), "{}")),
+        Some(libc::EPERM)
+    );
+    assert_eq!(
+        errno(std::fs::rename(m.join("n"), m.join("n2"))),
+        Some(libc::EPERM)
+    );
+    std::fs::create_dir(m.join("m")).unwrap();
+    assert_eq!(
+        errno(std::fs::remove_dir(m.join("n"))),
+        Some(libc::ENOTEMPTY)
+    );
+    assert_eq!(read(&path), canonical("a", "{}"));
+}
+
+#[test]
+fn read_only_mounts_refuse_changes() {
+    let store = memory();
+    {
+        let Some(m) = mounted(&store) else { return };
+        std::fs::create_dir(m.join("n")).unwrap();
+        std::fs::write(m.join("n/a.json"), "{}").unwrap();
+    }
+    let Some(m) = mount_with(&store, "ro") else {
+        return;
+    };
+    assert_eq!(read(&m.join("n/a.json")), canonical("a", "{}"));
+    let err = std::fs::write(m.join("n/a.json"), "{}").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    let err = std::fs::remove_file(m.join("n/a.json")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    assert!(read(&m.join("n/.verify")).contains("\"healthy\": true"));
+}
+
+/// Holds WAL puts of one namespace until released, and reports each one.
+#[derive(Debug)]
+struct GatedStore {
+    inner: Arc<dyn ObjectStore>,
+    key_part: String,
+    armed: std::sync::atomic::AtomicBool,
+    gate: Arc<tokio::sync::Semaphore>,
+    entered: std::sync::Mutex<std::sync::mpsc::Sender<String>>,
+}
+
+impl GatedStore {
+    async fn pass(&self, key: &str) {
+        if self.armed.load(std::sync::atomic::Ordering::SeqCst) && key.contains(&self.key_part) {
+            let _ = self.entered.lock().unwrap().send(key.to_string());
+            if let Ok(permit) = self.gate.acquire().await {
+                permit.forget();
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for GatedStore {
+    async fn put(&self, key: &str, data: bytes::Bytes) -> reef::store::StoreResult<()> {
+        self.pass(key).await;
+        self.inner.put(key, data).await
+    }
+    async fn put_if_absent(&self, key: &str, data: bytes::Bytes) -> reef::store::StoreResult<()> {
+        self.pass(key).await;
+        self.inner.put_if_absent(key, data).await
+    }
+    async fn get(&self, key: &str) -> reef::store::StoreResult<bytes::Bytes> {
+        self.inner.get(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> reef::store::StoreResult<bytes::Bytes> {
+        self.inner.get_range(key, range).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        offset: Option<&str>,
+    ) -> reef::store::StoreResult<Vec<reef::store::ObjectMeta>> {
+        self.inner.list(prefix, offset).await
+    }
+    async fn delete(&self, key: &str) -> reef::store::StoreResult<()> {
+        self.inner.delete(key).await
+    }
+    fn describe(&self) -> String {
+        "gated".into()
+    }
+}
+
+#[test]
+fn a_stuck_store_call_blocks_no_other_request() {
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let gated = Arc::new(GatedStore {
+        inner: memory(),
+        key_part: "slow/wal/".into(),
+        armed: false.into(),
+        gate: Arc::new(tokio::sync::Semaphore::new(0)),
+        entered: std::sync::Mutex::new(entered_tx),
+    });
+    let store: Arc<dyn ObjectStore> = gated.clone();
+    let Some(m) = mounted(&store) else { return };
+    std::fs::create_dir(m.join("slow")).unwrap();
+    std::fs::create_dir(m.join("fast")).unwrap();
+    std::fs::write(m.join("fast/y.json"), "{}").unwrap();
+    std::fs::write(m.join("slow/other.json"), "{}").unwrap();
+    gated.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+
+    let slow = m.join("slow/x.json");
+    let writer = std::thread::spawn(move || write_close(&slow, r#"{"v":1}"#));
+    let key = entered
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the commit reached the store");
+    assert!(key.contains("slow/wal/"), "{key}");
+
+    // The commit of slow/x.json is now stuck inside the store.
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let (fast, root, other) = (
+        m.join("fast/y.json"),
+        m.path().to_path_buf(),
+        m.join("slow/other.json"),
+    );
+    std::thread::spawn(move || {
+        let result = (
+            read(&fast),
+            names(&root),
+            read(&other),
+            names(&root.join("slow")),
+        );
+        let _ = done_tx.send(result);
+    });
+    let answered = done.recv_timeout(std::time::Duration::from_secs(10));
+    gated.gate.add_permits(1 << 20);
+    let (fast, root, other, slow_names) =
+        answered.expect("requests waited behind a stuck store call");
+    assert_eq!(fast, canonical("y", "{}"));
+    assert_eq!(root, vec!["fast", "slow"]);
+    assert_eq!(other, canonical("other", "{}"));
+    assert!(slow_names.contains(&"x.json".to_string()), "{slow_names:?}");
+    writer
+        .join()
+        .unwrap()
+        .expect("the stuck commit completes once released");
+    assert_eq!(read(&m.join("slow/x.json")), canonical("x", r#"{"v":1}"#));
+}
