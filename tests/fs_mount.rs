@@ -49,6 +49,10 @@ fn fuse_available() -> bool {
         .open("/dev/fuse")
         .is_ok();
     if !ok {
+        assert!(
+            std::env::var_os("REEF_REQUIRE_FUSE").is_none(),
+            "/dev/fuse is not usable and REEF_REQUIRE_FUSE is set: apt-get install fuse3; modprobe fuse"
+        );
         eprintln!("skipping: /dev/fuse is not usable here (apt-get install fuse3; modprobe fuse)");
     }
     ok
@@ -213,6 +217,34 @@ fn rejected_writes_fail_at_close_and_keep_the_old_document() {
         ErrorKind::NotFound
     );
     assert_eq!(doc_names(&m.join("n")), vec!["x.json"]);
+}
+
+#[test]
+fn a_refused_shell_redirect_keeps_the_old_document() {
+    let store = memory();
+    let Some(m) = mounted(&store) else { return };
+    std::fs::create_dir(m.join("n")).unwrap();
+    write_close(&m.join("n/x.json"), r#"{"a":1}"#).unwrap();
+    let dir = m.join("n");
+    // `>` opens with O_TRUNC, dup2s, and closes the first descriptor before
+    // writing: that intermediate close must not commit an empty document.
+    let out = Command::new("sh")
+        .current_dir(&dir)
+        .arg("-c")
+        .arg("echo '{bad' > x.json; echo '{bad' > new.json; echo '{\"b\":2}' > good.json")
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read(&dir.join("x.json")), canonical("x", r#"{"a":1}"#));
+    assert_eq!(
+        read(&dir.join("good.json")),
+        canonical("good", r#"{"b":2}"#)
+    );
+    assert_eq!(doc_names(&dir), vec!["good.json", "x.json"]);
 }
 
 #[test]

@@ -18,10 +18,18 @@ pub(crate) enum FileState {
     /// once a write went past the size bound: closing then commits nothing.
     /// `loaded` is false until the content is first needed: an open that
     /// the kernel serves from its page cache never fetches it.
+    ///
+    /// `written` is set by `write` and cleared by a commit. A close that
+    /// finds the handle dirty but never written (only created or truncated
+    /// by `O_TRUNC`) leaves the commit to the last close (release): a shell's
+    /// `> x.json` opens, `dup2`s and closes the first descriptor before
+    /// writing, and committing that empty intermediate state would replace
+    /// the document even when the content written next is refused.
     Doc {
         buf: Vec<u8>,
         loaded: bool,
         dirty: bool,
+        written: bool,
         too_large: bool,
     },
     /// Scratch I/O goes straight to the inode's in-memory data.
@@ -46,6 +54,16 @@ impl FileHandle {
     pub fn is_dirty(&self) -> bool {
         matches!(self.state, FileState::Doc { dirty: true, .. })
     }
+}
+
+/// Why a handle is being settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settle {
+    /// `close` of one descriptor (FUSE flush); more may remain.
+    Close,
+    Fsync,
+    /// The last close, or a clean unmount.
+    Release,
 }
 
 pub(crate) enum Handle {

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use super::core::FsCore;
 use super::error::{FsError, FsResult};
-use super::handles::{FileHandle, FileState, Handle};
+use super::handles::{FileHandle, FileState, Handle, Settle};
 use super::inodes::{DocMeta, Node};
 use super::setattr::set_scratch_len;
 use crate::types::{Document, WriteBatch};
@@ -57,6 +57,7 @@ impl FsCore {
             FileState::Doc {
                 buf,
                 dirty,
+                written,
                 too_large,
                 ..
             } => {
@@ -72,6 +73,7 @@ impl FsCore {
                 }
                 buf[offset as usize..end].copy_from_slice(data);
                 *dirty = true;
+                *written = true;
                 let len = buf.len() as u64;
                 if let Some(Node::Doc(d)) = self.table.lock().get_mut(ino).map(|i| &mut i.node) {
                     d.dirty_size = Some(len);
@@ -114,7 +116,7 @@ impl FsCore {
         let handle = self.handles.get(fh).ok_or(FsError::BadHandle)?;
         let mut handle = handle.lock().await;
         match &mut *handle {
-            Handle::File(f) => self.settle_handle(f, true).await,
+            Handle::File(f) => self.settle_handle(f, Settle::Close).await,
             Handle::Dir(_) => Ok(()),
         }
     }
@@ -123,7 +125,7 @@ impl FsCore {
         let handle = self.handles.get(fh).ok_or(FsError::BadHandle)?;
         let mut handle = handle.lock().await;
         match &mut *handle {
-            Handle::File(f) => self.settle_handle(f, false).await,
+            Handle::File(f) => self.settle_handle(f, Settle::Fsync).await,
             Handle::Dir(_) => Ok(()),
         }
     }
@@ -136,7 +138,7 @@ impl FsCore {
         let Handle::File(f) = &mut *handle else {
             return Ok(());
         };
-        let result = self.settle_handle(f, true).await;
+        let result = self.settle_handle(f, Settle::Release).await;
         let abandoned = {
             let mut t = self.table.lock();
             let abandoned = match t.get_mut(f.ino) {
@@ -184,10 +186,15 @@ impl FsCore {
         }
     }
 
-    /// Commits a dirty document or runs a pending control action. `closing`:
-    /// from close (flush/release) rather than fsync.
-    async fn settle_handle(&self, f: &mut FileHandle, closing: bool) -> FsResult<()> {
+    /// Commits a dirty document or runs a pending control action.
+    async fn settle_handle(&self, f: &mut FileHandle, how: Settle) -> FsResult<()> {
+        let closing = how != Settle::Fsync;
         match &mut f.state {
+            FileState::Doc {
+                dirty: true,
+                written: false,
+                ..
+            } if how == Settle::Close => Ok(()),
             FileState::Doc {
                 dirty, too_large, ..
             } if *dirty && *too_large => {
@@ -206,8 +213,14 @@ impl FsCore {
                     "a write went past the document size limit".into(),
                 ))
             }
-            FileState::Doc { buf, dirty, .. } if *dirty => {
+            FileState::Doc {
+                buf,
+                dirty,
+                written,
+                ..
+            } if *dirty => {
                 *dirty = false;
+                *written = false;
                 let content = std::mem::take(buf);
                 let result = self.commit_doc(f.ino, &content).await;
                 *buf = content;
@@ -291,7 +304,7 @@ impl FsCore {
             let mut handle = handle.lock().await;
             if let Handle::File(f) = &mut *handle {
                 if f.is_dirty() {
-                    let _ = self.settle_handle(f, true).await;
+                    let _ = self.settle_handle(f, Settle::Release).await;
                 }
             }
         }

@@ -164,6 +164,7 @@ impl FsCore {
             buf,
             loaded,
             dirty: truncate || pending,
+            written: false,
             too_large: false,
         };
         Ok(self.new_file_handle(ino, mode, state, keep_cache, false))
@@ -224,6 +225,7 @@ impl FsCore {
                     buf: Vec::new(),
                     loaded: true,
                     dirty: true,
+                    written: false,
                     too_large: false,
                 },
             ),
