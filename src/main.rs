@@ -129,7 +129,7 @@ fn mount_command(args: MountArgs) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,fuser=error"))
         .format_timestamp_millis()
         .init();
     let cli = Cli::parse_from(normalized_args());

@@ -47,6 +47,9 @@ pub(crate) fn fopen_flags(info: &OpenInfo) -> FopenFlags {
     if info.direct_io {
         flags |= FopenFlags::FOPEN_DIRECT_IO;
     }
+    if info.no_flush {
+        flags |= FopenFlags::FOPEN_NOFLUSH;
+    }
     flags
 }
 

@@ -87,6 +87,7 @@ impl FsCore {
         keep_cache: bool,
         direct_io: bool,
     ) -> OpenInfo {
+        let no_flush = !mode.write && !matches!(state, FileState::Control { .. });
         let fh = self.handles.insert(Handle::File(FileHandle {
             ino,
             readable: mode.read,
@@ -97,6 +98,7 @@ impl FsCore {
             fh,
             keep_cache,
             direct_io,
+            no_flush,
         }
     }
 
