@@ -171,7 +171,7 @@ async fn point_lookups_in_a_large_namespace_read_one_block() {
     let m = engine.manifest_snapshot().await.unwrap();
     assert_eq!(m.segments.len(), 1);
     let seg = &m.segments[0];
-    assert!(seg.size > 64 * 10 << 10, "segment spans many blocks");
+    assert!(seg.size > (64 * 10) << 10, "segment spans many blocks");
     for k in [0usize, 1, 59_999, 119_999] {
         let d = engine
             .get(&DocId::from(format!("k{k:05}")))
@@ -287,7 +287,8 @@ async fn bad_input_is_refused_and_changes_nothing() {
     wrong_dims.vector = Some(vec![1.0, 2.0]);
     let reserved = Document::new("r").with("id", "x");
     let nan = Document::new("n").with("f", f64::NAN);
-    let cases: Vec<(WriteBatch, fn(&EngineError) -> bool)> = vec![
+    type Expect = fn(&EngineError) -> bool;
+    let cases: Vec<(WriteBatch, Expect)> = vec![
         (upsert_batch(vec![huge]), |e| {
             matches!(e, EngineError::Invalid(TypeError::DocumentTooLarge { .. }))
         }),

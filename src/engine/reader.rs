@@ -24,10 +24,13 @@ enum Cached {
 type CacheKey = (String, u32);
 const INDEX_SLOT: u32 = u32::MAX;
 
+/// Entries with their size in bytes, and the total of those sizes.
+type SizedLru = (LruCache<CacheKey, (Cached, usize)>, usize);
+
 pub struct SegmentReader {
     store: Arc<dyn ObjectStore>,
     ns: String,
-    cache: Mutex<(LruCache<CacheKey, (Cached, usize)>, usize)>,
+    cache: Mutex<SizedLru>,
     capacity_bytes: usize,
     pub hits: AtomicU64,
     pub misses: AtomicU64,
