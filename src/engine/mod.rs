@@ -15,26 +15,25 @@ pub mod layout;
 mod maintenance;
 pub mod manifest;
 mod memtable;
+mod open;
+mod read;
 mod reader;
 pub mod segment;
 pub mod wal;
 mod write;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use parking_lot::{Mutex, RwLock};
 
 pub use manifest::Manifest;
 pub use segment::SegmentMeta;
 
-use layout::{check_namespace, wal_dir, wal_key};
-use memtable::{MemEntry, Memtable};
+use layout::check_namespace;
+use memtable::Memtable;
 use reader::SegmentReader;
-use wal::{WalKind, WalRecord};
 
 use crate::store::{ObjectStore, StoreError};
 use crate::types::{DocId, Document, Limits, TypeError};
@@ -197,171 +196,7 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// The memtable, dims and last sequence rebuilt from WAL objects after
-/// `from_seq`.
-struct Replayed {
-    memtable: Memtable,
-    vector_dims: Option<usize>,
-    last_seq: u64,
-}
-
-async fn replay(
-    store: &Arc<dyn ObjectStore>,
-    ns: &str,
-    from_seq: u64,
-    mut memtable: Memtable,
-    mut vector_dims: Option<usize>,
-) -> EngineResult<Replayed> {
-    let dir = wal_dir(ns);
-    let listed = store.list(&dir, Some(&wal_key(ns, from_seq))).await?;
-    let mut expected = from_seq + 1;
-    let mut keyed = Vec::with_capacity(listed.len());
-    for meta in listed {
-        let Some(seq) = layout::parse_numbered(&dir, &meta.key) else {
-            return Err(EngineError::Corrupt {
-                key: meta.key,
-                reason: "not a WAL object name".into(),
-            });
-        };
-        if seq != expected {
-            return Err(EngineError::Corrupt {
-                key: meta.key,
-                reason: format!("WAL objects {expected} to {} are missing", seq - 1),
-            });
-        }
-        expected = seq + 1;
-        keyed.push((seq, meta.key));
-    }
-    // Fetch ahead in parallel (a remote store answers each GET in tens of
-    // milliseconds), apply strictly in sequence order.
-    let mut fetched = futures::stream::iter(keyed)
-        .map(|(seq, key)| async move {
-            let data = store.get(&key).await;
-            (seq, key, data)
-        })
-        .buffered(REPLAY_PARALLELISM);
-    let mut last_seq = from_seq;
-    while let Some((seq, key, data)) = fetched.next().await {
-        let rec =
-            WalRecord::decode(data?, seq).map_err(|reason| EngineError::Corrupt { key, reason })?;
-        if rec.vector_dims.is_some() {
-            vector_dims = rec.vector_dims;
-        }
-        for (id, json) in rec.ops {
-            memtable.insert(
-                id,
-                MemEntry {
-                    seq,
-                    mtime_ms: rec.mtime_ms,
-                    json,
-                },
-            );
-        }
-        last_seq = seq;
-    }
-    Ok(Replayed {
-        memtable,
-        vector_dims,
-        last_seq,
-    })
-}
-
-/// WAL objects fetched concurrently during replay.
-const REPLAY_PARALLELISM: usize = 32;
-
-fn default_writer_id() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into buf.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let host = if rc == 0 {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        "host".to_string()
-    };
-    format!(
-        "{host}-{}-{:08x}",
-        std::process::id(),
-        layout::random_u64() as u32
-    )
-}
-
 impl Engine {
-    /// Opens `ns`, creating it if needed: newest manifest, its segments, and
-    /// a replay of every later WAL object. A corrupt object fails the open
-    /// with its name; nothing is skipped. Unless read-only, the namespace is
-    /// fenced so that any previous writer stops.
-    pub async fn open(
-        store: Arc<dyn ObjectStore>,
-        ns: &str,
-        opts: EngineOptions,
-    ) -> EngineResult<Engine> {
-        check_namespace(ns)?;
-        let writer_id = opts.writer_id.clone().unwrap_or_else(default_writer_id);
-        for _attempt in 0..8 {
-            let manifest = manifest::load_latest(&store, ns).await?;
-            if opts.read_only && manifest.is_none() {
-                return Err(EngineError::NoSuchNamespace(ns.to_string()));
-            }
-            let manifest = manifest.unwrap_or_default();
-            let replayed = replay(
-                &store,
-                ns,
-                manifest.flushed_through,
-                Memtable::default(),
-                manifest.vector_dims,
-            )
-            .await?;
-            let mut last_seq = replayed.last_seq;
-            let mut current = manifest;
-            if !opts.read_only {
-                let fence_seq = last_seq + 1;
-                let fence =
-                    WalRecord::marker(&writer_id, fence_seq, WalKind::Fence, replayed.vector_dims);
-                match store
-                    .put_if_absent(&wal_key(ns, fence_seq), fence.encode())
-                    .await
-                {
-                    Ok(()) => {}
-                    Err(StoreError::AlreadyExists(_)) => continue,
-                    Err(e) => return Err(e.into()),
-                }
-                last_seq = fence_seq;
-                let claim = current.successor(&writer_id);
-                match manifest::commit(&store, ns, &claim).await {
-                    Ok(()) => current = claim,
-                    Err(EngineError::Fenced { .. }) => continue,
-                    Err(e) => return Err(e),
-                }
-            }
-            let reader = SegmentReader::new(store.clone(), ns, opts.cache_bytes);
-            let inner = Inner {
-                store,
-                ns: ns.to_string(),
-                writer_id,
-                state: RwLock::new(State {
-                    active: replayed.memtable,
-                    frozen: None,
-                    manifest: Arc::new(current),
-                    vector_dims: replayed.vector_dims,
-                    last_seq,
-                }),
-                commit: Arc::new(tokio::sync::Mutex::new(())),
-                pending: Mutex::new(Vec::new()),
-                maintenance: tokio::sync::Mutex::new(()),
-                reader,
-                fenced_by: Mutex::new(None),
-                auto_flushing: AtomicBool::new(false),
-                counters: Counters::default(),
-                opts,
-            };
-            return Ok(Engine {
-                inner: Arc::new(inner),
-            });
-        }
-        Err(EngineError::Busy(ns.to_string()))
-    }
-
     pub fn namespace(&self) -> &str {
         &self.inner.ns
     }
@@ -381,56 +216,6 @@ impl Engine {
     /// The writer that took this namespace over, once this one is fenced.
     pub fn fenced_by(&self) -> Option<String> {
         self.inner.fenced_by.lock().clone()
-    }
-
-    pub async fn get(&self, id: &DocId) -> EngineResult<Option<Document>> {
-        match self.get_stored(id).await? {
-            Some(doc) => doc.document().map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// The stored form of `id`: canonical JSON, mtime, sequence.
-    pub async fn get_stored(&self, id: &DocId) -> EngineResult<Option<StoredDoc>> {
-        let mut attempt = 0;
-        loop {
-            match self.inner.lookup(id).await {
-                // A compaction may delete the segments of the manifest we
-                // read; a fresh snapshot has their replacement.
-                Err(EngineError::Store(StoreError::NotFound(_))) if attempt < 3 => attempt += 1,
-                other => return other,
-            }
-        }
-    }
-
-    /// Live documents with id > `start_after`, in id order, at most `limit`.
-    /// A page may hold fewer than `limit`; only an empty page means the end.
-    /// Ids present for the whole scan are returned exactly once, whatever
-    /// writes, flushes and compactions run meanwhile.
-    pub async fn scan(
-        &self,
-        start_after: Option<&DocId>,
-        limit: usize,
-    ) -> EngineResult<Vec<StoredDoc>> {
-        let mut attempt = 0;
-        loop {
-            match self.inner.scan_page(start_after, limit.max(1)).await {
-                Err(EngineError::Store(StoreError::NotFound(_))) if attempt < 3 => attempt += 1,
-                other => return other,
-            }
-        }
-    }
-
-    /// Every live document, in id order (for tools and tests; a mount pages).
-    pub async fn scan_all(&self) -> EngineResult<Vec<StoredDoc>> {
-        let mut out: Vec<StoredDoc> = Vec::new();
-        loop {
-            let page = self.scan(out.last().map(|d| &d.id), 1024).await?;
-            if page.is_empty() {
-                return Ok(out);
-            }
-            out.extend(page);
-        }
     }
 
     /// A copy of the current manifest.
@@ -468,151 +253,9 @@ impl Engine {
             "cache_misses": inner.reader.misses.load(Ordering::Relaxed),
         })
     }
-
-    /// For followers (read-only): pick up what the writer committed since the
-    /// last open or refresh. Writers see their own writes and need not call it.
-    pub async fn refresh(&self) -> EngineResult<()> {
-        let inner = &self.inner;
-        let (version, last_seq, dims) = {
-            let st = inner.state.read();
-            (st.manifest.version, st.last_seq, st.vector_dims)
-        };
-        let latest = manifest::load_latest(&inner.store, &inner.ns)
-            .await?
-            .ok_or_else(|| EngineError::NoSuchNamespace(inner.ns.clone()))?;
-        if latest.version != version {
-            let replayed = replay(
-                &inner.store,
-                &inner.ns,
-                latest.flushed_through,
-                Memtable::default(),
-                latest.vector_dims,
-            )
-            .await?;
-            let mut st = inner.state.write();
-            st.active = replayed.memtable;
-            st.frozen = None;
-            st.manifest = Arc::new(latest);
-            st.vector_dims = replayed.vector_dims;
-            st.last_seq = replayed.last_seq;
-        } else {
-            let active = inner.state.read().active.clone();
-            let replayed = replay(&inner.store, &inner.ns, last_seq, active, dims).await?;
-            let mut st = inner.state.write();
-            if st.last_seq == last_seq {
-                st.active = replayed.memtable;
-                st.vector_dims = replayed.vector_dims;
-                st.last_seq = replayed.last_seq;
-            }
-        }
-        Ok(())
-    }
 }
 
 impl Inner {
-    async fn lookup(&self, id: &DocId) -> EngineResult<Option<StoredDoc>> {
-        let found = |id: &DocId, e: &MemEntry| {
-            e.json.as_ref().map(|json| StoredDoc {
-                id: id.clone(),
-                json: json.clone(),
-                mtime_ms: e.mtime_ms,
-                seq: e.seq,
-            })
-        };
-        let manifest = {
-            let st = self.state.read();
-            if let Some(e) = st.active.get(id) {
-                return Ok(found(id, e));
-            }
-            if let Some(e) = st.frozen.as_ref().and_then(|f| f.get(id)) {
-                return Ok(found(id, e));
-            }
-            st.manifest.clone()
-        };
-        for seg in &manifest.segments {
-            if let Some(e) = self.reader.get(seg, id).await? {
-                return Ok(e.json.map(|json| StoredDoc {
-                    id: e.id,
-                    json,
-                    mtime_ms: e.mtime_ms,
-                    seq: e.seq,
-                }));
-            }
-        }
-        Ok(None)
-    }
-
-    async fn scan_page(
-        &self,
-        start_after: Option<&DocId>,
-        limit: usize,
-    ) -> EngineResult<Vec<StoredDoc>> {
-        // Each source contributes a sorted run; when a run was cut short its
-        // last id bounds what this page may return, since that source may
-        // hold newer versions of ids beyond it.
-        let per_source = limit + 64;
-        let mut after = start_after.cloned();
-        loop {
-            let mut merged: BTreeMap<DocId, MemEntry> = BTreeMap::new();
-            let mut bound: Option<DocId> = None;
-            let mut tighten = |b: Option<DocId>| {
-                if let Some(b) = b {
-                    if bound.as_ref().is_none_or(|cur| &b < cur) {
-                        bound = Some(b);
-                    }
-                }
-            };
-            let manifest = {
-                let st = self.state.read();
-                let (entries, b) = st.active.entries_after(after.as_ref(), per_source);
-                tighten(b);
-                merged.extend(entries);
-                if let Some(frozen) = &st.frozen {
-                    let (entries, b) = frozen.entries_after(after.as_ref(), per_source);
-                    tighten(b);
-                    for (id, e) in entries {
-                        merged.entry(id).or_insert(e);
-                    }
-                }
-                st.manifest.clone()
-            };
-            for seg in &manifest.segments {
-                let entries = self
-                    .reader
-                    .entries_after(seg, after.as_ref(), per_source)
-                    .await?;
-                if entries.len() == per_source {
-                    tighten(entries.last().map(|e| e.id.clone()));
-                }
-                for e in entries {
-                    merged.entry(e.id).or_insert(MemEntry {
-                        seq: e.seq,
-                        mtime_ms: e.mtime_ms,
-                        json: e.json,
-                    });
-                }
-            }
-            let out: Vec<StoredDoc> = merged
-                .into_iter()
-                .filter(|(id, _)| bound.as_ref().is_none_or(|b| id <= b))
-                .filter_map(|(id, e)| {
-                    e.json.map(|json| StoredDoc {
-                        id,
-                        json,
-                        mtime_ms: e.mtime_ms,
-                        seq: e.seq,
-                    })
-                })
-                .take(limit)
-                .collect();
-            match (out.is_empty(), bound) {
-                // Only tombstones up to the bound: look past it.
-                (true, Some(b)) => after = Some(b),
-                _ => return Ok(out),
-            }
-        }
-    }
-
     fn check_writable(&self) -> EngineResult<()> {
         if self.opts.read_only {
             return Err(EngineError::ReadOnly(self.ns.clone()));

@@ -1,0 +1,222 @@
+//! Opening a namespace: newest manifest, replay of the later WAL, and the
+//! fence that makes this engine the namespace's only writer; `refresh`
+//! repeats the replay for followers.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use parking_lot::{Mutex, RwLock};
+
+use super::layout::{self, check_namespace, wal_dir, wal_key};
+use super::manifest;
+use super::memtable::{MemEntry, Memtable};
+use super::reader::SegmentReader;
+use super::wal::{WalKind, WalRecord};
+use super::{Counters, Engine, EngineError, EngineOptions, EngineResult, Inner, State};
+use crate::store::{ObjectStore, StoreError};
+
+/// The memtable, dims and last sequence rebuilt from WAL objects after
+/// `from_seq`.
+struct Replayed {
+    memtable: Memtable,
+    vector_dims: Option<usize>,
+    last_seq: u64,
+}
+
+async fn replay(
+    store: &Arc<dyn ObjectStore>,
+    ns: &str,
+    from_seq: u64,
+    mut memtable: Memtable,
+    mut vector_dims: Option<usize>,
+) -> EngineResult<Replayed> {
+    let dir = wal_dir(ns);
+    let listed = store.list(&dir, Some(&wal_key(ns, from_seq))).await?;
+    let mut expected = from_seq + 1;
+    let mut keyed = Vec::with_capacity(listed.len());
+    for meta in listed {
+        let Some(seq) = layout::parse_numbered(&dir, &meta.key) else {
+            return Err(EngineError::Corrupt {
+                key: meta.key,
+                reason: "not a WAL object name".into(),
+            });
+        };
+        if seq != expected {
+            return Err(EngineError::Corrupt {
+                key: meta.key,
+                reason: format!("WAL objects {expected} to {} are missing", seq - 1),
+            });
+        }
+        expected = seq + 1;
+        keyed.push((seq, meta.key));
+    }
+    // Fetch ahead in parallel (a remote store answers each GET in tens of
+    // milliseconds), apply strictly in sequence order.
+    let mut fetched = futures::stream::iter(keyed)
+        .map(|(seq, key)| async move {
+            let data = store.get(&key).await;
+            (seq, key, data)
+        })
+        .buffered(REPLAY_PARALLELISM);
+    let mut last_seq = from_seq;
+    while let Some((seq, key, data)) = fetched.next().await {
+        let rec =
+            WalRecord::decode(data?, seq).map_err(|reason| EngineError::Corrupt { key, reason })?;
+        if rec.vector_dims.is_some() {
+            vector_dims = rec.vector_dims;
+        }
+        for (id, json) in rec.ops {
+            memtable.insert(
+                id,
+                MemEntry {
+                    seq,
+                    mtime_ms: rec.mtime_ms,
+                    json,
+                },
+            );
+        }
+        last_seq = seq;
+    }
+    Ok(Replayed {
+        memtable,
+        vector_dims,
+        last_seq,
+    })
+}
+
+/// WAL objects fetched concurrently during replay.
+const REPLAY_PARALLELISM: usize = 32;
+
+fn default_writer_id() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let host = if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "host".to_string()
+    };
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        layout::random_u64() as u32
+    )
+}
+
+impl Engine {
+    /// Opens `ns`, creating it if needed: newest manifest, its segments, and
+    /// a replay of every later WAL object. A corrupt object fails the open
+    /// with its name; nothing is skipped. Unless read-only, the namespace is
+    /// fenced so that any previous writer stops.
+    pub async fn open(
+        store: Arc<dyn ObjectStore>,
+        ns: &str,
+        opts: EngineOptions,
+    ) -> EngineResult<Engine> {
+        check_namespace(ns)?;
+        let writer_id = opts.writer_id.clone().unwrap_or_else(default_writer_id);
+        for _attempt in 0..8 {
+            let manifest = manifest::load_latest(&store, ns).await?;
+            if opts.read_only && manifest.is_none() {
+                return Err(EngineError::NoSuchNamespace(ns.to_string()));
+            }
+            let manifest = manifest.unwrap_or_default();
+            let replayed = replay(
+                &store,
+                ns,
+                manifest.flushed_through,
+                Memtable::default(),
+                manifest.vector_dims,
+            )
+            .await?;
+            let mut last_seq = replayed.last_seq;
+            let mut current = manifest;
+            if !opts.read_only {
+                let fence_seq = last_seq + 1;
+                let fence =
+                    WalRecord::marker(&writer_id, fence_seq, WalKind::Fence, replayed.vector_dims);
+                match store
+                    .put_if_absent(&wal_key(ns, fence_seq), fence.encode())
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(StoreError::AlreadyExists(_)) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+                last_seq = fence_seq;
+                let claim = current.successor(&writer_id);
+                match manifest::commit(&store, ns, &claim).await {
+                    Ok(()) => current = claim,
+                    Err(EngineError::Fenced { .. }) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            let reader = SegmentReader::new(store.clone(), ns, opts.cache_bytes);
+            let inner = Inner {
+                store,
+                ns: ns.to_string(),
+                writer_id,
+                state: RwLock::new(State {
+                    active: replayed.memtable,
+                    frozen: None,
+                    manifest: Arc::new(current),
+                    vector_dims: replayed.vector_dims,
+                    last_seq,
+                }),
+                commit: Arc::new(tokio::sync::Mutex::new(())),
+                pending: Mutex::new(Vec::new()),
+                maintenance: tokio::sync::Mutex::new(()),
+                reader,
+                fenced_by: Mutex::new(None),
+                auto_flushing: AtomicBool::new(false),
+                counters: Counters::default(),
+                opts,
+            };
+            return Ok(Engine {
+                inner: Arc::new(inner),
+            });
+        }
+        Err(EngineError::Busy(ns.to_string()))
+    }
+
+    /// For followers (read-only): pick up what the writer committed since the
+    /// last open or refresh. Writers see their own writes and need not call it.
+    pub async fn refresh(&self) -> EngineResult<()> {
+        let inner = &self.inner;
+        let (version, last_seq, dims) = {
+            let st = inner.state.read();
+            (st.manifest.version, st.last_seq, st.vector_dims)
+        };
+        let latest = manifest::load_latest(&inner.store, &inner.ns)
+            .await?
+            .ok_or_else(|| EngineError::NoSuchNamespace(inner.ns.clone()))?;
+        if latest.version != version {
+            let replayed = replay(
+                &inner.store,
+                &inner.ns,
+                latest.flushed_through,
+                Memtable::default(),
+                latest.vector_dims,
+            )
+            .await?;
+            let mut st = inner.state.write();
+            st.active = replayed.memtable;
+            st.frozen = None;
+            st.manifest = Arc::new(latest);
+            st.vector_dims = replayed.vector_dims;
+            st.last_seq = replayed.last_seq;
+        } else {
+            let active = inner.state.read().active.clone();
+            let replayed = replay(&inner.store, &inner.ns, last_seq, active, dims).await?;
+            let mut st = inner.state.write();
+            if st.last_seq == last_seq {
+                st.active = replayed.memtable;
+                st.vector_dims = replayed.vector_dims;
+                st.last_seq = replayed.last_seq;
+            }
+        }
+        Ok(())
+    }
+}
