@@ -26,15 +26,15 @@ use super::fuse_conv::{
 use super::notify::InFlight;
 use super::rename::RenameFlags;
 
-/// This daemon is the only writer, and it invalidates what it changes out
-/// of band, so the kernel may cache entries and attributes for long.
-pub(crate) const TTL: Duration = Duration::from_secs(60);
-
 /// Filled once the session exists; see `Filesystem::destroy` below.
 pub(crate) type UnmounterSlot = Arc<parking_lot::Mutex<Option<fuser::SessionUnmounter>>>;
 
 pub(crate) struct Adapter {
     core: Arc<FsCore>,
+    /// How long the kernel may cache entries and attributes: long for a
+    /// writer (it invalidates what it changes), at most the refresh
+    /// interval for a read-only follower (`CoreConfig::attr_ttl`).
+    ttl: Duration,
     rt: tokio::runtime::Handle,
     inflight: Arc<InFlight>,
     unmounter: UnmounterSlot,
@@ -48,6 +48,7 @@ impl Adapter {
         unmounter: UnmounterSlot,
     ) -> Adapter {
         Adapter {
+            ttl: core.config().attr_ttl(),
             core,
             rt,
             inflight,
@@ -87,7 +88,8 @@ impl Filesystem for Adapter {
         let Some(name) = name.to_str().map(str::to_owned) else {
             return reply.error(Errno::ENOENT);
         };
-        self.run(|core| async move { entry_reply(reply, core.lookup(parent.0, &name).await) });
+        let ttl = self.ttl;
+        self.run(|core| async move { entry_reply(reply, ttl, core.lookup(parent.0, &name).await) });
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -95,9 +97,10 @@ impl Filesystem for Adapter {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let ttl = self.ttl;
         self.run(|core| async move {
             match core.getattr(ino.0).await {
-                Ok(attr) => reply.attr(&TTL, &to_fuser(&attr)),
+                Ok(attr) => reply.attr(&ttl, &to_fuser(&attr)),
                 Err(e) => reply.error(errno(&e)),
             }
         });
@@ -130,9 +133,10 @@ impl Filesystem for Adapter {
             atime_set: atime.is_some(),
             fh: fh.map(|f| f.0),
         };
+        let ttl = self.ttl;
         self.run(|core| async move {
             match core.setattr(ino.0, change).await {
-                Ok(attr) => reply.attr(&TTL, &to_fuser(&attr)),
+                Ok(attr) => reply.attr(&ttl, &to_fuser(&attr)),
                 Err(e) => reply.error(errno(&e)),
             }
         });
@@ -159,7 +163,8 @@ impl Filesystem for Adapter {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        self.run(|core| async move { entry_reply(reply, core.mknod(parent.0, &name).await) });
+        let ttl = self.ttl;
+        self.run(|core| async move { entry_reply(reply, ttl, core.mknod(parent.0, &name).await) });
     }
 
     fn mkdir(
@@ -175,7 +180,8 @@ impl Filesystem for Adapter {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        self.run(|core| async move { entry_reply(reply, core.mkdir(parent.0, &name).await) });
+        let ttl = self.ttl;
+        self.run(|core| async move { entry_reply(reply, ttl, core.mkdir(parent.0, &name).await) });
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -365,6 +371,7 @@ impl Filesystem for Adapter {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        let ttl = self.ttl;
         self.run(|core| async move {
             match core.readdir(ino.0, fh.0, offset, true).await {
                 Ok(entries) => {
@@ -377,7 +384,7 @@ impl Filesystem for Adapter {
                                 INodeNo(e.ino),
                                 e.offset,
                                 &e.name,
-                                &TTL,
+                                &ttl,
                                 &attr,
                                 Generation(0),
                             );
@@ -480,10 +487,11 @@ impl Filesystem for Adapter {
             Err(e) => return reply.error(e),
         };
         let mode = OpenMode::from_flags(flags);
+        let ttl = self.ttl;
         self.run(|core| async move {
             match core.create(parent.0, &name, mode).await {
                 Ok((attr, info)) => reply.created(
-                    &TTL,
+                    &ttl,
                     &to_fuser(&attr),
                     Generation(0),
                     FileHandle(info.fh),

@@ -1,6 +1,9 @@
 //! Control files: `.flush`, `.compact`, `.repair` run their operation when
 //! a handle opened for writing is closed and show the last result when read;
-//! `.verify` and `.stats` generate a JSON report when opened for reading.
+//! `.verify` and `.stats` generate a JSON report when opened for reading:
+//! `.stats` is the engine's counters for the namespace plus `"store"`, the
+//! object-store requests and bytes by kind of the whole mount, and
+//! `"disk_cache"` hits and misses with `-o cache=DIR`.
 //! Reading never changes anything.
 
 use std::sync::Arc;
@@ -32,7 +35,10 @@ impl FsCore {
                 }
             },
             ControlKind::Stats => {
-                let stats = ns.engine().await?.stats();
+                let mut stats = ns.engine().await?.stats();
+                if let Some(fields) = stats.as_object_mut() {
+                    fields.extend(self.store_report());
+                }
                 pretty(&stats)
             }
             _ => Ok(ns.result(kind).into_bytes()),
@@ -40,7 +46,8 @@ impl FsCore {
     }
 
     /// Runs the action of `.flush`, `.compact` or `.repair`, records its
-    /// result for reading, and returns its error as EIO.
+    /// result for reading, and returns its error as EIO (EROFS when another
+    /// writer took the namespace over).
     pub(crate) async fn run_action(&self, ns: &Arc<Namespace>, kind: ControlKind) -> FsResult<()> {
         self.check_writable()?;
         let outcome: FsResult<serde_json::Value> = match kind {
@@ -78,7 +85,11 @@ impl FsCore {
                 );
                 record["ok"] = false.into();
                 record["error"] = e.to_string().into();
-                Err(FsError::Io(format!("{} failed: {e}", kind.op_name())))
+                Err(match e {
+                    // Taken over by another writer: EROFS, like a write.
+                    FsError::Fenced(_) => e,
+                    _ => FsError::Io(format!("{} failed: {e}", kind.op_name())),
+                })
             }
         };
         let text = String::from_utf8(pretty(&record)?).unwrap_or_default();

@@ -10,8 +10,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
@@ -23,7 +23,7 @@ use super::invalidate::Invalidation;
 use super::names::{classify, ControlKind, NameKind};
 use super::namespace::Namespace;
 use crate::engine::{EngineOptions, StoredDoc};
-use crate::store::ObjectStore;
+use crate::store::{DiskCacheStore, MeteredStore, ObjectStore, StoreMetrics};
 use crate::types::DocId;
 
 /// How the core presents and limits the tree.
@@ -39,6 +39,26 @@ pub struct CoreConfig {
     pub dir_mode: u16,
     /// Bound on the bytes held by scratch files (ENOSPC beyond it).
     pub scratch_limit: u64,
+    /// Read-only mounts: how often each open namespace picks up what its
+    /// writer (another mount, another machine) committed. `None`: never
+    /// (a follower then shows the namespace as of its first use).
+    pub refresh: Option<Duration>,
+}
+
+/// How long the kernel may cache entries and attributes of a mount that is
+/// the only writer of what it shows (it invalidates what it changes).
+pub(crate) const WRITER_TTL: Duration = Duration::from_secs(60);
+
+impl CoreConfig {
+    /// How long the kernel may cache entries and attributes: long for a
+    /// writer, at most the refresh interval for a follower, so the kernel
+    /// asks again after every refresh even where no invalidation reached it.
+    pub fn attr_ttl(&self) -> Duration {
+        match (self.read_only, self.refresh) {
+            (true, Some(every)) => every.min(WRITER_TTL),
+            _ => WRITER_TTL,
+        }
+    }
 }
 
 impl Default for CoreConfig {
@@ -53,9 +73,13 @@ impl Default for CoreConfig {
             file_mode: 0o644,
             dir_mode: 0o755,
             scratch_limit: 256 << 20,
+            refresh: Some(DEFAULT_REFRESH),
         }
     }
 }
+
+/// Default interval of a follower's refresh (`-o refresh=MS`).
+pub const DEFAULT_REFRESH: Duration = Duration::from_millis(1000);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatFs {
@@ -69,7 +93,13 @@ pub struct StatFs {
 }
 
 pub struct FsCore {
+    /// Itself, for the background tasks it starts (they must not keep it alive).
+    pub(crate) me: Weak<FsCore>,
     pub(crate) store: Arc<dyn ObjectStore>,
+    /// Counts every request that reaches the object store (below the disk
+    /// cache, if any): what `.stats` reports under "store".
+    metered: Arc<MeteredStore>,
+    disk_cache: Option<Arc<DiskCacheStore>>,
     pub(crate) cfg: CoreConfig,
     pub(crate) table: Mutex<InodeTable>,
     pub(crate) handles: HandleTable,
@@ -98,10 +128,27 @@ impl DocMeta {
 }
 
 impl FsCore {
-    pub fn new(store: Arc<dyn ObjectStore>, mut cfg: CoreConfig) -> Arc<FsCore> {
+    /// A core over `store`; the requests it makes there are counted (see
+    /// [`FsCore::store_metrics`]).
+    pub fn new(store: Arc<dyn ObjectStore>, cfg: CoreConfig) -> Arc<FsCore> {
+        let metered = Arc::new(MeteredStore::new(store));
+        FsCore::with_stores(metered.clone(), metered, None, cfg)
+    }
+
+    /// A core over `store`, which is `metered` (the object store, counted)
+    /// or a disk cache in front of it.
+    pub(crate) fn with_stores(
+        store: Arc<dyn ObjectStore>,
+        metered: Arc<MeteredStore>,
+        disk_cache: Option<Arc<DiskCacheStore>>,
+        mut cfg: CoreConfig,
+    ) -> Arc<FsCore> {
         cfg.engine.read_only = cfg.read_only;
-        Arc::new(FsCore {
+        Arc::new_cyclic(|me| FsCore {
+            me: me.clone(),
             store,
+            metered,
+            disk_cache,
             cfg,
             table: Mutex::new(InodeTable::new()),
             handles: HandleTable::new(),
@@ -109,6 +156,42 @@ impl FsCore {
             sink: Mutex::new(None),
             started_ms: now_ms(),
         })
+    }
+
+    /// Object-store requests and bytes by kind since the core was created
+    /// (the whole mount: every namespace, reads served by a disk cache not
+    /// counted).
+    pub fn store_metrics(&self) -> StoreMetrics {
+        self.metered.snapshot()
+    }
+
+    /// `(hits, misses)` of the disk cache (`-o cache=DIR`), if there is one.
+    pub fn disk_cache_counts(&self) -> Option<(u64, u64)> {
+        self.disk_cache.as_ref().map(|c| (c.hits(), c.misses()))
+    }
+
+    /// What `.stats` adds to a namespace's engine counters: `"store"`, the
+    /// object-store requests of the whole mount, and `"disk_cache"` when a
+    /// disk cache is in use.
+    pub fn store_report(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut out = serde_json::Map::new();
+        out.insert(
+            "store".into(),
+            serde_json::to_value(self.store_metrics()).unwrap_or_default(),
+        );
+        if let Some(cache) = &self.disk_cache {
+            out.insert(
+                "disk_cache".into(),
+                serde_json::json!({
+                    "hits": cache.hits(),
+                    "misses": cache.misses(),
+                    "errors": cache.errors(),
+                    "cached_bytes": cache.cached_bytes(),
+                    "dir": cache.dir().display().to_string(),
+                }),
+            );
+        }
+        out
     }
 
     pub fn config(&self) -> &CoreConfig {

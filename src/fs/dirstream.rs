@@ -52,6 +52,9 @@ pub(crate) struct DirStream {
     window_page: Option<usize>,
     /// Scan cursor after the window; `None` once the scan ran dry.
     window_next: Option<DocId>,
+    /// The caller's epoch when the window was loaded: a window from before
+    /// a follower's refresh may hold stale sizes.
+    pub window_epoch: u64,
 }
 
 impl DirStream {
@@ -72,16 +75,19 @@ impl DirStream {
             window: Vec::new(),
             window_page: None,
             window_next: None,
+            window_epoch: 0,
         }
     }
 
     /// Entries after position `offset`, each with its own position. An empty
     /// result means the end. `skip` drops documents hidden by a rename.
+    /// `epoch` is recorded as `window_epoch` of windows loaded now.
     pub async fn entries_after(
         &mut self,
         offset: u64,
         engine: Option<&Engine>,
         skip: impl Fn(&DocId) -> bool,
+        epoch: u64,
     ) -> FsResult<Vec<(u64, RawEntry)>> {
         let fixed_len = self.fixed.len() as u64;
         let mut out = Vec::new();
@@ -107,6 +113,7 @@ impl DirStream {
         loop {
             if self.window_page != Some(k) {
                 self.load(k, engine, &skip).await?;
+                self.window_epoch = epoch;
             }
             let start = self.pages[k].0;
             let idx = next.saturating_sub(start) as usize;
@@ -143,7 +150,7 @@ impl DirStream {
         skip: &impl Fn(&DocId) -> bool,
     ) -> FsResult<()> {
         let cursor = self.pages[k].1.clone();
-        let raw = engine.scan(cursor.as_ref(), PAGE).await?;
+        let raw = super::namespace::scan(engine, cursor.as_ref(), PAGE).await?;
         self.window_next = raw.last().map(|d| d.id.clone());
         self.window = raw
             .into_iter()

@@ -26,6 +26,14 @@ pub enum FsError {
     Access(&'static str),
     #[error("read-only: {0}")]
     ReadOnly(String),
+    /// Another writer took the namespace over (EROFS). The engine logs the
+    /// one line naming that writer; this text does not repeat it, so a
+    /// failure per file adds no duplicate of that line.
+    #[error(
+        "read-only: namespace {0} was taken over by another writer (named in the error logged \
+         when it happened); this mount makes no more changes to it"
+    )]
+    Fenced(String),
     #[error("invalid: {0}")]
     Invalid(String),
     #[error("too large: {0}")]
@@ -60,7 +68,7 @@ impl FsError {
             FsError::IsDir => libc::EISDIR,
             FsError::NotPermitted(_) => libc::EPERM,
             FsError::Access(_) => libc::EACCES,
-            FsError::ReadOnly(_) => libc::EROFS,
+            FsError::ReadOnly(_) | FsError::Fenced(_) => libc::EROFS,
             FsError::Invalid(_) => libc::EINVAL,
             FsError::TooLarge(_) => libc::EFBIG,
             FsError::NoSpace(_) => libc::ENOSPC,
@@ -97,9 +105,8 @@ impl From<EngineError> for FsError {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::Invalid(t) => t.into(),
-            EngineError::Fenced { .. } | EngineError::ReadOnly(_) => {
-                FsError::ReadOnly(e.to_string())
-            }
+            EngineError::Fenced { ns, .. } => FsError::Fenced(ns),
+            EngineError::ReadOnly(_) => FsError::ReadOnly(e.to_string()),
             EngineError::BadNamespace(..) => FsError::Invalid(e.to_string()),
             EngineError::NoSuchNamespace(_) => FsError::NotFound,
             EngineError::NotEmpty(_) => FsError::NotEmpty,
@@ -141,9 +148,13 @@ mod tests {
         assert_eq!(FsError::from(bad).errno(), libc::EINVAL);
         let fenced = EngineError::Fenced {
             ns: "a".into(),
-            by: "b".into(),
+            by: "writer-b".into(),
         };
-        assert_eq!(FsError::from(fenced).errno(), libc::EROFS);
+        let fenced = FsError::from(fenced);
+        assert_eq!(fenced.errno(), libc::EROFS);
+        // The engine's log line names the new writer; the fs layer's
+        // per-file lines must not repeat it.
+        assert!(!fenced.to_string().contains("writer-b"), "{fenced}");
         let io = EngineError::Store(StoreError::Injected("k".into()));
         assert_eq!(FsError::from(io).errno(), libc::EIO);
     }

@@ -1,14 +1,13 @@
 //! Conversions between core values and fuser's types and replies.
 
 use std::ffi::OsStr;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use fuser::{
     Errno, FileAttr, FileType, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
     ReplyEmpty, ReplyEntry, TimeOrNow,
 };
 
-use super::adapter::TTL;
 use super::attr::{Attr, FileKind, OpenInfo};
 use super::error::FsError;
 
@@ -65,9 +64,9 @@ pub(crate) fn utf8(name: &OsStr) -> Result<String, Errno> {
     name.to_str().map(str::to_owned).ok_or(Errno::EINVAL)
 }
 
-pub(crate) fn entry_reply(reply: ReplyEntry, result: Result<Attr, FsError>) {
+pub(crate) fn entry_reply(reply: ReplyEntry, ttl: Duration, result: Result<Attr, FsError>) {
     match result {
-        Ok(attr) => reply.entry(&TTL, &to_fuser(&attr), Generation(0)),
+        Ok(attr) => reply.entry(&ttl, &to_fuser(&attr), Generation(0)),
         Err(e) => reply.error(errno(&e)),
     }
 }

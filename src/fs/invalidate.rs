@@ -16,6 +16,8 @@ pub enum Invalidation {
         ino: u64,
         done: Option<tokio::sync::oneshot::Sender<()>>,
     },
+    /// Attributes only: cached pages stay (an open decides about them).
+    Attrs { ino: u64 },
     /// A name in a directory.
     Entry {
         parent: u64,
@@ -46,6 +48,11 @@ impl FsCore {
             done: wait.then_some(tx),
         };
         self.notify(msg, wait.then_some(rx)).await;
+    }
+
+    /// Drops the kernel's cached attributes of `ino`, not its pages.
+    pub(crate) async fn invalidate_attrs(&self, ino: u64) {
+        self.notify(Invalidation::Attrs { ino }, None).await;
     }
 
     /// Drops the kernel's cached attributes and pages of `ino`; with `wait`,

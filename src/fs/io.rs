@@ -11,6 +11,7 @@ use super::core::FsCore;
 use super::error::{FsError, FsResult};
 use super::handles::{FileHandle, FileState, Handle, Settle};
 use super::inodes::{DocMeta, Node};
+use super::namespace::get_stored;
 use super::setattr::set_scratch_len;
 use crate::types::{Document, WriteBatch};
 
@@ -102,7 +103,7 @@ impl FsCore {
     pub(crate) async fn ensure_loaded(&self, f: &mut FileHandle) -> FsResult<()> {
         if let FileState::Doc { loaded: false, .. } = f.state {
             let (ns, id) = self.doc_of(f.ino)?;
-            let stored = ns.engine().await?.get_stored(&id).await?;
+            let stored = get_stored(&*ns.engine().await?, &id).await?;
             if let FileState::Doc { buf, loaded, .. } = &mut f.state {
                 *buf = stored.map(|d| d.json.to_vec()).unwrap_or_default();
                 *loaded = true;

@@ -1,14 +1,15 @@
 //! `lookup`, `getattr` and `forget`: resolving names to inodes, and
 //! folding what the engine stores into the inode table.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::attr::Attr;
-use super::core::{control_ino, FsCore};
+use super::core::{control_ino, ns_of, FsCore};
 use super::error::{FsError, FsResult};
 use super::inodes::{DocMeta, DocNode, Inode, InodeTable, Node, ROOT_INO};
 use super::names::NameKind;
-use super::namespace::Namespace;
+use super::namespace::{get_stored, Namespace};
 use crate::types::DocId;
 
 impl FsCore {
@@ -55,7 +56,7 @@ impl FsCore {
             }
         }
         let e0 = self.epoch();
-        let stored = ns.engine().await?.get_stored(&id).await?;
+        let stored = get_stored(&*ns.engine().await?, &id).await?;
         let mut t = self.table.lock();
         let ino = self.settle_doc(
             &mut t,
@@ -79,6 +80,13 @@ impl FsCore {
         e0: u64,
     ) -> FsResult<u64> {
         let fresh = self.epoch() == e0;
+        if !fresh {
+            // What was fetched may predate a follower's refresh: have the
+            // next refresh look again.
+            if let Some(ns) = ns_of(t, ns_ino) {
+                ns.raced.store(true, Ordering::Release);
+            }
+        }
         match t.lookup(ns_ino, name) {
             Some(ino) => {
                 let Some(Inode {
@@ -148,7 +156,7 @@ impl FsCore {
     pub(crate) async fn refresh_doc(&self, ino: u64) -> FsResult<()> {
         let (ns, id) = self.doc_of(ino)?;
         let e0 = self.epoch();
-        let stored = ns.engine().await?.get_stored(&id).await?;
+        let stored = get_stored(&*ns.engine().await?, &id).await?;
         let mut t = self.table.lock();
         let (linked, parent, name) = match t.get(ino) {
             Some(i) => (i.linked, i.parent, i.name.clone()),

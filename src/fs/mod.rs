@@ -24,6 +24,16 @@
 //!   only when that scratch file is deleted or replaced (not renamed back
 //!   or rewritten under its name). If the daemon stops first, the document
 //!   is still stored under its old name: nothing is lost.
+//! - Another writer taking a namespace over (a second mount of the same
+//!   SOURCE, `reef repair`) fences this mount there: the commit that finds
+//!   out fails with EROFS, and so does every later attempt to change the
+//!   namespace (refused at open once known). The engine logs the one line
+//!   naming the new writer.
+//! - A read-only mount (`-o ro`) opens namespaces as followers and, every
+//!   `refresh=MS` (`follow`), picks up what their writer committed and
+//!   drops the kernel's caches of them; it never writes to the store.
+//! - `.stats` adds the mount's object-store requests by kind ("store") and
+//!   disk cache hits ("disk_cache") to the namespace's engine counters.
 //! - `.flush`, `.compact`, `.repair` run on close after a write and show
 //!   their last result; `.verify` and `.stats` report on open for reading.
 //!   Reading never changes anything; unlinking a control file is a no-op.
@@ -35,6 +45,7 @@ mod core;
 mod daemon;
 mod dirstream;
 mod error;
+mod follow;
 mod fuse_conv;
 mod handles;
 mod inodes;

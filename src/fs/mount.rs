@@ -15,7 +15,7 @@ use super::adapter::{Adapter, UnmounterSlot};
 use super::core::{CoreConfig, FsCore};
 use super::error::FsError;
 use super::notify::{spawn_notifier, InFlight};
-use crate::store::{DiskCacheStore, ObjectStore};
+use crate::store::{DiskCacheStore, MeteredStore, ObjectStore};
 
 /// How to mount. Every field is also an `-o` option (see `parse_o`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,6 +47,15 @@ pub struct MountOptions {
     pub scratch_limit: Option<u64>,
     /// `log_file=PATH`: where a detached daemon writes its log.
     pub log_file: Option<PathBuf>,
+    /// `refresh=MS` (read-only mounts): every MS milliseconds (default
+    /// 1000) each namespace in use picks up what its writer committed —
+    /// another mount of the same SOURCE, here or on another machine — and
+    /// the kernel's caches of it are dropped, so new and changed documents
+    /// show within about MS (two intervals at worst). Each refresh costs
+    /// two LIST requests and one GET per namespace in use. `refresh=0`
+    /// turns it off: the mount then shows each namespace as it was when
+    /// first used.
+    pub refresh_ms: Option<u64>,
     /// Kernel mount flags and options passed through (`noexec`, `max_read=N`).
     pub extra: Vec<String>,
 }
@@ -152,6 +161,9 @@ impl MountOptions {
                     self.cache_size = Some(size("cache_size", v)?)
                 }
                 ("log_file" | "logfile", Some(v)) => self.log_file = Some(PathBuf::from(v)),
+                ("refresh" | "refresh_ms", Some(v)) => {
+                    self.refresh_ms = Some(number("refresh", v.trim_end_matches("ms"))?)
+                }
                 ("nodev" | "nosuid" | "noexec" | "noatime", None) => self.extra.push(key),
                 ("max_read", Some(v)) => {
                     number::<u32>("max_read", v)?;
@@ -162,9 +174,8 @@ impl MountOptions {
                     return Err(FsError::Mount(format!(
                         "unknown mount option {opt:?} (reef accepts ro, rw, allow_other, \
                          allow_root, auto_unmount, foreground, uid=, gid=, file_mode=, dir_mode=, \
-                         cache=, cache_size=, threads=, scratch_limit=, log_file=, noexec, \
-                         nosuid, nodev, \
-                         noatime, max_read=, and fstab-only options)"
+                         cache=, cache_size=, threads=, scratch_limit=, log_file=, refresh=MS, \
+                         noexec, nosuid, nodev, noatime, max_read=, and fstab-only options)"
                     )))
                 }
             }
@@ -192,6 +203,9 @@ impl MountOptions {
         }
         if let Some(limit) = self.scratch_limit {
             cfg.scratch_limit = limit;
+        }
+        if let Some(ms) = self.refresh_ms {
+            cfg.refresh = (ms > 0).then(|| Duration::from_millis(ms));
         }
         cfg
     }
@@ -260,22 +274,27 @@ pub struct MountHandle {
 }
 
 /// Mounts `store` at `mountpoint`; returns once the mount is live.
+///
+/// The requests that reach `store` are counted (`.stats` shows them under
+/// "store"); with `cache=DIR` a disk cache sits in front of the count, so
+/// reads it serves cost nothing there.
 pub fn mount(
     store: Arc<dyn ObjectStore>,
     mountpoint: &Path,
     opts: &MountOptions,
 ) -> Result<MountHandle, FsError> {
     let fsname = store.describe();
-    let store: Arc<dyn ObjectStore> = match &opts.cache_dir {
+    let metered = Arc::new(MeteredStore::new(store));
+    let core = match &opts.cache_dir {
         Some(dir) => {
             let bound = opts.cache_size.unwrap_or(1 << 30);
-            let cached = DiskCacheStore::new(store, dir.clone(), bound)
+            let cached = DiskCacheStore::new(metered.clone(), dir.clone(), bound)
                 .map_err(|e| FsError::Mount(format!("cache directory {}: {e}", dir.display())))?;
-            Arc::new(cached)
+            let cached = Arc::new(cached);
+            FsCore::with_stores(cached.clone(), metered, Some(cached), opts.core_config())
         }
-        None => store,
+        None => FsCore::with_stores(metered.clone(), metered, None, opts.core_config()),
     };
-    let core = FsCore::new(store, opts.core_config());
     mount_core(core, mountpoint, opts, &fsname)
 }
 
@@ -480,5 +499,29 @@ mod tests {
         assert_eq!(o.cache_dir, Some(PathBuf::from("/tmp/c")));
         assert_eq!(o.cache_size, Some(64 << 20));
         assert!(MountOptions::parse_o("scratch_limit=lots").is_err());
+    }
+
+    #[test]
+    fn refresh_sets_the_follower_interval_and_bounds_the_ttl() {
+        let o = MountOptions::parse_o("ro,refresh=250").unwrap();
+        assert_eq!(o.refresh_ms, Some(250));
+        let cfg = o.core_config();
+        assert_eq!(cfg.refresh, Some(Duration::from_millis(250)));
+        assert_eq!(cfg.attr_ttl(), Duration::from_millis(250));
+        let cfg = MountOptions::parse_o("ro").unwrap().core_config();
+        assert_eq!(cfg.refresh, Some(super::super::core::DEFAULT_REFRESH));
+        assert!(cfg.attr_ttl() <= super::super::core::DEFAULT_REFRESH);
+        // A writer keeps long TTLs: it invalidates what it changes.
+        let cfg = MountOptions::parse_o("rw,refresh=250")
+            .unwrap()
+            .core_config();
+        assert_eq!(cfg.attr_ttl(), super::super::core::WRITER_TTL);
+        let cfg = MountOptions::parse_o("ro,refresh=0").unwrap().core_config();
+        assert_eq!(cfg.refresh, None);
+        assert!(MountOptions::parse_o("refresh=soon").is_err());
+        assert_eq!(
+            MountOptions::parse_o("refresh=100ms").unwrap().refresh_ms,
+            Some(100)
+        );
     }
 }

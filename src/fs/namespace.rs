@@ -9,8 +9,13 @@ use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::error::{FsError, FsResult};
 use super::names::ControlKind;
-use crate::engine::{Engine, EngineOptions};
-use crate::store::ObjectStore;
+use crate::engine::{Engine, EngineError, EngineOptions, EngineResult, StoredDoc};
+use crate::store::{ObjectStore, StoreError};
+use crate::types::DocId;
+
+/// Called once each time a namespace's engine is opened (the core starts a
+/// read-only mount's refresh task from it).
+pub(crate) type OpenHook = Arc<dyn Fn(&Namespace, &Engine) + Send + Sync>;
 
 /// Text a never-run action control file shows.
 const NEVER_RUN: &str = "{\"result\": \"not run since mount\"}\n";
@@ -26,6 +31,11 @@ pub(crate) struct Namespace {
     /// Set once `rmdir` removed it; stale inodes then see ENOENT.
     removed: AtomicBool,
     results: Mutex<Results>,
+    on_open: Option<OpenHook>,
+    /// Read-only mounts: set when a document's stored state was recorded
+    /// from a read that may have raced a refresh; the next refresh drops
+    /// the namespace's cached state even if nothing moved.
+    pub raced: AtomicBool,
 }
 
 struct Results {
@@ -43,6 +53,7 @@ impl Namespace {
         opts: EngineOptions,
         engine: Option<Engine>,
         now_ms: u64,
+        on_open: Option<OpenHook>,
     ) -> Namespace {
         Namespace {
             name: name.to_string(),
@@ -57,6 +68,8 @@ impl Namespace {
                 repair: NEVER_RUN.into(),
                 changed_ms: now_ms,
             }),
+            on_open,
+            raced: AtomicBool::new(false),
         }
     }
 
@@ -81,13 +94,34 @@ impl Namespace {
             let mut slot = self.engine.write().await;
             if slot.is_none() {
                 match Engine::open(self.store.clone(), &self.name, self.opts.clone()).await {
-                    Ok(engine) => *slot = Some(engine),
+                    Ok(engine) => {
+                        if let Some(hook) = &self.on_open {
+                            hook(self, &engine);
+                        }
+                        *slot = Some(engine);
+                    }
                     Err(e) => {
                         log::error!("namespace {}: cannot open: {e}", self.name);
                         return Err(e.into());
                     }
                 }
             }
+        }
+    }
+
+    /// The writer that took this namespace over from this mount, if the
+    /// engine is open and has learned so. Never waits.
+    pub fn fenced_by(&self) -> Option<String> {
+        let slot = self.engine.try_read().ok()?;
+        slot.as_ref().and_then(Engine::fenced_by)
+    }
+
+    /// Fails with EROFS once another writer took the namespace over, so a
+    /// change is refused when it starts rather than when it is committed.
+    pub fn check_not_fenced(&self) -> FsResult<()> {
+        match self.fenced_by() {
+            Some(_) => Err(FsError::Fenced(self.name.clone())),
+            None => Ok(()),
         }
     }
 
@@ -121,4 +155,35 @@ impl Namespace {
             ControlKind::Verify | ControlKind::Stats => {}
         }
     }
+}
+
+/// Whether a follower's read failed because its writer compacted away a
+/// segment the follower's (older) manifest still names.
+fn follower_lost_segment<T>(engine: &Engine, result: &EngineResult<T>) -> bool {
+    engine.is_read_only() && matches!(result, Err(EngineError::Store(StoreError::NotFound(_))))
+}
+
+/// `Engine::get_stored`; a follower whose segment vanished refreshes (to the
+/// writer's current manifest) and reads once more.
+pub(crate) async fn get_stored(engine: &Engine, id: &DocId) -> EngineResult<Option<StoredDoc>> {
+    let result = engine.get_stored(id).await;
+    if follower_lost_segment(engine, &result) {
+        engine.refresh().await?;
+        return engine.get_stored(id).await;
+    }
+    result
+}
+
+/// `Engine::scan`, with the same retry for followers as [`get_stored`].
+pub(crate) async fn scan(
+    engine: &Engine,
+    start_after: Option<&DocId>,
+    limit: usize,
+) -> EngineResult<Vec<StoredDoc>> {
+    let result = engine.scan(start_after, limit).await;
+    if follower_lost_segment(engine, &result) {
+        engine.refresh().await?;
+        return engine.scan(start_after, limit).await;
+    }
+    result
 }

@@ -33,6 +33,12 @@ pub(crate) fn spawn_notifier(
                             let _ = done.send(());
                         }
                     }
+                    Invalidation::Attrs { ino } => {
+                        // A negative offset: attributes only, pages stay.
+                        if let Err(e) = notifier.inval_inode(INodeNo(ino), -1, 0) {
+                            log::debug!("invalidate attributes of inode {ino}: {e}");
+                        }
+                    }
                     Invalidation::Entry { parent, name, done } => {
                         if let Err(e) = notifier.inval_entry(INodeNo(parent), OsStr::new(&name)) {
                             log::debug!("invalidate entry {parent}/{name}: {e}");

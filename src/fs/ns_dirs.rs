@@ -17,19 +17,43 @@ impl FsCore {
             return ino;
         }
         let (store, opts, now) = (self.store.clone(), self.cfg.engine.clone(), now_ms());
+        let hook = self.open_hook();
         t.insert_with(ROOT_INO, name, |ino| {
             Node::Namespace(Arc::new(Namespace::new(
-                name, ino, store, opts, engine, now,
+                name, ino, store, opts, engine, now, hook,
             )))
         })
     }
 
-    /// Makes sure every namespace in the store has an inode.
+    /// Makes sure every namespace in the store has an inode. A read-only
+    /// mount also drops those no longer in the store (its writer removed
+    /// them); a writer removes namespaces only itself.
     pub(crate) async fn refresh_namespaces(&self) -> FsResult<()> {
         let names = crate::engine::list_namespaces(&self.store).await?;
-        let mut t = self.table.lock();
-        for name in names {
-            self.register_namespace(&mut t, &name, None);
+        let gone = {
+            let mut t = self.table.lock();
+            let mut gone = Vec::new();
+            if self.cfg.read_only {
+                let listed: std::collections::HashSet<&str> =
+                    names.iter().map(String::as_str).collect();
+                for (ino, name) in t.children(ROOT_INO) {
+                    if ino == ROOT_INO || listed.contains(name.as_str()) {
+                        continue;
+                    }
+                    if let Some(Node::Namespace(ns)) = t.get(ino).map(|i| &i.node) {
+                        ns.mark_removed();
+                        t.unlink(ROOT_INO, &name);
+                        gone.push(name);
+                    }
+                }
+            }
+            for name in &names {
+                self.register_namespace(&mut t, name, None);
+            }
+            gone
+        };
+        for name in gone {
+            self.invalidate_entry(ROOT_INO, &name, false).await;
         }
         Ok(())
     }

@@ -7,11 +7,12 @@
 use std::time::SystemTime;
 
 use super::attr::{Attr, OpenInfo, OpenMode};
-use super::core::{control_ino, FsCore};
+use super::core::{control_ino, ns_of, FsCore};
 use super::error::{FsError, FsResult};
 use super::handles::{FileHandle, FileState, Handle};
 use super::inodes::{DocMeta, DocNode, Node, ScratchNode, ROOT_INO};
 use super::names::NameKind;
+use super::namespace::get_stored;
 use super::setattr::set_scratch_len;
 
 enum Target {
@@ -29,6 +30,7 @@ impl FsCore {
     pub async fn open(&self, ino: u64, mode: OpenMode) -> FsResult<OpenInfo> {
         if mode.write {
             self.check_writable()?;
+            self.check_not_fenced_at(ino)?;
         }
         let target = {
             let t = self.table.lock();
@@ -79,6 +81,21 @@ impl FsCore {
         }
     }
 
+    /// EROFS for opening a file for writing in a namespace another writer
+    /// took over (known once a commit there failed): refuse it up front
+    /// rather than at close.
+    fn check_not_fenced_at(&self, ino: u64) -> FsResult<()> {
+        let ns = {
+            let t = self.table.lock();
+            let parent = t.get(ino).map(|i| i.parent);
+            parent.and_then(|p| ns_of(&t, p))
+        };
+        match ns {
+            Some(ns) => ns.check_not_fenced(),
+            None => Ok(()),
+        }
+    }
+
     fn new_file_handle(
         &self,
         ino: u64,
@@ -123,7 +140,7 @@ impl FsCore {
             (Vec::new(), Some(meta.seq), false)
         } else {
             let e0 = self.epoch();
-            let stored = ns.engine().await?.get_stored(&id).await?;
+            let stored = get_stored(&*ns.engine().await?, &id).await?;
             let mut t = self.table.lock();
             let (linked, name) = t
                 .get(ino)
@@ -187,6 +204,7 @@ impl FsCore {
             ));
         }
         let ns = self.namespace(parent)?;
+        ns.check_not_fenced()?;
         let mode = OpenMode {
             write: true,
             ..mode

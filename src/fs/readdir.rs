@@ -1,6 +1,8 @@
 //! Directory listings: `opendir` fixes the in-memory entries, `readdir`
 //! streams the rest from the engine through the handle's `DirStream`.
 
+use std::sync::atomic::Ordering;
+
 use super::attr::{Attr, DirEntry, FileKind};
 use super::core::{control_ino, FsCore};
 use super::dirstream::{DirStream, RawEntry};
@@ -50,13 +52,21 @@ impl FsCore {
         if stream.dir_ino != ino {
             return Err(FsError::BadHandle);
         }
+        let e0 = self.epoch();
         let raw = if ino == ROOT_INO {
-            stream.entries_after(offset, None, |_| false).await?
+            stream.entries_after(offset, None, |_| false, e0).await?
         } else {
             let ns = self.namespace(ino)?;
             let engine = ns.engine().await?;
             let skip = |id: &_| self.table.lock().is_hidden(ns.ino, id);
-            stream.entries_after(offset, Some(&engine), skip).await?
+            let raw = stream
+                .entries_after(offset, Some(&engine), skip, e0)
+                .await?;
+            if stream.window_epoch != self.epoch() {
+                // Sizes listed may predate a follower's refresh.
+                ns.raced.store(true, Ordering::Release);
+            }
+            raw
         };
         let mut t = self.table.lock();
         let mut out = Vec::with_capacity(raw.len());
