@@ -19,17 +19,22 @@ pub(crate) enum FileState {
     /// `loaded` is false until the content is first needed: an open that
     /// the kernel serves from its page cache never fetches it.
     ///
-    /// `written` is set by `write` and cleared by a commit. A close that
-    /// finds the handle dirty but never written (only created or truncated
-    /// by `O_TRUNC`) leaves the commit to the last close (release): a shell's
+    /// `written` is set by `write` and cleared by a commit. A shell's
     /// `> x.json` opens, `dup2`s and closes the first descriptor before
-    /// writing, and committing that empty intermediate state would replace
-    /// the document even when the content written next is refused.
+    /// writing, so a close can see a handle that was only truncated or
+    /// created. For an existing document that close commits nothing (the
+    /// last close, release, commits the truncation if nothing is written):
+    /// committing `{}` there would replace the document even when the
+    /// content written next is refused. A new file is committed as `{}` at
+    /// once, so `touch` is durable when it returns; `created_here` then
+    /// records that this handle made it, and a later refused commit through
+    /// the same handle removes it again.
     Doc {
         buf: Vec<u8>,
         loaded: bool,
         dirty: bool,
         written: bool,
+        created_here: bool,
         too_large: bool,
     },
     /// Scratch I/O goes straight to the inode's in-memory data.

@@ -167,6 +167,31 @@ impl FsCore {
         result
     }
 
+    /// A document created and not yet committed.
+    fn is_uncommitted_doc(&self, ino: u64) -> bool {
+        matches!(self.table.lock().get(ino).map(|i| &i.node), Some(Node::Doc(d)) if d.pending)
+    }
+
+    /// Undoes the `{}` an earlier close of this handle committed for a new
+    /// file whose real content was then refused (`echo bad > new.json`).
+    async fn remove_created(&self, ino: u64) {
+        let place = {
+            let t = self.table.lock();
+            t.get(ino)
+                .filter(|i| i.linked)
+                .map(|i| (i.parent, i.name.clone()))
+        };
+        if let Some((parent, name)) = place {
+            match self.unlink(parent, &name).await {
+                Ok(()) => self.invalidate_entry(parent, &name, true).await,
+                Err(e) => log::warn!(
+                    "{}: could not remove the empty document created before the refused write: {e}",
+                    self.path_of(ino)
+                ),
+            }
+        }
+    }
+
     /// A new document whose commit failed at close never existed: the name
     /// goes now (open handles keep the inode), and the kernel forgets it
     /// before close returns.
@@ -195,7 +220,7 @@ impl FsCore {
                 dirty: true,
                 written: false,
                 ..
-            } if how == Settle::Close => Ok(()),
+            } if how == Settle::Close && !self.is_uncommitted_doc(f.ino) => Ok(()),
             FileState::Doc {
                 dirty, too_large, ..
             } if *dirty && *too_large => {
@@ -218,15 +243,24 @@ impl FsCore {
                 buf,
                 dirty,
                 written,
+                created_here,
                 ..
             } if *dirty => {
+                let creating = self.is_uncommitted_doc(f.ino);
+                let was_written = *written;
                 *dirty = false;
                 *written = false;
                 let content = std::mem::take(buf);
                 let result = self.commit_doc(f.ino, &content).await;
                 *buf = content;
-                if result.is_err() && closing {
-                    self.abandon_if_new(f.ino).await;
+                match &result {
+                    Ok(()) => *created_here = creating && !was_written,
+                    Err(_) if closing && *created_here => {
+                        *created_here = false;
+                        self.remove_created(f.ino).await;
+                    }
+                    Err(_) if closing => self.abandon_if_new(f.ino).await,
+                    Err(_) => {}
                 }
                 result
             }

@@ -184,6 +184,7 @@ impl FsCore {
             loaded,
             dirty: truncate || pending,
             written: false,
+            created_here: false,
             too_large: false,
         };
         Ok(self.new_file_handle(ino, mode, state, keep_cache, false))
@@ -246,6 +247,7 @@ impl FsCore {
                     loaded: true,
                     dirty: true,
                     written: false,
+                    created_here: false,
                     too_large: false,
                 },
             ),
