@@ -460,3 +460,31 @@ async fn many_small_writes_flush_and_compact_by_themselves() {
     let engine = open_engine(&store, "auto").await;
     assert_eq!(doc_count(&engine).await, 200);
 }
+
+#[tokio::test]
+async fn a_follower_reads_through_a_compaction_it_has_not_seen() {
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let writer = open_engine(&store, "follow-compact").await;
+    for batch in ["a", "b"] {
+        writer
+            .write(upsert_batch(numbered_docs(batch, 5)))
+            .await
+            .unwrap();
+        writer.flush().await.unwrap();
+    }
+    let follower = Engine::open(
+        store.clone(),
+        "follow-compact",
+        EngineOptions {
+            read_only: true,
+            ..EngineOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    writer.compact().await.unwrap();
+    // The follower's manifest names segments that no longer exist.
+    let d = follower.get(&DocId::from("a00003")).await.unwrap().unwrap();
+    assert_eq!(d.attributes.get("n"), Some(&i(3)));
+    assert_eq!(doc_count(&follower).await, 10);
+}

@@ -82,7 +82,7 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("corrupt object {key}: {reason}; run `reef verify` to see the damage and `reef repair` to set it aside")]
     Corrupt { key: String, reason: String },
-    #[error("namespace {ns} was taken over by writer {by}; this writer is fenced and accepts no more writes (remount to continue)")]
+    #[error("namespace {ns} was taken over by writer {by}; this writer is fenced and accepts no more writes; stop the other writer before remounting, or the two take the namespace from each other")]
     Fenced { ns: String, by: String },
     #[error("namespace {0} is open read-only")]
     ReadOnly(String),

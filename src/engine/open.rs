@@ -185,36 +185,63 @@ impl Engine {
     /// last open or refresh. Writers see their own writes and need not call it.
     pub async fn refresh(&self) -> EngineResult<()> {
         let inner = &self.inner;
-        let (version, last_seq, dims) = {
+        // Followers never flush or compact, so this lock only orders
+        // refreshes: a slow one cannot install an older state.
+        let _serial = inner.maintenance.lock().await;
+        let (current, last_seq, dims) = {
             let st = inner.state.read();
-            (st.manifest.version, st.last_seq, st.vector_dims)
+            (st.manifest.clone(), st.last_seq, st.vector_dims)
         };
-        let latest = manifest::load_latest(&inner.store, &inner.ns)
-            .await?
-            .ok_or_else(|| EngineError::NoSuchNamespace(inner.ns.clone()))?;
-        if latest.version != version {
-            let replayed = replay(
-                &inner.store,
-                &inner.ns,
-                latest.flushed_through,
-                Memtable::default(),
-                latest.vector_dims,
+        let dir = layout::manifest_dir(&inner.ns);
+        let newest = inner
+            .store
+            .list(
+                &dir,
+                Some(&layout::manifest_key(&inner.ns, current.version)),
             )
-            .await?;
-            let mut st = inner.state.write();
-            st.active = replayed.memtable;
-            st.frozen = None;
-            st.manifest = Arc::new(latest);
-            st.vector_dims = replayed.vector_dims;
-            st.last_seq = replayed.last_seq;
-        } else {
-            let active = inner.state.read().active.clone();
-            let replayed = replay(&inner.store, &inner.ns, last_seq, active, dims).await?;
-            let mut st = inner.state.write();
-            if st.last_seq == last_seq {
+            .await?
+            .iter()
+            .filter_map(|m| layout::parse_numbered(&dir, &m.key))
+            .max();
+        let latest = match newest {
+            Some(v) => Some(manifest::read(&inner.store, &inner.ns, v).await?),
+            None => None,
+        };
+        match latest {
+            // New segments: the memtable is rebuilt from their WAL position.
+            Some(m)
+                if m.flushed_through != current.flushed_through
+                    || m.segments != current.segments =>
+            {
+                let replayed = replay(
+                    &inner.store,
+                    &inner.ns,
+                    m.flushed_through,
+                    Memtable::default(),
+                    m.vector_dims,
+                )
+                .await?;
+                let mut st = inner.state.write();
                 st.active = replayed.memtable;
+                st.frozen = None;
+                st.manifest = Arc::new(m);
                 st.vector_dims = replayed.vector_dims;
                 st.last_seq = replayed.last_seq;
+            }
+            // Same segments (nothing new, or only a writer's claim): apply
+            // the WAL written since; with nothing new this is one LIST.
+            claim => {
+                let replayed =
+                    replay(&inner.store, &inner.ns, last_seq, Memtable::default(), dims).await?;
+                let mut st = inner.state.write();
+                for (id, entry) in replayed.memtable.map {
+                    st.active.insert(id, entry);
+                }
+                st.vector_dims = replayed.vector_dims;
+                st.last_seq = replayed.last_seq;
+                if let Some(m) = claim {
+                    st.manifest = Arc::new(m);
+                }
             }
         }
         Ok(())

@@ -9,6 +9,15 @@ use crate::store::StoreError;
 use crate::types::{DocId, Document};
 
 impl Engine {
+    /// After a segment vanished under a read: a writer's own manifest is
+    /// already current, a follower must fetch the writer's newer one.
+    async fn catch_up(&self) -> EngineResult<()> {
+        if self.inner.opts.read_only {
+            self.refresh().await?;
+        }
+        Ok(())
+    }
+
     pub async fn get(&self, id: &DocId) -> EngineResult<Option<Document>> {
         match self.get_stored(id).await? {
             Some(doc) => doc.document().map(Some),
@@ -23,7 +32,10 @@ impl Engine {
             match self.inner.lookup(id).await {
                 // A compaction may delete the segments of the manifest we
                 // read; a fresh snapshot has their replacement.
-                Err(EngineError::Store(StoreError::NotFound(_))) if attempt < 3 => attempt += 1,
+                Err(EngineError::Store(StoreError::NotFound(_))) if attempt < 3 => {
+                    attempt += 1;
+                    self.catch_up().await?;
+                }
                 other => return other,
             }
         }
@@ -41,7 +53,10 @@ impl Engine {
         let mut attempt = 0;
         loop {
             match self.inner.scan_page(start_after, limit.max(1)).await {
-                Err(EngineError::Store(StoreError::NotFound(_))) if attempt < 3 => attempt += 1,
+                Err(EngineError::Store(StoreError::NotFound(_))) if attempt < 3 => {
+                    attempt += 1;
+                    self.catch_up().await?;
+                }
                 other => return other,
             }
         }

@@ -279,8 +279,11 @@ impl Inner {
                 }
             }
             Err(e) => {
-                self.note_fenced(&e);
-                log::warn!("namespace {}: WAL write {seq} failed: {e}", self.ns);
+                if matches!(e, EngineError::Fenced { .. }) {
+                    self.note_fenced(&e);
+                } else {
+                    log::warn!("namespace {}: WAL write {seq} failed: {e}", self.ns);
+                }
                 for reply in accepted {
                     let _ = reply.send(Err(e.duplicate(&self.ns)));
                 }
