@@ -142,23 +142,29 @@ pub fn unseal(magic: &[u8; 8], data: Bytes) -> Result<Bytes, DecodeError> {
             String::from_utf8_lossy(magic)
         ));
     }
-    let crc_at = data.len() - 4;
-    let stored = u32::from_le_bytes([
-        data[crc_at],
-        data[crc_at + 1],
-        data[crc_at + 2],
-        data[crc_at + 3],
-    ]);
-    if crc32fast::hash(&data[..crc_at]) != stored {
-        return Err("checksum mismatch".to_string());
-    }
+    let checked = strip_crc(&data)?;
     let version = u32::from_le_bytes([data[8], data[9], data[10], data[11]]);
     if version != FORMAT_VERSION {
         return Err(format!(
             "format version {version}, this reef reads {FORMAT_VERSION}; upgrade reef"
         ));
     }
-    Ok(data.slice(12..crc_at))
+    Ok(checked.slice(12..))
+}
+
+/// Checks the crc32 that ends `data` (over everything before it) and
+/// returns what it covers.
+pub fn strip_crc(data: &Bytes) -> Result<Bytes, DecodeError> {
+    if data.len() < 4 {
+        return Err("too short to carry a checksum".to_string());
+    }
+    let crc_at = data.len() - 4;
+    let mut stored = [0u8; 4];
+    stored.copy_from_slice(&data[crc_at..]);
+    if crc32fast::hash(&data[..crc_at]) != u32::from_le_bytes(stored) {
+        return Err("checksum mismatch".to_string());
+    }
+    Ok(data.slice(..crc_at))
 }
 
 #[cfg(test)]

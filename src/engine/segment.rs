@@ -21,7 +21,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::codec::{seal, unseal, DecodeError, Decoder, Encoder, FORMAT_VERSION};
+use super::codec::{seal, strip_crc, unseal, DecodeError, Decoder, Encoder, FORMAT_VERSION};
 use crate::types::DocId;
 
 const INDEX_MAGIC: &[u8; 8] = b"REEFSIX1";
@@ -158,17 +158,7 @@ pub fn decode_block(data: Bytes) -> Result<Vec<Entry>, DecodeError> {
     if data.len() < 8 {
         return Err("block too short".into());
     }
-    let crc_at = data.len() - 4;
-    let stored = u32::from_le_bytes([
-        data[crc_at],
-        data[crc_at + 1],
-        data[crc_at + 2],
-        data[crc_at + 3],
-    ]);
-    if crc32fast::hash(&data[..crc_at]) != stored {
-        return Err("block checksum mismatch".into());
-    }
-    let mut dec = Decoder::new(data.slice(..crc_at));
+    let mut dec = Decoder::new(strip_crc(&data).map_err(|e| format!("block: {e}"))?);
     let n = dec.u32()? as usize;
     let mut entries = Vec::with_capacity(n.min(1 << 16));
     for _ in 0..n {
