@@ -5,70 +5,19 @@
 //! failing test leaves no mount behind.
 
 use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use reef::fs::{mount, MountHandle, MountOptions};
 use reef::store::{MemoryStore, ObjectStore};
 use reef::types::{DocId, Document};
 
-struct Mounted {
-    handle: Option<MountHandle>,
-    dir: tempfile::TempDir,
-}
-
-impl Mounted {
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn join(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn unmount(mut self) {
-        if let Some(h) = self.handle.take() {
-            h.unmount().expect("unmount");
-        }
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            let _ = h.unmount();
-        }
-    }
-}
-
-fn fuse_available() -> bool {
-    let ok = std::fs::File::options()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse")
-        .is_ok();
-    if !ok {
-        assert!(
-            std::env::var_os("REEF_REQUIRE_FUSE").is_none(),
-            "/dev/fuse is not usable and REEF_REQUIRE_FUSE is set: apt-get install fuse3; modprobe fuse"
-        );
-        eprintln!("skipping: /dev/fuse is not usable here (apt-get install fuse3; modprobe fuse)");
-    }
-    ok
-}
+#[path = "support/mounted.rs"]
+mod mounted;
+use mounted::{fuse_available, Mounted};
 
 fn mount_with(store: &Arc<dyn ObjectStore>, opts: &str) -> Option<Mounted> {
-    if !fuse_available() {
-        return None;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let options = MountOptions::parse_o(opts).expect("options");
-    let handle = mount(store.clone(), dir.path(), &options).expect("mount");
-    Some(Mounted {
-        handle: Some(handle),
-        dir,
-    })
+    fuse_available().then(|| Mounted::new(store.clone(), opts))
 }
 
 fn mounted(store: &Arc<dyn ObjectStore>) -> Option<Mounted> {

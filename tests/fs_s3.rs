@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use reef::engine::{Engine, EngineOptions};
-use reef::fs::{mount, CoreConfig, FsCore, MountHandle, MountOptions, OpenMode, ROOT_INO};
+use reef::fs::{CoreConfig, FsCore, OpenMode, ROOT_INO};
 use reef::store::{LocalFsStore, MeteredStore, ObjectStore};
 use reef::types::{DocId, Document, WriteBatch};
 
@@ -82,65 +82,9 @@ fn sources(test: &str) -> Vec<Source> {
 
 // ---------------------------------------------------------------- mounts
 
-fn fuse_available() -> bool {
-    let ok = std::fs::File::options()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse")
-        .is_ok();
-    if !ok {
-        assert!(
-            std::env::var_os("REEF_REQUIRE_FUSE").is_none(),
-            "/dev/fuse is not usable and REEF_REQUIRE_FUSE is set"
-        );
-        eprintln!("skipping: /dev/fuse is not usable here (apt-get install fuse3; modprobe fuse)");
-    }
-    ok
-}
-
-/// An in-process mount; unmounts on drop.
-struct Mounted {
-    handle: Option<MountHandle>,
-    dir: tempfile::TempDir,
-}
-
-impl Mounted {
-    fn new(store: Arc<dyn ObjectStore>, opts: &str) -> Mounted {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let options = MountOptions::parse_o(opts).expect("options");
-        let handle = mount(store, dir.path(), &options).expect("mount");
-        Mounted {
-            handle: Some(handle),
-            dir,
-        }
-    }
-
-    fn join(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn handle(&self) -> &MountHandle {
-        self.handle.as_ref().expect("mounted")
-    }
-
-    fn unmount(mut self) {
-        if let Some(h) = self.handle.take() {
-            h.unmount().expect("unmount");
-        }
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            let _ = h.unmount();
-        }
-    }
-}
+#[path = "support/mounted.rs"]
+mod mounted;
+use mounted::{fuse_available, Mounted};
 
 fn is_mounted(path: &Path) -> bool {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
