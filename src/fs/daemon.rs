@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io::{BufRead, ErrorKind, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::error::FsError;
@@ -38,6 +39,10 @@ pub fn run_mount_command(
     if opts.foreground {
         return serve(&source, &mountpoint, &opts, None);
     }
+    let log_file = opts
+        .log_file
+        .clone()
+        .or_else(|| default_log_file(&mountpoint));
     let mut fds = [0; 2];
     // Close-on-exec, so helpers the daemon runs (fusermount3 stays alive
     // with auto_unmount) do not hold the pipe open.
@@ -61,7 +66,7 @@ pub fn run_mount_command(
             drop(read_end);
             // Errors before readiness go to the parent, which prints them;
             // `serve` logs those after.
-            let code = match detach(&opts) {
+            let code = match detach(log_file.as_deref()) {
                 Ok(()) => match serve(&source, &mountpoint, &opts, Some(File::from(write_end))) {
                     Ok(()) => 0,
                     Err(_) => 1,
@@ -81,7 +86,16 @@ pub fn run_mount_command(
             let mut msg = String::new();
             let _ = std::io::BufReader::new(File::from(read_end)).read_line(&mut msg);
             match msg.trim() {
-                "ok" => Ok(()),
+                "ok" => {
+                    if let Some(path) = &log_file {
+                        eprintln!(
+                            "reef: mounted at {}; daemon log: {}",
+                            mountpoint.display(),
+                            path.display()
+                        );
+                    }
+                    Ok(())
+                }
                 "" => Err(FsError::Mount(format!(
                     "the reef daemon for {} exited before the mount was ready; \
                      run with --foreground to see why",
@@ -103,10 +117,28 @@ fn absolute_source(source: &str) -> String {
         .unwrap_or_else(|_| source.to_string())
 }
 
+/// Where a detached daemon logs without `-o log_file`: the journal when
+/// systemd started us (it sets `JOURNAL_STREAM`), else a file named after
+/// the mountpoint. Keeping an inherited terminal or pipe would tie the
+/// caller (`reef mount … | tee`, `$(reef mount …)`) to the daemon's life.
+fn default_log_file(mountpoint: &Path) -> Option<PathBuf> {
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        return None;
+    }
+    let dir = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let name: String = mountpoint
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    Some(dir.join(format!("reef{name}.log")))
+}
+
 /// New session, cwd `/`, stdin/stdout to /dev/null; stderr (the log) to
-/// `log_file` if given, else to /dev/null when it is a terminal (the user's
-/// shell moves on), else left alone (a service manager collects it).
-fn detach(opts: &MountOptions) -> Result<(), FsError> {
+/// `log_file` (see `default_log_file`).
+fn detach(log_file: Option<&Path>) -> Result<(), FsError> {
     // SAFETY: plain syscalls on this process.
     unsafe {
         libc::setsid();
@@ -118,22 +150,21 @@ fn detach(opts: &MountOptions) -> Result<(), FsError> {
         .open("/dev/null")
         .map_err(|e| FsError::Mount(format!("/dev/null: {e}")))?;
     let mut targets = vec![(null.as_raw_fd(), 0), (null.as_raw_fd(), 1)];
-    let log = match &opts.log_file {
+    let log = match log_file {
         Some(path) => Some(
             File::options()
                 .create(true)
                 .append(true)
+                // A shared temp dir must not let a planted symlink redirect
+                // a root daemon's log.
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(path)
                 .map_err(|e| FsError::Mount(format!("log file {}: {e}", path.display())))?,
         ),
         None => None,
     };
-    // SAFETY: isatty only inspects the descriptor.
-    let stderr_is_tty = unsafe { libc::isatty(2) } == 1;
-    match &log {
-        Some(log) => targets.push((log.as_raw_fd(), 2)),
-        None if stderr_is_tty => targets.push((null.as_raw_fd(), 2)),
-        None => {}
+    if let Some(log) = &log {
+        targets.push((log.as_raw_fd(), 2));
     }
     for (from, to) in targets {
         // SAFETY: both descriptors are open; dup2 replaces `to` atomically.
