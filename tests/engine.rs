@@ -488,3 +488,27 @@ async fn a_follower_reads_through_a_compaction_it_has_not_seen() {
     assert_eq!(d.attributes.get("n"), Some(&i(3)));
     assert_eq!(doc_count(&follower).await, 10);
 }
+
+#[tokio::test]
+async fn verify_reports_progress_over_every_object() {
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    {
+        let engine = open_engine(&store, "progress").await;
+        engine
+            .write(upsert_batch(numbered_docs("p", 5)))
+            .await
+            .unwrap();
+        engine.flush().await.unwrap();
+    }
+    let objects = list_keys_containing(&store, "progress/").await.len() as u64;
+    let seen = std::sync::Mutex::new(Vec::new());
+    let report = admin::verify_with_progress(store.clone(), "progress", &|done, total| {
+        seen.lock().unwrap().push((done, total))
+    })
+    .await
+    .unwrap();
+    assert!(report.healthy);
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(seen.last(), Some(&(objects, objects)), "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
+}

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 pub use rebuild::{rebuild_manifest, RebuildReport};
 pub use repair::{repair, RepairReport};
-pub use verify::{verify, VerifyReport};
+pub use verify::{verify, verify_with_progress, VerifyReport};
 
 use crate::engine::layout::{
     manifest_dir, parse_numbered, random_u64, segment_dir, wal_dir, wal_key,

@@ -31,7 +31,23 @@ pub struct VerifyReport {
 }
 
 pub async fn verify(store: Arc<dyn ObjectStore>, ns: &str) -> AdminResult<VerifyReport> {
+    verify_with_progress(store, ns, &|_, _| {}).await
+}
+
+/// `verify`, calling `progress(objects read, objects to read)` as it goes,
+/// so a command line can show how far a long check has got.
+pub async fn verify_with_progress(
+    store: Arc<dyn ObjectStore>,
+    ns: &str,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> AdminResult<VerifyReport> {
     let listing = list_namespace(&store, ns).await?;
+    let total = (listing.manifests.len() + listing.segments.len() + listing.wal.len()) as u64;
+    let mut done = 0u64;
+    let mut tick = || {
+        done += 1;
+        progress(done, total);
+    };
     let mut issues = Vec::new();
     let mut issue = |object: &str, problem: String| {
         issues.push(Issue {
@@ -43,6 +59,7 @@ pub async fn verify(store: Arc<dyn ObjectStore>, ns: &str) -> AdminResult<Verify
     let mut newest: Option<Manifest> = None;
     for (i, (version, key)) in listing.manifests.iter().enumerate() {
         let is_newest = i + 1 == listing.manifests.len();
+        tick();
         match store.get(key).await {
             Ok(data) => match Manifest::decode(data, *version) {
                 Ok(m) if is_newest => newest = Some(m),
@@ -76,6 +93,7 @@ pub async fn verify(store: Arc<dyn ObjectStore>, ns: &str) -> AdminResult<Verify
         for seg in &m.segments {
             let key = segment_key(ns, &seg.id);
             segments_checked += 1;
+            tick();
             let data = match store.get(&key).await {
                 Ok(d) => d,
                 Err(e) if e.is_not_found() => {
@@ -120,6 +138,7 @@ pub async fn verify(store: Arc<dyn ObjectStore>, ns: &str) -> AdminResult<Verify
             }
         }
         expected = Some(seq + 1);
+        tick();
         match store.get(key).await {
             Ok(data) => {
                 if let Err(reason) = WalRecord::decode(data, *seq) {
