@@ -512,3 +512,49 @@ async fn verify_reports_progress_over_every_object() {
     assert_eq!(seen.last(), Some(&(objects, objects)), "{seen:?}");
     assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn large_concurrent_batches_are_split_into_bounded_wal_objects() {
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let engine = open_engine(&store, "bounded").await;
+    let body = "x".repeat(1 << 20);
+    let tasks: Vec<_> = (0..40)
+        .map(|k| {
+            let engine = engine.clone();
+            let body = body.clone();
+            tokio::spawn(async move {
+                let doc = Document::new(format!("big{k:02}")).with("body", body);
+                engine.write(upsert_batch(vec![doc])).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(doc_count(&engine).await, 40);
+    for meta in store.list("bounded/wal/", None).await.unwrap() {
+        assert!(
+            meta.size <= 18 << 20,
+            "WAL object {} is {} bytes",
+            meta.key,
+            meta.size
+        );
+    }
+    let opts = EngineOptions {
+        limits: Limits {
+            max_batch_bytes: 4 << 20,
+            ..Limits::default()
+        },
+        ..EngineOptions::default()
+    };
+    let small = Engine::open(store.clone(), "bounded", opts).await.unwrap();
+    let batch = upsert_batch(
+        (0..5)
+            .map(|k| Document::new(format!("b{k}")).with("body", body.clone()))
+            .collect(),
+    );
+    assert!(matches!(
+        small.write(batch).await,
+        Err(EngineError::Invalid(TypeError::BatchTooManyBytes { .. }))
+    ));
+}

@@ -35,6 +35,8 @@ enum Prepared {
 
 pub(super) struct Pending {
     ops: Vec<Prepared>,
+    /// JSON bytes of the batch, to bound the size of a group.
+    bytes: usize,
     reply: oneshot::Sender<EngineResult<WriteAck>>,
 }
 
@@ -46,29 +48,38 @@ impl Engine {
         inner.check_writable()?;
         inner.counters.write_calls.fetch_add(1, Ordering::Relaxed);
         let ops = prepare(inner, batch)?;
+        let bytes = ops.iter().map(Prepared::json_len).sum();
+        let max = inner.opts.limits.max_batch_bytes;
+        if bytes > max {
+            return Err(TypeError::BatchTooManyBytes { bytes, max }.into());
+        }
         let (reply, mut answer) = oneshot::channel();
-        inner.pending.lock().push(Pending { ops, reply });
+        inner.pending.lock().push(Pending { ops, bytes, reply });
 
-        let guard = inner.commit.clone().lock_owned().await;
-        // A previous leader may already have committed our batch.
-        if let Ok(result) = answer.try_recv() {
-            return result;
-        }
-        let group = std::mem::take(&mut *inner.pending.lock());
-        let task_inner = inner.clone();
-        let committed = tokio::spawn(async move {
-            let _guard = guard;
-            task_inner.commit_group(group).await;
-        });
-        if committed.await.is_err() {
-            log::error!("namespace {}: a WAL commit task panicked", inner.ns);
-        }
-        let result = answer.await.unwrap_or_else(|_| {
-            Err(EngineError::WriteFailed {
-                ns: inner.ns.clone(),
-                message: "the commit was abandoned".into(),
-            })
-        });
+        // Whoever holds the commit lock commits the oldest queued batches;
+        // we lead until a group has included ours.
+        let result = loop {
+            let guard = inner.commit.clone().lock_owned().await;
+            match answer.try_recv() {
+                Ok(result) => break result,
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    break Err(EngineError::WriteFailed {
+                        ns: inner.ns.clone(),
+                        message: "the commit was abandoned".into(),
+                    })
+                }
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            let group = take_group(&mut inner.pending.lock());
+            let task_inner = inner.clone();
+            let committed = tokio::spawn(async move {
+                let _guard = guard;
+                task_inner.commit_group(group).await;
+            });
+            if committed.await.is_err() {
+                log::error!("namespace {}: a WAL commit task panicked", inner.ns);
+            }
+        };
         if result.is_ok() {
             self.maybe_auto_flush();
         }
@@ -108,6 +119,35 @@ impl Engine {
             }
             engine.inner.auto_flushing.store(false, Ordering::Release);
         });
+    }
+}
+
+/// Bytes of JSON after which a group stops taking queued batches; the rest
+/// wait for the next WAL object. Keeps WAL objects, and replay, bounded.
+const GROUP_BYTES: usize = 16 << 20;
+
+/// The oldest queued batches up to `GROUP_BYTES` (at least one).
+fn take_group(pending: &mut Vec<Pending>) -> Vec<Pending> {
+    let mut bytes = 0;
+    let n = pending
+        .iter()
+        .take_while(|p| {
+            bytes += p.bytes;
+            bytes <= GROUP_BYTES
+        })
+        .count()
+        .max(1)
+        .min(pending.len());
+    pending.drain(..n).collect()
+}
+
+impl Prepared {
+    fn json_len(&self) -> usize {
+        match self {
+            Prepared::Put { json, .. } => json.len(),
+            Prepared::Patch(p) => p.set.len() * 16 + p.vector.as_ref().map_or(0, |v| v.len() * 8),
+            Prepared::Delete(_) => 0,
+        }
     }
 }
 

@@ -118,6 +118,9 @@ pub struct Limits {
     pub max_vector_dims: usize,
     /// Most ops in one batch.
     pub max_batch_ops: usize,
+    /// Most JSON bytes in one batch: a batch is one WAL object, written and
+    /// read back whole.
+    pub max_batch_bytes: usize,
 }
 
 impl Default for Limits {
@@ -127,6 +130,7 @@ impl Default for Limits {
             max_doc_bytes: 4 << 20,
             max_vector_dims: 16_384,
             max_batch_ops: 100_000,
+            max_batch_bytes: 256 << 20,
         }
     }
 }
@@ -225,4 +229,6 @@ pub enum TypeError {
     ReservedKey(String),
     #[error("batch has {ops} ops; the limit is {max}")]
     BatchTooLarge { ops: usize, max: usize },
+    #[error("batch holds {bytes} bytes of JSON; the limit is {max}; split it")]
+    BatchTooManyBytes { bytes: usize, max: usize },
 }
