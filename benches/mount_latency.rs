@@ -28,10 +28,7 @@ fn write_docs(dir: &Path, prefix: &str, n: usize, writers: usize) -> Vec<Duratio
                     let t = Instant::now();
                     std::fs::write(
                         dir.join(format!("{prefix}{k:05}.json")),
-                        format!(
-                            r#"{{"title":"doc {k}","n":{k},"body":"{}"}}"#,
-                            "x".repeat(1500)
-                        ),
+                        format!(r#"{{"title":"doc {k}","n":{k},"body":"{}"}}"#, "x".repeat(1500)),
                     )
                     .expect("write through the mount");
                     lat.push(t.elapsed());
@@ -68,10 +65,8 @@ fn main() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let local: Arc<dyn ObjectStore> =
         Arc::new(LocalFsStore::new(tmp.path().join("store")).expect("store"));
-    let slow: Arc<dyn ObjectStore> = Arc::new(LatencyStore::fixed(
-        local,
-        Duration::from_millis(latency_ms),
-    ));
+    let slow: Arc<dyn ObjectStore> =
+        Arc::new(LatencyStore::fixed(local, Duration::from_millis(latency_ms)));
     let metered = Arc::new(MeteredStore::new(slow));
     let store: Arc<dyn ObjectStore> = metered.clone();
     let mnt = tmp.path().join("mnt");

@@ -68,10 +68,7 @@ async fn raw_puts(
         tokio::spawn(async move {
             for (k, size) in chunk {
                 let key = format!("{prefix}/{k:020}");
-                if let Err(e) = store
-                    .put_if_absent(&key, Bytes::from(vec![b'x'; size]))
-                    .await
-                {
+                if let Err(e) = store.put_if_absent(&key, Bytes::from(vec![b'x'; size])).await {
                     eprintln!("reef bench: baseline put failed: {e}");
                 }
             }
@@ -212,10 +209,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let start = Instant::now();
     engine.flush().await.map_err(|e| e.to_string())?;
     let flush_secs = start.elapsed().as_secs_f64();
-    let m = engine
-        .manifest_snapshot()
-        .await
-        .map_err(|e| e.to_string())?;
+    let m = engine.manifest_snapshot().await.map_err(|e| e.to_string())?;
     let seg_bytes = m.segments.iter().map(|s| s.size).sum::<u64>() as f64;
     let raw_secs = raw_puts(
         &store,
@@ -245,10 +239,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         }
         engine.flush().await.map_err(|e| e.to_string())?;
     }
-    let m = engine
-        .manifest_snapshot()
-        .await
-        .map_err(|e| e.to_string())?;
+    let m = engine.manifest_snapshot().await.map_err(|e| e.to_string())?;
     let input_bytes = m.segments.iter().map(|s| s.size).sum::<u64>() as f64;
     // Baseline: read the same input objects, write the output size once.
     let start = Instant::now();
@@ -262,10 +253,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let start = Instant::now();
     engine.compact().await.map_err(|e| e.to_string())?;
     let compact_secs = start.elapsed().as_secs_f64();
-    let out = engine
-        .manifest_snapshot()
-        .await
-        .map_err(|e| e.to_string())?;
+    let out = engine.manifest_snapshot().await.map_err(|e| e.to_string())?;
     let out_bytes = out.segments.iter().map(|s| s.size).sum::<u64>();
     let put_secs = raw_puts(
         &store,

@@ -67,21 +67,13 @@ async fn a_second_writer_fences_the_first() {
         );
         assert!(first.fenced_by().is_some());
         // Fenced for good: flush and later writes fail too.
-        assert!(matches!(
-            first.flush().await,
-            Err(EngineError::Fenced { .. })
-        ));
+        assert!(matches!(first.flush().await, Err(EngineError::Fenced { .. })));
         assert!(first.write(upsert_batch(vec![doc("again")])).await.is_err());
 
         second.write(upsert_batch(vec![doc("b")])).await.unwrap();
         second.flush().await.unwrap();
         let reopened = open_engine(store, "fence").await;
-        assert_eq!(
-            scan_ids(&reopened).await,
-            vec!["a", "b"],
-            "backend={}",
-            ts.name
-        );
+        assert_eq!(scan_ids(&reopened).await, vec!["a", "b"], "backend={}", ts.name);
     }
 }
 
@@ -91,10 +83,7 @@ async fn a_fenced_writer_cannot_commit_a_flush() {
     let first = open_engine(&store, "fence-flush").await;
     first.write(upsert_batch(vec![doc("a")])).await.unwrap();
     let second = open_engine(&store, "fence-flush").await;
-    assert!(matches!(
-        first.flush().await,
-        Err(EngineError::Fenced { .. })
-    ));
+    assert!(matches!(first.flush().await, Err(EngineError::Fenced { .. })));
     second.write(upsert_batch(vec![doc("b")])).await.unwrap();
     second.flush().await.unwrap();
     assert_eq!(scan_ids(&second).await, vec!["a", "b"]);
@@ -140,10 +129,7 @@ async fn corruption_in_the_middle_of_the_wal_quarantines_it_and_later_objects() 
     );
     let report = admin::verify(store.clone(), ns).await.unwrap();
     assert!(!report.healthy);
-    assert!(
-        report.issues.iter().any(|i| i.object == wal[2]),
-        "{report:?}"
-    );
+    assert!(report.issues.iter().any(|i| i.object == wal[2]), "{report:?}");
 
     let repaired = admin::repair(store.clone(), ns).await.unwrap();
     assert_eq!(repaired.voided_wal, vec![3, 4, 5], "{repaired:?}");
@@ -299,10 +285,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
             matches!(e, EngineError::Invalid(TypeError::EmptyId))
         }),
         (upsert_batch(vec![doc("ok"), wrong_dims]), |e| {
-            matches!(
-                e,
-                EngineError::Invalid(TypeError::VectorDimsMismatch { .. })
-            )
+            matches!(e, EngineError::Invalid(TypeError::VectorDimsMismatch { .. }))
         }),
         (upsert_batch(vec![reserved]), |e| {
             matches!(e, EngineError::Invalid(TypeError::ReservedKey(_)))
@@ -320,10 +303,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
         vec!["v"],
         "nothing of a refused batch is visible"
     );
-    assert_eq!(
-        list_keys_containing(&store, "limits/wal/").await,
-        wal_before
-    );
+    assert_eq!(list_keys_containing(&store, "limits/wal/").await, wal_before);
 
     assert!(matches!(
         Engine::open(store.clone(), "../etc", EngineOptions::default()).await,

@@ -155,9 +155,7 @@ async fn an_empty_file_is_the_empty_document() {
 async fn rejected_writes_leave_the_old_document_intact() {
     let core = core_on(&memory());
     let ns = mkns(&core, "n").await;
-    write_file(&core, ns, "x.json", br#"{"v":1}"#)
-        .await
-        .unwrap();
+    write_file(&core, ns, "x.json", br#"{"v":1}"#).await.unwrap();
     let before = read_str(&core, ns, "x.json").await;
 
     assert_eq!(
@@ -178,10 +176,7 @@ async fn rejected_writes_leave_the_old_document_intact() {
         libc::EFBIG
     );
     let huge = vec![b' '; 1 << 21];
-    assert_eq!(
-        errno(write_file(&core, ns, "x.json", &huge).await),
-        libc::EFBIG
-    );
+    assert_eq!(errno(write_file(&core, ns, "x.json", &huge).await), libc::EFBIG);
     assert_eq!(read_str(&core, ns, "x.json").await, before);
 
     // A new file whose first write is rejected never appears.
@@ -200,9 +195,7 @@ async fn a_failed_wal_put_is_eio_and_changes_nothing() {
     let store: Arc<dyn ObjectStore> = fp.clone();
     let core = core_on(&store);
     let ns = mkns(&core, "n").await;
-    write_file(&core, ns, "x.json", br#"{"v":1}"#)
-        .await
-        .unwrap();
+    write_file(&core, ns, "x.json", br#"{"v":1}"#).await.unwrap();
     let before = read_str(&core, ns, "x.json").await;
     fp.fail_nth_put_matching("/wal/", 1);
     assert_eq!(
@@ -220,9 +213,7 @@ async fn a_fenced_writer_gets_erofs() {
     let store = memory();
     let first = core_on(&store);
     let ns = mkns(&first, "n").await;
-    write_file(&first, ns, "x.json", br#"{"v":1}"#)
-        .await
-        .unwrap();
+    write_file(&first, ns, "x.json", br#"{"v":1}"#).await.unwrap();
     let second = core_on(&store);
     let ns2 = ns_ino(&second, "n").await;
     write_file(&second, ns2, "y.json", br#"{"v":2}"#)
@@ -242,9 +233,7 @@ async fn a_fenced_writer_gets_erofs() {
 async fn partial_writes_and_truncate_edit_the_stored_content() {
     let core = core_on(&memory());
     let ns = mkns(&core, "n").await;
-    write_file(&core, ns, "x.json", br#"{"v":1}"#)
-        .await
-        .unwrap();
+    write_file(&core, ns, "x.json", br#"{"v":1}"#).await.unwrap();
     let old = read_str(&core, ns, "x.json").await;
     // Overwrite in place at an offset (like `dd conv=notrunc`).
     let attr = core.lookup(ns, "x.json").await.unwrap();
@@ -301,12 +290,8 @@ async fn unlink_and_rename_are_single_batches() {
     let store = memory();
     let core = core_on(&store);
     let ns = mkns(&core, "n").await;
-    write_file(&core, ns, "a.json", br#"{"k":"a"}"#)
-        .await
-        .unwrap();
-    write_file(&core, ns, "b.json", br#"{"k":"b"}"#)
-        .await
-        .unwrap();
+    write_file(&core, ns, "a.json", br#"{"k":"a"}"#).await.unwrap();
+    write_file(&core, ns, "b.json", br#"{"k":"b"}"#).await.unwrap();
     core.rename(ns, "a.json", ns, "c.json", RenameFlags::default())
         .await
         .unwrap();
@@ -335,10 +320,7 @@ async fn unlink_and_rename_are_single_batches() {
     core.unlink(ns, "d.json").await.unwrap();
     assert_eq!(errno(core.unlink(ns, "d.json").await), libc::ENOENT);
     let again = core_on(&store);
-    assert_eq!(
-        docs(&again, ns_ino(&again, "n").await).await,
-        vec!["b.json"]
-    );
+    assert_eq!(docs(&again, ns_ino(&again, "n").await).await, vec!["b.json"]);
     // Across namespaces: EXDEV, so mv copies.
     let other = mkns(&core, "m").await;
     assert_eq!(
@@ -395,9 +377,7 @@ async fn vim_save_keeps_the_document_until_the_new_one_is_committed() {
     let store = memory();
     let core = core_on(&store);
     let ns = mkns(&core, "n").await;
-    write_file(&core, ns, "x.json", br#"{"v":1}"#)
-        .await
-        .unwrap();
+    write_file(&core, ns, "x.json", br#"{"v":1}"#).await.unwrap();
     let old = read_str(&core, ns, "x.json").await;
     // vim: probe file, backup by rename, new file, delete backup.
     write_file(&core, ns, "4913", b"").await.unwrap();
@@ -413,9 +393,7 @@ async fn vim_save_keeps_the_document_until_the_new_one_is_committed() {
     let cns = ns_ino(&crashed, "n").await;
     assert_eq!(read_str(&crashed, cns, "x.json").await, old);
 
-    write_file(&core, ns, "x.json", br#"{"v":2}"#)
-        .await
-        .unwrap();
+    write_file(&core, ns, "x.json", br#"{"v":2}"#).await.unwrap();
     core.unlink(ns, "x.json~").await.unwrap();
     assert_eq!(
         read_str(&core, ns, "x.json").await,
@@ -455,9 +433,7 @@ async fn moving_a_document_to_a_scratch_name_then_deleting_it_deletes_it() {
     core.unlink(ns, "a.old").await.unwrap();
 
     // Renamed back: committed again, nothing lost.
-    write_file(&core, ns, "b.json", br#"{"z":1}"#)
-        .await
-        .unwrap();
+    write_file(&core, ns, "b.json", br#"{"z":1}"#).await.unwrap();
     core.rename(ns, "b.json", ns, "b.json~", RenameFlags::default())
         .await
         .unwrap();
@@ -470,10 +446,7 @@ async fn moving_a_document_to_a_scratch_name_then_deleting_it_deletes_it() {
     );
 
     let again = core_on(&store);
-    assert_eq!(
-        docs(&again, ns_ino(&again, "n").await).await,
-        vec!["b.json"]
-    );
+    assert_eq!(docs(&again, ns_ino(&again, "n").await).await, vec!["b.json"]);
 }
 
 #[tokio::test]
@@ -512,11 +485,7 @@ async fn listings_page_through_large_namespaces_exactly_once() {
         let names = list_with(&core, ns, take).await;
         let unique: BTreeSet<_> = names.iter().cloned().collect();
         assert_eq!(unique.len(), names.len(), "duplicates with take={take}");
-        let docs: BTreeSet<_> = names
-            .iter()
-            .filter(|n| n.starts_with('d'))
-            .cloned()
-            .collect();
+        let docs: BTreeSet<_> = names.iter().filter(|n| n.starts_with('d')).cloned().collect();
         assert_eq!(docs, expected, "take={take}");
         for fixed in [
             ".", "..", ".flush", ".compact", ".verify", ".repair", ".stats", "scratch~",
@@ -605,24 +574,16 @@ async fn control_files_run_on_close_and_reading_never_mutates() {
     write_file(&core, ns, ".flush", b"").await.unwrap();
     let stats: serde_json::Value =
         serde_json::from_str(&read_str(&core, ns, ".stats").await).unwrap();
-    assert!(
-        stats["manifest_version"].as_u64().unwrap() > version,
-        "{stats}"
-    );
+    assert!(stats["manifest_version"].as_u64().unwrap() > version, "{stats}");
     let result = read_str(&core, ns, ".flush").await;
     assert!(result.contains("\"ok\": true"), "{result}");
     write_file(&core, ns, ".compact", b"go\n").await.unwrap();
     write_file(&core, ns, ".repair", b"").await.unwrap();
-    assert!(read_str(&core, ns, ".repair")
-        .await
-        .contains("\"ok\": true"));
+    assert!(read_str(&core, ns, ".repair").await.contains("\"ok\": true"));
     // After repair the engine was reopened: documents still read and write.
     assert_eq!(docs(&core, ns).await.len(), 10);
     write_file(&core, ns, "after.json", b"{}").await.unwrap();
-    assert_eq!(
-        errno(write_file(&core, ns, ".verify", b"").await),
-        libc::EACCES
-    );
+    assert_eq!(errno(write_file(&core, ns, ".verify", b"").await), libc::EACCES);
     assert_eq!(
         errno(
             core.rename(ns, ".flush", ns, "f.json", RenameFlags::default())
@@ -648,10 +609,7 @@ async fn read_only_cores_refuse_every_change() {
     );
     let ns = ns_ino(&ro, "n").await;
     assert_eq!(read_str(&ro, ns, "x.json").await, canonical("x", "{}"));
-    assert_eq!(
-        errno(write_file(&ro, ns, "x.json", b"{}").await),
-        libc::EROFS
-    );
+    assert_eq!(errno(write_file(&ro, ns, "x.json", b"{}").await), libc::EROFS);
     assert_eq!(errno(ro.unlink(ns, "x.json").await), libc::EROFS);
     assert_eq!(errno(ro.mkdir(ROOT_INO, "m").await), libc::EROFS);
     assert_eq!(
@@ -751,12 +709,7 @@ impl Model {
         self.stored
             .iter()
             .filter(|(id, _)| !self.hidden.contains_key(*id))
-            .map(|(id, json)| {
-                (
-                    reef::fs::doc_file_name(&DocId::from(id.as_str())),
-                    json.clone(),
-                )
-            })
+            .map(|(id, json)| (reef::fs::doc_file_name(&DocId::from(id.as_str())), json.clone()))
             .collect()
     }
 
@@ -797,8 +750,7 @@ impl Model {
                         Err(_) => libc::EINVAL,
                     },
                     None => {
-                        self.scratch
-                            .insert(name.into(), content.as_bytes().to_vec());
+                        self.scratch.insert(name.into(), content.as_bytes().to_vec());
                         0
                     }
                 }
@@ -937,11 +889,7 @@ async fn run_ops(ops: Vec<Op>) {
         want.extend(model.scratch.keys().cloned());
         assert_eq!(listed, want, "step {step}: {op:?}");
         for (name, json) in model.visible() {
-            assert_eq!(
-                read_str(&core, ns, &name).await,
-                json,
-                "step {step}: {name}"
-            );
+            assert_eq!(read_str(&core, ns, &name).await, json, "step {step}: {name}");
         }
         for (name, data) in &model.scratch {
             assert_eq!(
@@ -970,9 +918,7 @@ proptest! {
 async fn unchanged_documents_keep_the_kernel_page_cache() {
     let core = core_on(&memory());
     let ns = mkns(&core, "n").await;
-    write_file(&core, ns, "x.json", br#"{"v":1}"#)
-        .await
-        .unwrap();
+    write_file(&core, ns, "x.json", br#"{"v":1}"#).await.unwrap();
     let ino = core.lookup(ns, "x.json").await.unwrap().ino;
     let open_ro = |core: Arc<FsCore>| async move {
         let info = core.open(ino, OpenMode::read_only()).await.unwrap();
@@ -981,9 +927,7 @@ async fn unchanged_documents_keep_the_kernel_page_cache() {
     };
     assert!(!open_ro(core.clone()).await, "first open fills the cache");
     assert!(open_ro(core.clone()).await, "unchanged: keep it");
-    write_file(&core, ns, "x.json", br#"{"v":2}"#)
-        .await
-        .unwrap();
+    write_file(&core, ns, "x.json", br#"{"v":2}"#).await.unwrap();
     assert!(!open_ro(core.clone()).await, "rewritten: drop it");
     assert!(open_ro(core.clone()).await);
     // A writer may leave rejected bytes in the page cache: drop it after.

@@ -95,10 +95,7 @@ fn files_read_back_canonical_and_survive_a_remount() {
         std::fs::metadata(m.join("articles/a1.json")).unwrap().len(),
         want.len() as u64
     );
-    assert_eq!(
-        run(Command::new("cat").arg(m.join("articles/a1.json"))),
-        want
-    );
+    assert_eq!(run(Command::new("cat").arg(m.join("articles/a1.json"))), want);
     // A shorter rewrite, then a read: no stale tail.
     std::fs::write(m.join("articles/a1.json"), r#"{}"#).unwrap();
     assert_eq!(read(&m.join("articles/a1.json")), canonical("a1", "{}"));
@@ -149,10 +146,7 @@ fn rejected_writes_fail_at_close_and_keep_the_old_document() {
     // fsync reports the same error before close.
     let mut file = std::fs::File::create(&path).unwrap();
     std::io::Write::write_all(&mut file, b"[]").unwrap();
-    assert_eq!(
-        file.sync_all().unwrap_err().raw_os_error(),
-        Some(libc::EINVAL)
-    );
+    assert_eq!(file.sync_all().unwrap_err().raw_os_error(), Some(libc::EINVAL));
     drop(file);
     assert_eq!(read(&path), before);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), before.len() as u64);
@@ -183,16 +177,9 @@ fn a_refused_shell_redirect_keeps_the_old_document() {
         .arg("echo '{bad' > x.json; echo '{bad' > new.json; echo '{\"b\":2}' > good.json")
         .output()
         .expect("sh");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(read(&dir.join("x.json")), canonical("x", r#"{"a":1}"#));
-    assert_eq!(
-        read(&dir.join("good.json")),
-        canonical("good", r#"{"b":2}"#)
-    );
+    assert_eq!(read(&dir.join("good.json")), canonical("good", r#"{"b":2}"#));
     assert_eq!(doc_names(&dir), vec!["good.json", "x.json"]);
 }
 
@@ -215,11 +202,7 @@ fn sed_in_place_and_vim_saves_update_documents() {
             .args(["-u", "NONE", "-i", "NONE", "-N", "-es", "-c", backup])
             .args(["-c", "%s/Hi/Hey/", "-c", "wq"])
             .arg(&path));
-        assert_eq!(
-            read(&path),
-            canonical("x", r#"{"title":"Hey"}"#),
-            "{backup}"
-        );
+        assert_eq!(read(&path), canonical("x", r#"{"title":"Hey"}"#), "{backup}");
         run(Command::new("vim")
             .args(["-u", "NONE", "-i", "NONE", "-N", "-es", "-c", backup])
             .args(["-c", "%s/Hey/Hi/", "-c", "wq"])
@@ -307,10 +290,7 @@ fn cp_rsync_mv_rm_jq_grep_find_work() {
         before,
         "grep -r changed the store"
     );
-    let found = run(Command::new("find")
-        .arg(m.path())
-        .arg("-name")
-        .arg("*.json"));
+    let found = run(Command::new("find").arg(m.path()).arg("-name").arg("*.json"));
     assert_eq!(found.lines().count(), 41, "{found}");
     // mv within a namespace is a rename; across namespaces a copy + delete.
     run(Command::new("mv")
@@ -378,10 +358,7 @@ fn unsupported_operations_fail_early() {
         errno(std::fs::hard_link(&path, m.join("n/h.json"))),
         Some(libc::EPERM)
     );
-    assert_eq!(
-        errno(std::fs::create_dir(m.join("n/sub"))),
-        Some(libc::EPERM)
-    );
+    assert_eq!(errno(std::fs::create_dir(m.join("n/sub"))), Some(libc::EPERM));
     assert_eq!(
         errno(std::fs::write(m.join("top.json"), "{}")),
         Some(libc::EPERM)
@@ -391,10 +368,7 @@ fn unsupported_operations_fail_early() {
         Some(libc::EPERM)
     );
     std::fs::create_dir(m.join("m")).unwrap();
-    assert_eq!(
-        errno(std::fs::remove_dir(m.join("n"))),
-        Some(libc::ENOTEMPTY)
-    );
+    assert_eq!(errno(std::fs::remove_dir(m.join("n"))), Some(libc::ENOTEMPTY));
     assert_eq!(read(&path), canonical("a", "{}"));
 }
 

@@ -384,19 +384,12 @@ fn a_second_writer_mount_fences_the_first() {
             .iter()
             .filter(|(level, _, _)| *level == log::Level::Error)
             .count();
-        assert_eq!(
-            errors, 1,
-            "{label}: error lines naming {b_writer}: {naming:?}"
-        );
+        assert_eq!(errors, 1, "{label}: error lines naming {b_writer}: {naming:?}");
 
         a.unmount();
         b.unmount();
         let c = Mounted::new(source.open(), "rw");
-        assert_eq!(
-            doc_names(&c.join("ns")),
-            vec!["x.json", "y.json"],
-            "{label}"
-        );
+        assert_eq!(doc_names(&c.join("ns")), vec!["x.json", "y.json"], "{label}");
         assert_eq!(read(&c.join("ns/x.json")), canonical("x", r#"{"v":3}"#));
         assert_eq!(read(&c.join("ns/y.json")), canonical("y", r#"{"w":1}"#));
         assert_eq!(json(&c.join("ns/.verify"))["healthy"], true, "{label}");
@@ -500,29 +493,17 @@ fn a_read_only_mount_follows_its_writer() {
         touch(&w.join("ns/.flush")).unwrap();
         touch(&w.join("ns/.compact")).unwrap();
         assert!(read(&w.join("ns/.compact")).contains("\"ok\": true"));
-        within(
-            FOLLOW_LIMIT,
-            "follower sees d.json after compaction",
-            || {
-                std::fs::read_to_string(f.join("ns/d.json"))
-                    .ok()
-                    .filter(|d| *d == canonical("d", r#"{"d":1}"#))
-            },
-        );
+        within(FOLLOW_LIMIT, "follower sees d.json after compaction", || {
+            std::fs::read_to_string(f.join("ns/d.json"))
+                .ok()
+                .filter(|d| *d == canonical("d", r#"{"d":1}"#))
+        });
         assert_eq!(read(&f.join("ns/a.json")), v2);
 
         // Every change is refused.
         let ro = Some(libc::EROFS);
-        assert_eq!(
-            errno(write_close(&f.join("ns/a.json"), "{}")),
-            ro,
-            "{label}"
-        );
-        assert_eq!(
-            errno(write_close(&f.join("ns/z.json"), "{}")),
-            ro,
-            "{label}"
-        );
+        assert_eq!(errno(write_close(&f.join("ns/a.json"), "{}")), ro, "{label}");
+        assert_eq!(errno(write_close(&f.join("ns/z.json"), "{}")), ro, "{label}");
         assert_eq!(errno(std::fs::remove_file(f.join("ns/a.json"))), ro);
         assert_eq!(errno(std::fs::create_dir(f.join("ns3"))), ro);
         assert_eq!(errno(touch(&f.join("ns/.flush"))), ro);
@@ -530,11 +511,7 @@ fn a_read_only_mount_follows_its_writer() {
 
         // ... and nothing was written to the store.
         let m = metered.snapshot();
-        assert_eq!(
-            (m.put_requests, m.delete_requests),
-            (0, 0),
-            "{label}: {m:?}"
-        );
+        assert_eq!((m.put_requests, m.delete_requests), (0, 0), "{label}: {m:?}");
         assert!(m.get_requests > 0 && m.list_requests > 0, "{label}: {m:?}");
         let stats = json(&f.join("ns/.stats"));
         assert_eq!(stats["read_only"], true);
@@ -542,11 +519,7 @@ fn a_read_only_mount_follows_its_writer() {
         assert_eq!(stats["store"]["delete_requests"], 0, "{label}: {stats}");
         f.unmount();
         let m = metered.snapshot();
-        assert_eq!(
-            (m.put_requests, m.delete_requests),
-            (0, 0),
-            "{label}: {m:?}"
-        );
+        assert_eq!((m.put_requests, m.delete_requests), (0, 0), "{label}: {m:?}");
         w.unmount();
     }
 }
@@ -598,11 +571,8 @@ fn basic_file_operations() {
         std::fs::create_dir(m.join("docs")).unwrap();
         assert_eq!(names(m.path()), vec!["docs"]);
         for i in 0..5 {
-            write_close(
-                &m.join(&format!("docs/d{i}.json")),
-                format!(r#"{{"i":{i}}}"#),
-            )
-            .expect("create");
+            write_close(&m.join(&format!("docs/d{i}.json")), format!(r#"{{"i":{i}}}"#))
+                .expect("create");
         }
         assert_eq!(
             read(&m.join("docs/d3.json")),
@@ -624,9 +594,7 @@ fn basic_file_operations() {
         );
         std::fs::remove_file(m.join("docs/d0.json")).expect("rm");
         assert_eq!(
-            std::fs::metadata(m.join("docs/d0.json"))
-                .unwrap_err()
-                .kind(),
+            std::fs::metadata(m.join("docs/d0.json")).unwrap_err().kind(),
             ErrorKind::NotFound
         );
         std::fs::rename(m.join("docs/d4.json"), m.join("docs/d5.json")).expect("mv");
@@ -673,9 +641,7 @@ fn basic_file_operations() {
 /// GETs counted by the mount, as `.stats` of `ns` shows them.
 fn stats_gets(m: &Mounted, ns: &str) -> u64 {
     let stats = json(&m.join(&format!("{ns}/.stats")));
-    stats["store"]["get_requests"]
-        .as_u64()
-        .expect("get_requests")
+    stats["store"]["get_requests"].as_u64().expect("get_requests")
 }
 
 /// (d) `.stats` counts the mount's object-store requests; reading a file
@@ -711,10 +677,7 @@ fn stats_count_store_requests_and_cached_reads_cost_none() {
         assert!(first > 0, "{label}: a cold read costs GETs");
         let before = stats_gets(&m, "ns");
         assert_eq!(read(&m.join("ns/d7.json")), canonical("d7", r#"{"i":7}"#));
-        let out = Command::new("cat")
-            .arg(m.join("ns/d7.json"))
-            .output()
-            .unwrap();
+        let out = Command::new("cat").arg(m.join("ns/d7.json")).output().unwrap();
         assert!(out.status.success());
         assert_eq!(
             stats_gets(&m, "ns"),
@@ -836,11 +799,7 @@ fn a_follower_core_survives_its_writer_compacting() {
                 canonical("c", &doc_json("c")).into_bytes()
             );
             let m = follower.store_metrics();
-            assert_eq!(
-                (m.put_requests, m.delete_requests),
-                (0, 0),
-                "{label}: {m:?}"
-            );
+            assert_eq!((m.put_requests, m.delete_requests), (0, 0), "{label}: {m:?}");
         });
     }
 }

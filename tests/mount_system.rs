@@ -253,11 +253,7 @@ fn daemons_of(mnt: &Path) -> Vec<i32> {
         return pids;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
@@ -510,15 +506,9 @@ fn install_script_is_idempotent_and_says_what_it_did() {
         .any(|p| Path::new(p).exists());
     let link = sbin.join("mount.fuse.reef");
     if has_fuse3 {
-        assert!(
-            first.contains(&format!("linked {}", link.display())),
-            "{first}"
-        );
+        assert!(first.contains(&format!("linked {}", link.display())), "{first}");
         let target = std::fs::read_link(&link).expect("helper symlink");
-        assert!(
-            target.to_string_lossy().ends_with("/mount.fuse3"),
-            "{target:?}"
-        );
+        assert!(target.to_string_lossy().ends_with("/mount.fuse3"), "{target:?}");
     }
     // Not on the search path mount(8) helpers use: it says so.
     assert!(first.contains("not on the search path"), "{first}");
@@ -711,9 +701,7 @@ fn sigterm_to_a_detached_daemon_unmounts() {
         fix.mnt.display()
     );
     signal(daemons[0], libc::SIGTERM);
-    wait_until("the daemon exits after SIGTERM", TIMEOUT, || {
-        !alive(daemons[0])
-    });
+    wait_until("the daemon exits after SIGTERM", TIMEOUT, || !alive(daemons[0]));
     assert!(
         !fix.mounted(),
         "SIGTERM left {} mounted:\n{}",
@@ -737,10 +725,7 @@ fn stale_mount_is_recovered(used: bool) {
     }
     fix.children[child].kill().expect("SIGKILL");
     fix.children[child].wait().expect("wait");
-    assert!(
-        fix.mounted(),
-        "the killed mount should still be in mountinfo"
-    );
+    assert!(fix.mounted(), "the killed mount should still be in mountinfo");
     // Listing, or a stat of a name not looked up before, asks the dead
     // daemon: ENOTCONN. (A stat of the mountpoint itself may still be
     // answered from the kernel's attribute cache: reef's TTLs are long.)

@@ -32,10 +32,7 @@ struct Fixture {
 impl Fixture {
     async fn new() -> Fixture {
         let metered = Arc::new(MeteredStore::new(Arc::new(MemoryStore::new())));
-        metered
-            .put(SEG, pattern(100_000))
-            .await
-            .expect("put segment");
+        metered.put(SEG, pattern(100_000)).await.expect("put segment");
         Fixture {
             metered,
             dir: tempfile::tempdir().expect("tempdir"),
@@ -123,11 +120,7 @@ async fn entries_survive_a_restart() {
         want.slice(10..20_000)
     );
     assert_eq!(cache.get(SEG).await.expect("hit whole"), want);
-    assert_eq!(
-        fx.inner_gets(),
-        before,
-        "served from disk after the restart"
-    );
+    assert_eq!(fx.inner_gets(), before, "served from disk after the restart");
     assert_eq!((cache.hits(), cache.misses()), (2, 0));
 
     // A restart also knows which files belong to which key.
@@ -152,10 +145,7 @@ async fn eviction_keeps_the_cache_within_its_bound() {
     }
     assert_eq!(cache.cached_bytes(), disk_bytes(&fx.cache_dir()));
     let files = cache_files(&fx.cache_dir()).len();
-    assert!(
-        (10..20).contains(&files),
-        "{files} entries of ~1 KB in 20 KB"
-    );
+    assert!((10..20).contains(&files), "{files} entries of ~1 KB in 20 KB");
 
     let before = fx.inner_gets();
     cache.get_range(SEG, 0..1000).await.expect("hot block");
@@ -165,11 +155,7 @@ async fn eviction_keeps_the_cache_within_its_bound() {
         .expect("newest block");
     assert_eq!(fx.inner_gets(), before, "recently used blocks stay");
     cache.get_range(SEG, 1000..2000).await.expect("old block");
-    assert_eq!(
-        fx.inner_gets(),
-        before + 1,
-        "least recently used went first"
-    );
+    assert_eq!(fx.inner_gets(), before + 1, "least recently used went first");
 
     // An object larger than the whole bound is not cached at all.
     cache.get(SEG).await.expect("big read");
@@ -307,10 +293,7 @@ async fn a_hash_collision_reads_as_a_miss() {
     let cache = fx.cache(1 << 20);
     assert_eq!(
         cache_files(&fx.cache_dir()),
-        vec![(
-            file_a.clone(),
-            std::fs::metadata(&file_a).expect("meta").len()
-        )]
+        vec![(file_a.clone(), std::fs::metadata(&file_a).expect("meta").len())]
     );
     assert_eq!(cache.cached_bytes(), disk_bytes(&fx.cache_dir()));
 }
@@ -357,11 +340,7 @@ async fn store_errors_pass_through_and_are_not_cached() {
     let fx = Fixture::new().await;
     let cache = fx.cache(1 << 20);
     let missing = "ns/segments/missing";
-    assert!(cache
-        .get(missing)
-        .await
-        .expect_err("missing")
-        .is_not_found());
+    assert!(cache.get(missing).await.expect_err("missing").is_not_found());
     assert!(matches!(
         cache.get_range(SEG, 99_000..100_001).await,
         Err(StoreError::BadRange { size: 100_000, .. })
@@ -512,10 +491,7 @@ async fn engine_reads_through_the_cache() {
         match reads_via_cache {
             None => reads_via_cache = Some(store_gets),
             Some(first) => {
-                assert!(
-                    first > 0,
-                    "the first run reads segment blocks from the store"
-                );
+                assert!(first > 0, "the first run reads segment blocks from the store");
                 assert_eq!(store_gets, 0, "the second run finds them on disk");
                 assert!(cache.hits() > 0);
             }
@@ -567,10 +543,7 @@ async fn list_prefixes_case(store: Arc<dyn ObjectStore>) {
     assert_eq!(lp("/").await, none, "no key starts with '/'");
     for partial in ["a", "ns/wa"] {
         assert!(
-            matches!(
-                store.list_prefixes(partial).await,
-                Err(StoreError::BadKey(_))
-            ),
+            matches!(store.list_prefixes(partial).await, Err(StoreError::BadKey(_))),
             "{partial:?} is not a directory prefix"
         );
     }
@@ -578,11 +551,7 @@ async fn list_prefixes_case(store: Arc<dyn ObjectStore>) {
     assert_eq!(lp("a/").await, none);
     assert_eq!(lp("").await, ["a", "a-b", "b", "ns"]);
     store.delete("a/x").await.expect("delete");
-    assert_eq!(
-        lp("").await,
-        ["a-b", "b", "ns"],
-        "an emptied prefix disappears"
-    );
+    assert_eq!(lp("").await, ["a-b", "b", "ns"], "an emptied prefix disappears");
 
     // What reef::engine::list_namespaces builds on: namespaces are the
     // prefixes that hold a manifest.

@@ -81,14 +81,8 @@ mod cases {
         assert_eq!(store.get("ns/a").await.expect("get"), b("one"));
         store.put("ns/a", b("two!")).await.expect("overwrite");
         assert_eq!(store.get("ns/a").await.expect("get"), b("two!"));
-        store
-            .put("ns/empty", Bytes::new())
-            .await
-            .expect("put empty");
-        assert_eq!(
-            store.get("ns/empty").await.expect("get empty"),
-            Bytes::new()
-        );
+        store.put("ns/empty", Bytes::new()).await.expect("put empty");
+        assert_eq!(store.get("ns/empty").await.expect("get empty"), Bytes::new());
         let err = store.get("ns/missing").await.expect_err("missing");
         assert!(err.is_not_found(), "{err}");
         assert!(!store.describe().is_empty());
@@ -118,10 +112,7 @@ mod cases {
             store.get_range("r/obj", inverted).await,
             Err(StoreError::BadRange { .. })
         ));
-        let err = store
-            .get_range("r/missing", 0..1)
-            .await
-            .expect_err("missing");
+        let err = store.get_range("r/missing", 0..1).await.expect_err("missing");
         assert!(err.is_not_found(), "{err}");
     }
 
@@ -163,11 +154,7 @@ mod cases {
             wal[1..]
         );
         assert_eq!(list("ns/wal/", Some(wal[2])).await, Vec::<String>::new());
-        assert_eq!(
-            list("ns/wal/", Some("ns/")).await,
-            wal,
-            "offset before prefix"
-        );
+        assert_eq!(list("ns/wal/", Some("ns/")).await, wal, "offset before prefix");
         assert_eq!(list("ns/", Some("ns/segments/s-1")).await, wal);
         let ns = list("ns/", None).await;
         assert_eq!(ns.len(), 5);
@@ -179,10 +166,7 @@ mod cases {
         let all = store.list("", None).await.expect("list all");
         let mut sorted: Vec<&str> = keys.to_vec();
         sorted.sort();
-        assert_eq!(
-            all.iter().map(|m| m.key.as_str()).collect::<Vec<_>>(),
-            sorted
-        );
+        assert_eq!(all.iter().map(|m| m.key.as_str()).collect::<Vec<_>>(), sorted);
         for meta in &all {
             let i = keys.iter().position(|k| *k == meta.key).expect("known key");
             assert_eq!(meta.size, i as u64 + 1, "{}", meta.key);
@@ -190,10 +174,7 @@ mod cases {
     }
 
     pub async fn delete_idempotent(store: &dyn ObjectStore) {
-        store
-            .delete("d/never-existed")
-            .await
-            .expect("delete missing");
+        store.delete("d/never-existed").await.expect("delete missing");
         store.put("d/x/y", b("1")).await.expect("put");
         store.delete("d/x/y").await.expect("delete");
         assert!(store.get("d/x/y").await.expect_err("gone").is_not_found());

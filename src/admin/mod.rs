@@ -83,11 +83,7 @@ async fn list_namespace(store: &Arc<dyn ObjectStore>, ns: &str) -> AdminResult<L
 }
 
 fn admin_writer_id(op: &str) -> String {
-    format!(
-        "reef-{op}-{}-{:08x}",
-        std::process::id(),
-        random_u64() as u32
-    )
+    format!("reef-{op}-{}-{:08x}", std::process::id(), random_u64() as u32)
 }
 
 /// Writes a fence marker after the newest WAL object, so a live writer's
@@ -104,10 +100,7 @@ async fn fence_wal(store: &Arc<dyn ObjectStore>, ns: &str, writer_id: &str) -> A
             .unwrap_or(0);
         let seq = last + 1;
         let marker = WalRecord::marker(writer_id, seq, WalKind::Fence, None);
-        match store
-            .put_if_absent(&wal_key(ns, seq), marker.encode())
-            .await
-        {
+        match store.put_if_absent(&wal_key(ns, seq), marker.encode()).await {
             Ok(()) => return Ok(seq),
             Err(StoreError::AlreadyExists(_)) => continue,
             Err(e) => return Err(e.into()),

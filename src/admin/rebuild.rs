@@ -117,10 +117,7 @@ pub(super) async fn rebuild_fenced(
 
 fn meta_from_index(index: &SegmentIndex, data: &[u8]) -> SegmentMeta {
     let size = data.len() as u64;
-    let index_offset = index
-        .blocks
-        .last()
-        .map_or(0, |b| b.offset + u64::from(b.len));
+    let index_offset = index.blocks.last().map_or(0, |b| b.offset + u64::from(b.len));
     SegmentMeta {
         id: index.segment_id.clone(),
         size,

@@ -131,10 +131,7 @@ pub fn seal(magic: &[u8; 8], body: &[u8]) -> Vec<u8> {
 /// Checks a sealed object and returns its body.
 pub fn unseal(magic: &[u8; 8], data: Bytes) -> Result<Bytes, DecodeError> {
     if data.len() < 16 {
-        return Err(format!(
-            "too short ({} bytes) to be a reef object",
-            data.len()
-        ));
+        return Err(format!("too short ({} bytes) to be a reef object", data.len()));
     }
     if &data[..8] != magic {
         return Err(format!(

@@ -195,10 +195,7 @@ impl Engine {
         let dir = layout::manifest_dir(&inner.ns);
         let newest = inner
             .store
-            .list(
-                &dir,
-                Some(&layout::manifest_key(&inner.ns, current.version)),
-            )
+            .list(&dir, Some(&layout::manifest_key(&inner.ns, current.version)))
             .await?
             .iter()
             .filter_map(|m| layout::parse_numbered(&dir, &m.key))

@@ -321,10 +321,7 @@ impl FsCore {
         let t = self.table.lock();
         let inode = t.get(ino).ok_or(FsError::NotFound)?;
         match &inode.node {
-            Node::Doc(d) => Ok((
-                ns_of(&t, inode.parent).ok_or(FsError::NotFound)?,
-                d.id.clone(),
-            )),
+            Node::Doc(d) => Ok((ns_of(&t, inode.parent).ok_or(FsError::NotFound)?, d.id.clone())),
             _ => Err(FsError::Invalid("not a document".into())),
         }
     }

@@ -28,10 +28,7 @@ pub fn run_mount_command(
     check_dev_fuse()?;
     let source = absolute_source(source);
     // The daemon changes directory to `/`: resolve relative paths now.
-    for path in [&mut opts.cache_dir, &mut opts.log_file]
-        .into_iter()
-        .flatten()
-    {
+    for path in [&mut opts.cache_dir, &mut opts.log_file].into_iter().flatten() {
         if let Ok(abs) = std::path::absolute(&*path) {
             *path = abs;
         }
@@ -39,10 +36,7 @@ pub fn run_mount_command(
     if opts.foreground {
         return serve(&source, &mountpoint, &opts, None);
     }
-    let log_file = opts
-        .log_file
-        .clone()
-        .or_else(|| default_log_file(&mountpoint));
+    let log_file = opts.log_file.clone().or_else(|| default_log_file(&mountpoint));
     let mut fds = [0; 2];
     // Close-on-exec, so helpers the daemon runs (fusermount3 stays alive
     // with auto_unmount) do not hold the pipe open.
@@ -311,9 +305,7 @@ fn check_mountpoint(path: &Path) -> Result<(), FsError> {
     }
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_dir() => Ok(()),
-        Ok(_) => Err(FsError::Mount(format!(
-            "mountpoint {shown} is not a directory"
-        ))),
+        Ok(_) => Err(FsError::Mount(format!("mountpoint {shown} is not a directory"))),
         Err(e) if e.kind() == ErrorKind::NotFound => Err(FsError::Mount(format!(
             "mountpoint {shown} does not exist; create it with `mkdir -p {shown}`"
         ))),

@@ -99,10 +99,7 @@ impl FsCore {
 
     /// Namespace `ns` is gone from the store (its writer removed it).
     async fn namespace_vanished(&self, ns: &Namespace) {
-        log::info!(
-            "namespace {}: removed from the store by its writer",
-            ns.name
-        );
+        log::info!("namespace {}: removed from the store by its writer", ns.name);
         ns.mark_removed();
         let unlinked = {
             let mut t = self.table.lock();

@@ -58,14 +58,8 @@ impl FsCore {
         let e0 = self.epoch();
         let stored = get_stored(&*ns.engine().await?, &id).await?;
         let mut t = self.table.lock();
-        let ino = self.settle_doc(
-            &mut t,
-            ns.ino,
-            name,
-            &id,
-            stored.as_ref().map(DocMeta::of),
-            e0,
-        )?;
+        let ino =
+            self.settle_doc(&mut t, ns.ino, name, &id, stored.as_ref().map(DocMeta::of), e0)?;
         self.attr_locked(&t, ino).ok_or(FsError::NotFound)
     }
 
@@ -163,14 +157,7 @@ impl FsCore {
             None => return Err(FsError::NotFound),
         };
         if linked {
-            self.settle_doc(
-                &mut t,
-                parent,
-                &name,
-                &id,
-                stored.as_ref().map(DocMeta::of),
-                e0,
-            )?;
+            self.settle_doc(&mut t, parent, &name, &id, stored.as_ref().map(DocMeta::of), e0)?;
         } else if let Some(Node::Doc(d)) = t.get_mut(ino).map(|i| &mut i.node) {
             d.meta = d.meta.or(stored.as_ref().map(DocMeta::of));
         }

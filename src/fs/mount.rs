@@ -306,10 +306,7 @@ pub fn mount_core(
     fsname: &str,
 ) -> Result<MountHandle, FsError> {
     let fail = |what: &str, e: io::Error| {
-        FsError::Mount(format!(
-            "cannot mount {}: {what}: {e}",
-            mountpoint.display()
-        ))
+        FsError::Mount(format!("cannot mount {}: {what}: {e}", mountpoint.display()))
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -448,10 +445,9 @@ impl MountHandle {
                 Ok(Err(e)) => {
                     log::warn!("FUSE session of {} ended: {e}", self.mountpoint.display())
                 }
-                Err(_) => log::error!(
-                    "FUSE session thread of {} panicked",
-                    self.mountpoint.display()
-                ),
+                Err(_) => {
+                    log::error!("FUSE session thread of {} panicked", self.mountpoint.display())
+                }
             }
         }
         if !self.inflight.wait_idle(Duration::from_secs(60)) {
@@ -512,9 +508,7 @@ mod tests {
         assert_eq!(cfg.refresh, Some(super::super::core::DEFAULT_REFRESH));
         assert!(cfg.attr_ttl() <= super::super::core::DEFAULT_REFRESH);
         // A writer keeps long TTLs: it invalidates what it changes.
-        let cfg = MountOptions::parse_o("rw,refresh=250")
-            .unwrap()
-            .core_config();
+        let cfg = MountOptions::parse_o("rw,refresh=250").unwrap().core_config();
         assert_eq!(cfg.attr_ttl(), super::super::core::WRITER_TTL);
         let cfg = MountOptions::parse_o("ro,refresh=0").unwrap().core_config();
         assert_eq!(cfg.refresh, None);

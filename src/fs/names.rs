@@ -177,10 +177,7 @@ mod tests {
 
     #[test]
     fn control_files_and_long_ids() {
-        assert_eq!(
-            classify(".flush", 200),
-            NameKind::Control(ControlKind::Flush)
-        );
+        assert_eq!(classify(".flush", 200), NameKind::Control(ControlKind::Flush));
         assert_eq!(classify("abcd.json", 3), NameKind::DocTooLong);
     }
 }

@@ -147,14 +147,7 @@ impl FsCore {
                 .map(|i| (i.linked, i.name.clone()))
                 .ok_or(FsError::NotFound)?;
             if linked {
-                self.settle_doc(
-                    &mut t,
-                    ns.ino,
-                    &name,
-                    &id,
-                    stored.as_ref().map(DocMeta::of),
-                    e0,
-                )?;
+                self.settle_doc(&mut t, ns.ino, &name, &id, stored.as_ref().map(DocMeta::of), e0)?;
             }
             match stored {
                 Some(doc) => (doc.json.to_vec(), Some(doc.seq), true),

@@ -59,9 +59,7 @@ impl FsCore {
             let ns = self.namespace(ino)?;
             let engine = ns.engine().await?;
             let skip = |id: &_| self.table.lock().is_hidden(ns.ino, id);
-            let raw = stream
-                .entries_after(offset, Some(&engine), skip, e0)
-                .await?;
+            let raw = stream.entries_after(offset, Some(&engine), skip, e0).await?;
             if stream.window_epoch != self.epoch() {
                 // Sizes listed may predate a follower's refresh.
                 ns.raced.store(true, Ordering::Release);

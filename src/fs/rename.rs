@@ -139,12 +139,8 @@ impl FsCore {
         };
         if let Some(id) = hidden {
             let batch = WriteBatch::new().delete(id.clone());
-            self.commit_batch(
-                ns,
-                batch,
-                &format!("{name}: hidden document {id} not deleted"),
-            )
-            .await?;
+            self.commit_batch(ns, batch, &format!("{name}: hidden document {id} not deleted"))
+                .await?;
             self.table.lock().unhide(ns.ino, &id);
         }
         Ok(())
@@ -160,9 +156,7 @@ impl FsCore {
     ) -> FsResult<()> {
         self.check_writable()?;
         if parent == ROOT_INO || new_parent == ROOT_INO {
-            return Err(FsError::NotPermitted(
-                "namespaces cannot be renamed or moved",
-            ));
+            return Err(FsError::NotPermitted("namespaces cannot be renamed or moved"));
         }
         let ns = self.namespace(parent)?;
         if parent != new_parent {
@@ -180,10 +174,9 @@ impl FsCore {
             return Err(FsError::NameTooLong);
         }
         let target_exists = match &dst {
-            NameKind::Doc(id) => !matches!(
-                self.doc_existence(&ns, new_name, id).await?,
-                Existence::Absent
-            ),
+            NameKind::Doc(id) => {
+                !matches!(self.doc_existence(&ns, new_name, id).await?, Existence::Absent)
+            }
             _ => self.table.lock().lookup(ns.ino, new_name).is_some(),
         };
         if name == new_name {

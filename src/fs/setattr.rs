@@ -56,9 +56,7 @@ impl FsCore {
         };
         let size = size as usize;
         if size > self.doc_buffer_cap() {
-            return Err(FsError::TooLarge(
-                "document files are limited in size".into(),
-            ));
+            return Err(FsError::TooLarge("document files are limited in size".into()));
         }
         // Through an open handle: edit its buffer; committed at close.
         if let Some(handle) = fh.and_then(|fh| self.handles.get(fh)) {

@@ -163,10 +163,8 @@ impl ObjectStore for ObjectStoreAdapter {
             Some(o) => self.inner.list_with_offset(root.as_ref(), &o),
             None => self.inner.list(root.as_ref()),
         };
-        let metas: Vec<object_store::ObjectMeta> = stream
-            .try_collect()
-            .await
-            .map_err(|e| map_error(prefix, e))?;
+        let metas: Vec<object_store::ObjectMeta> =
+            stream.try_collect().await.map_err(|e| map_error(prefix, e))?;
         let mut out: Vec<ObjectMeta> = metas
             .into_iter()
             .map(|m| ObjectMeta {

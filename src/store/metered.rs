@@ -41,9 +41,7 @@ impl StoreMetrics {
             get_bytes: self.get_bytes.saturating_sub(earlier.get_bytes),
             put_requests: self.put_requests.saturating_sub(earlier.put_requests),
             put_bytes: self.put_bytes.saturating_sub(earlier.put_bytes),
-            conditional_puts: self
-                .conditional_puts
-                .saturating_sub(earlier.conditional_puts),
+            conditional_puts: self.conditional_puts.saturating_sub(earlier.conditional_puts),
             list_requests: self.list_requests.saturating_sub(earlier.list_requests),
             list_entries: self.list_entries.saturating_sub(earlier.list_entries),
             delete_requests: self.delete_requests.saturating_sub(earlier.delete_requests),

@@ -73,12 +73,8 @@ where
             return s3_store(builder.with_url(source), prefix.as_ref(), source);
         }
         ObjectStoreScheme::GoogleCloudStorage => {
-            let mut builder = env_config(
-                &env,
-                "GOOGLE_",
-                GoogleCloudStorageBuilder::new(),
-                gcs_config,
-            );
+            let mut builder =
+                env_config(&env, "GOOGLE_", GoogleCloudStorageBuilder::new(), gcs_config);
             if let Some((_, path)) = env.iter().find(|(k, _)| k == "SERVICE_ACCOUNT") {
                 builder = builder.with_service_account_path(path);
             }
@@ -98,12 +94,7 @@ where
                 .build();
             Arc::new(store.map_err(|e| source_error(source, e))?)
         }
-        other => {
-            return Err(source_error(
-                source,
-                format!("unsupported scheme {other:?}"),
-            ))
-        }
+        other => return Err(source_error(source, format!("unsupported scheme {other:?}"))),
     };
     wrap(store, prefix.as_ref(), source)
 }

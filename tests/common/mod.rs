@@ -98,9 +98,7 @@ pub fn delete_batch(ids: &[&str]) -> WriteBatch {
 }
 
 pub fn patch_batch(patches: Vec<Patch>) -> WriteBatch {
-    patches
-        .into_iter()
-        .fold(WriteBatch::new(), WriteBatch::patch)
+    patches.into_iter().fold(WriteBatch::new(), WriteBatch::patch)
 }
 
 pub async fn scan_ids(engine: &Engine) -> Vec<String> {
@@ -166,8 +164,5 @@ pub async fn clone_into_memory(store: &Arc<dyn ObjectStore>) -> Arc<dyn ObjectSt
 }
 
 pub fn attrs(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
 }

@@ -259,9 +259,7 @@ pub(super) fn write_temp(dir: &Path, header: &[u8], payload: &[u8]) -> io::Resul
         }
         Err(e) => return Err(e),
     };
-    let written = file
-        .write_all(header)
-        .and_then(|()| file.write_all(payload));
+    let written = file.write_all(header).and_then(|()| file.write_all(payload));
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
         return Err(e);

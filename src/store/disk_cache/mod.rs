@@ -570,16 +570,10 @@ mod tests {
     fn file_names_are_stable_across_runs() {
         // Pinned: changing the hash orphans every cache on upgrade.
         let slot = Slot::new("ns/segments/abc", Some(10..20));
-        assert_eq!(
-            slot.hash(),
-            Slot::new("ns/segments/abc", Some(10..20)).hash()
-        );
+        assert_eq!(slot.hash(), Slot::new("ns/segments/abc", Some(10..20)).hash());
         assert_eq!(slot.file_name(), format!("{:016x}.blk", slot.hash()));
         assert_eq!(Slot::new("", None).hash(), 0x8729_a6fd_ddc8_f66a_u64);
-        assert_ne!(
-            Slot::new("k", None).hash(),
-            Slot::new("k", Some(0..0)).hash()
-        );
+        assert_ne!(Slot::new("k", None).hash(), Slot::new("k", Some(0..0)).hash());
         assert!(is_cache_file_name(&slot.file_name()));
         assert!(!is_cache_file_name("notes.txt"));
     }
