@@ -155,7 +155,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// Opens SOURCE for an admin command. A local directory must exist: these
+/// commands inspect a store, and creating an empty one for a mistyped path
+/// would only hide the typo (`reef mount` creates it).
 fn store(source: &str) -> Result<Arc<dyn ObjectStore>, String> {
+    let local = match source.strip_prefix("file://") {
+        Some(path) => Some(path),
+        None => (!source.contains("://")).then_some(source),
+    };
+    if let Some(path) = local {
+        if !std::path::Path::new(path).is_dir() {
+            return Err(format!("{source} is not a directory; check the path"));
+        }
+    }
     open_store(source).map_err(|e| format!("cannot open {source}: {e}"))
 }
 
