@@ -421,7 +421,7 @@ async fn many_small_writes_flush_and_compact_by_themselves() {
         let stats = engine.stats();
         let unflushed =
             stats["last_wal_seq"].as_u64().unwrap() - stats["flushed_through"].as_u64().unwrap();
-        if stats["compactions"].as_u64().unwrap() > 0 && unflushed < 20 {
+        if stats["compactions"].as_u64().unwrap() > 0 && unflushed < 10 {
             break;
         }
         assert!(

@@ -89,36 +89,56 @@ impl Engine {
     /// Flushes in the background once the memtable or the unflushed WAL is
     /// big enough, and compacts once flushes have piled up segments.
     fn maybe_auto_flush(&self) {
-        let opts = &self.inner.opts;
-        let due = {
-            let st = self.inner.state.read();
-            opts.auto_flush_bytes.is_some_and(|b| st.active.bytes >= b)
-                || opts
-                    .auto_flush_wal_objects
-                    .is_some_and(|n| st.last_seq - st.manifest.flushed_through >= n)
-        };
-        if !due || self.inner.auto_flushing.swap(true, Ordering::AcqRel) {
+        if !self.flush_due() || self.inner.auto_flushing.swap(true, Ordering::AcqRel) {
             return;
         }
         let engine = self.clone();
         tokio::spawn(async move {
             let ns = &engine.inner.ns;
-            match engine.flush().await {
-                Ok(()) => {
-                    let segments = engine.inner.state.read().manifest.segments.len();
-                    let compact_at = engine.inner.opts.auto_compact_segments;
-                    if compact_at.is_some_and(|n| segments >= n) {
-                        if let Err(e) = engine.compact().await {
-                            log::warn!("namespace {ns}: automatic compaction failed: {e}");
-                        }
+            // Writes made while a flush runs do not start another, so keep
+            // going until the memtable is below the thresholds.
+            let mut failed = false;
+            loop {
+                if let Err(e) = engine.flush().await {
+                    log::warn!(
+                        "namespace {ns}: automatic flush failed (the WAL still holds every write): {e}"
+                    );
+                    failed = true;
+                    break;
+                }
+                let segments = engine.inner.state.read().manifest.segments.len();
+                if engine
+                    .inner
+                    .opts
+                    .auto_compact_segments
+                    .is_some_and(|n| segments >= n)
+                {
+                    if let Err(e) = engine.compact().await {
+                        log::warn!("namespace {ns}: automatic compaction failed: {e}");
                     }
                 }
-                Err(e) => log::warn!(
-                    "namespace {ns}: automatic flush failed (the WAL still holds every write): {e}"
-                ),
+                if !engine.flush_due() {
+                    break;
+                }
             }
             engine.inner.auto_flushing.store(false, Ordering::Release);
+            // A write that looked between our last check and the store above
+            // saw a flush running and left; look once more for it. After a
+            // failure the next write tries again, so a broken store is not
+            // hammered.
+            if !failed {
+                engine.maybe_auto_flush();
+            }
         });
+    }
+
+    fn flush_due(&self) -> bool {
+        let opts = &self.inner.opts;
+        let st = self.inner.state.read();
+        opts.auto_flush_bytes.is_some_and(|b| st.active.bytes >= b)
+            || opts
+                .auto_flush_wal_objects
+                .is_some_and(|n| st.last_seq - st.manifest.flushed_through >= n)
     }
 }
 
