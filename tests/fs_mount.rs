@@ -14,7 +14,7 @@ use reef::types::{DocId, Document};
 
 #[path = "support/mounted.rs"]
 mod mounted;
-use mounted::{fuse_available, Mounted};
+use mounted::{fuse_available, write_close, Mounted};
 
 fn mount_with(store: &Arc<dyn ObjectStore>, opts: &str) -> Option<Mounted> {
     fuse_available().then(|| Mounted::new(store.clone(), opts))
@@ -45,21 +45,6 @@ fn run(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stdout)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Creates or truncates `path`, writes `data`, and closes it, returning
-/// the close error (where reef commits) that `std::fs::write` would drop.
-fn write_close(path: &Path, data: impl AsRef<[u8]>) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::fd::IntoRawFd;
-    let mut file = std::fs::File::create(path)?;
-    file.write_all(data.as_ref())?;
-    let fd = file.into_raw_fd();
-    // SAFETY: fd was just released by `file` and is closed exactly once.
-    if unsafe { libc::close(fd) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 fn read(path: &Path) -> String {

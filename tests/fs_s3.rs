@@ -84,7 +84,7 @@ fn sources(test: &str) -> Vec<Source> {
 
 #[path = "support/mounted.rs"]
 mod mounted;
-use mounted::{fuse_available, Mounted};
+use mounted::{fuse_available, write_close, Mounted};
 
 fn is_mounted(path: &Path) -> bool {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -233,21 +233,6 @@ fn lines_naming(needle: &str) -> Vec<(log::Level, String, String)> {
 fn canonical(id: &str, json: &str) -> String {
     let doc = Document::from_json_bytes(&DocId::from(id), json.as_bytes()).expect("valid");
     String::from_utf8(doc.to_canonical_json()).expect("utf-8")
-}
-
-/// Creates or truncates `path`, writes `data` and closes it, returning the
-/// error of whichever step failed (reef commits at close).
-fn write_close(path: &Path, data: impl AsRef<[u8]>) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::fd::IntoRawFd;
-    let mut file = std::fs::File::create(path)?;
-    file.write_all(data.as_ref())?;
-    let fd = file.into_raw_fd();
-    // SAFETY: fd was just released by `file` and is closed exactly once.
-    if unsafe { libc::close(fd) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 fn errno(r: std::io::Result<()>) -> Option<i32> {

@@ -67,3 +67,19 @@ impl Drop for Mounted {
         }
     }
 }
+
+/// Creates or truncates `path`, writes `data` and closes it, returning the
+/// error of whichever step failed: reef commits at close, and
+/// `std::fs::write` would drop that error.
+pub fn write_close(path: &Path, data: impl AsRef<[u8]>) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::fd::IntoRawFd;
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(data.as_ref())?;
+    let fd = file.into_raw_fd();
+    // SAFETY: fd was just released by `file` and is closed exactly once.
+    if unsafe { libc::close(fd) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
