@@ -32,6 +32,17 @@ const DIR_RACE_RETRIES: usize = 8;
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// A fresh temp file name in `dir`, unique across threads and processes
+/// (pid, counter, clock), that listings recognise and skip.
+pub(crate) fn temp_path(dir: &Path) -> PathBuf {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!("{TEMP_PREFIX}{}-{n}-{nanos:x}", std::process::id()))
+}
+
 #[derive(Debug, Clone)]
 pub struct LocalFsStore {
     root: PathBuf,
@@ -135,12 +146,7 @@ fn write_temp(root: &Path, dir: &Path, data: &[u8]) -> io::Result<PathBuf> {
             }
             Err(e) => return Err(e),
         }
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!("{TEMP_PREFIX}{}-{n}-{nanos:x}", std::process::id()));
+        let tmp = temp_path(dir);
         match OpenOptions::new().write(true).create_new(true).open(&tmp) {
             Ok(mut file) => {
                 let written = file.write_all(data).and_then(|()| file.sync_all());

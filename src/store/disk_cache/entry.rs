@@ -6,8 +6,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -25,12 +24,10 @@ pub(super) const FIXED_HEADER: usize = 8 + 4 + 1 + 8 + 8 + 8 + 4 + 4;
 pub(super) const MAX_KEY_LEN: usize = 64 << 10;
 
 pub(super) const FILE_SUFFIX: &str = ".blk";
-pub(super) const TEMP_PREFIX: &str = ".tmp-";
+pub(super) use crate::store::local::{temp_path, TEMP_PREFIX};
 /// Temp files older than this at startup were abandoned by a crash; younger
 /// ones may belong to another process still writing them.
 pub(super) const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
-
-pub(super) static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 pub(super) fn is_cached_key(key: &str) -> bool {
     key.contains(CACHED_MARKER)
@@ -244,12 +241,7 @@ pub(super) fn read_header(path: &Path) -> io::Result<Result<Header, &'static str
 /// Writes header + payload to a fresh temp file in `dir`, recreating `dir`
 /// if someone removed it, and returns the temp file's path.
 pub(super) fn write_temp(dir: &Path, header: &[u8], payload: &[u8]) -> io::Result<PathBuf> {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!("{TEMP_PREFIX}{}-{n}-{nanos:x}", std::process::id()));
+    let tmp = temp_path(dir);
     let open = || OpenOptions::new().write(true).create_new(true).open(&tmp);
     let mut file = match open() {
         Ok(f) => f,
