@@ -538,3 +538,120 @@ async fn large_concurrent_batches_are_split_into_bounded_wal_objects() {
         Err(EngineError::Invalid(TypeError::BatchTooManyBytes { .. }))
     ));
 }
+
+/// A filesystem write (`PutJson`) is stored byte for byte and keeps the
+/// time it was given, through flush, compaction and a reopen; `SetMtime`
+/// changes only the time; API writes and patches stay canonical.
+#[tokio::test]
+async fn json_as_written_and_its_time_survive_flush_compaction_and_reopen() {
+    use std::time::{Duration, UNIX_EPOCH};
+    for ts in all_backends() {
+        let store = &ts.store;
+        let engine = open_engine(store, "bytes").await;
+        let odd = Bytes::from_static(b"{ \"b\":1,\n\t\"a\" : \"\\u00e9\" ,\"id\":\"x\" }\n\n");
+        let t1 = UNIX_EPOCH + Duration::new(1_000_000_000, 987_654_321);
+        engine
+            .write(WriteBatch::new().put_json("x", odd.clone(), Some(t1)))
+            .await
+            .unwrap();
+        engine
+            .write(WriteBatch::new().put_json("e", Bytes::new(), None))
+            .await
+            .unwrap();
+        let stored = engine.get_stored(&DocId::from("x")).await.unwrap().unwrap();
+        assert_eq!((stored.json.clone(), stored.mtime()), (odd.clone(), t1));
+        // The typed view parses the same bytes; empty content is `{}`.
+        let x = engine.get(&DocId::from("x")).await.unwrap().unwrap();
+        assert_eq!(x.attributes["a"], Value::from("é"));
+        assert_eq!(
+            engine.get(&DocId::from("e")).await.unwrap(),
+            Some(Document::new("e"))
+        );
+
+        engine.flush().await.unwrap();
+        let t2 = UNIX_EPOCH + Duration::new(2_000_000_000, 1);
+        engine
+            .write(WriteBatch::new().set_mtime("x", t2).set_mtime("missing", t2))
+            .await
+            .unwrap();
+        assert!(engine.get(&DocId::from("missing")).await.unwrap().is_none());
+        engine.compact().await.unwrap();
+        drop(engine);
+
+        let engine = open_engine(store, "bytes").await;
+        let stored = engine.get_stored(&DocId::from("x")).await.unwrap().unwrap();
+        assert_eq!((stored.json.clone(), stored.mtime()), (odd.clone(), t2));
+        let e = engine.get_stored(&DocId::from("e")).await.unwrap().unwrap();
+        assert!(e.json.is_empty());
+
+        // A patch through the API renders canonically again.
+        let patch = Patch {
+            id: DocId::from("x"),
+            set: [("c".to_string(), Value::Int(2))].into(),
+            ..Patch::default()
+        };
+        engine.write(WriteBatch::new().patch(patch)).await.unwrap();
+        let patched = engine.get_stored(&DocId::from("x")).await.unwrap().unwrap();
+        let want = engine.get(&DocId::from("x")).await.unwrap().unwrap();
+        assert_eq!(&patched.json[..], &want.to_canonical_json()[..]);
+        let now = std::time::SystemTime::now();
+        assert!(patched.mtime() <= now && patched.mtime() + Duration::from_secs(60) > now);
+    }
+}
+
+/// Bytes that are not a valid document are refused and change nothing.
+#[tokio::test]
+async fn invalid_json_as_written_is_refused_and_changes_nothing() {
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let engine = open_engine(&store, "bad").await;
+    engine
+        .write(WriteBatch::new().put_json("x", &b"{\"v\":1}"[..], None))
+        .await
+        .unwrap();
+    let limits = Limits {
+        max_doc_bytes: 64,
+        ..Limits::default()
+    };
+    let big = format!("{{\"s\":\"{}\"}}", "x".repeat(100));
+    for (bad, what) in [
+        (&b"{nope"[..], "invalid"),
+        (b"[1]", "not an object"),
+        (br#"{"id":"y"}"#, "wrong id"),
+        (br#"{"vector":[]}"#, "empty vector"),
+        (big.as_bytes(), "too large"),
+    ] {
+        let engine = if what == "too large" {
+            Engine::open(
+                store.clone(),
+                "bad",
+                EngineOptions {
+                    limits,
+                    ..EngineOptions::default()
+                },
+            )
+            .await
+            .unwrap()
+        } else {
+            engine.clone()
+        };
+        let batch =
+            WriteBatch::new()
+                .put_json("z", &b"{}"[..], None)
+                .put_json("x", bad.to_vec(), None);
+        assert!(
+            matches!(engine.write(batch).await, Err(EngineError::Invalid(_))),
+            "{what}"
+        );
+        assert_eq!(
+            &engine
+                .get_stored(&DocId::from("x"))
+                .await
+                .unwrap()
+                .unwrap()
+                .json[..],
+            b"{\"v\":1}",
+            "{what}"
+        );
+        assert!(engine.get(&DocId::from("z")).await.unwrap().is_none(), "{what}");
+    }
+}

@@ -110,26 +110,19 @@ async fn docs(core: &FsCore, dir: u64) -> Vec<String> {
         .collect()
 }
 
-fn canonical(id: &str, json: &str) -> String {
-    let doc = Document::from_json_bytes(&DocId::from(id), json.as_bytes()).expect("valid");
-    String::from_utf8(doc.to_canonical_json()).expect("utf-8")
-}
-
 fn errno<T: std::fmt::Debug>(r: Result<T, FsError>) -> i32 {
     r.expect_err("expected an error").errno()
 }
 
 #[tokio::test]
-async fn a_written_file_reads_back_canonical_with_exact_size() {
+async fn a_written_file_reads_back_as_written_with_exact_size() {
     let store = memory();
     let core = core_on(&store);
     let ns = mkns(&core, "articles").await;
-    write_file(&core, ns, "a1.json", br#"{"title":"Hello","n":3}"#)
-        .await
-        .unwrap();
+    let odd = "{ \"title\" :\"H\\u00e9llo\",\n\t\"n\":3 , \"id\":\"a1\"}\n\n";
+    write_file(&core, ns, "a1.json", odd.as_bytes()).await.unwrap();
     let text = read_str(&core, ns, "a1.json").await;
-    assert_eq!(text, canonical("a1", r#"{"title":"Hello","n":3}"#));
-    assert!(text.contains("\"id\": \"a1\""), "{text}");
+    assert_eq!(text, odd);
     let attr = core.lookup(ns, "a1.json").await.unwrap();
     assert_eq!(attr.size, text.len() as u64);
 
@@ -145,10 +138,12 @@ async fn an_empty_file_is_the_empty_document() {
     let core = core_on(&memory());
     let ns = mkns(&core, "n").await;
     write_file(&core, ns, "e.json", b"").await.unwrap();
-    assert_eq!(read_str(&core, ns, "e.json").await, canonical("e", "{}"));
-    // mknod (touch on some systems) commits `{}` too.
+    assert_eq!(read_str(&core, ns, "e.json").await, "");
+    let engine_view = core.lookup(ns, "e.json").await.unwrap();
+    assert_eq!(engine_view.size, 0);
+    // mknod (touch on some systems) commits the empty document too.
     core.mknod(ns, "m.json").await.unwrap();
-    assert_eq!(read_str(&core, ns, "m.json").await, canonical("m", "{}"));
+    assert_eq!(read_str(&core, ns, "m.json").await, "");
 }
 
 #[tokio::test]
@@ -223,10 +218,7 @@ async fn a_fenced_writer_gets_erofs() {
         errno(write_file(&first, ns, "x.json", br#"{"v":3}"#).await),
         libc::EROFS
     );
-    assert_eq!(
-        read_str(&second, ns2, "x.json").await,
-        canonical("x", r#"{"v":1}"#)
-    );
+    assert_eq!(read_str(&second, ns2, "x.json").await, r#"{"v":1}"#);
 }
 
 #[tokio::test]
@@ -242,37 +234,38 @@ async fn partial_writes_and_truncate_edit_the_stored_content() {
     core.write(info.fh, pos, b"7").await.unwrap();
     core.flush(info.fh).await.unwrap();
     core.release(info.fh).await.unwrap();
-    assert_eq!(
-        read_str(&core, ns, "x.json").await,
-        canonical("x", r#"{"v":7}"#)
-    );
-    // `truncate -s 0` by path: the empty document.
+    assert_eq!(read_str(&core, ns, "x.json").await, r#"{"v":7}"#);
+    // `truncate -s 0` by path: the empty document, zero bytes.
     let change = SetAttr {
         size: Some(0),
         ..SetAttr::default()
     };
-    assert_eq!(
-        core.setattr(attr.ino, change).await.unwrap().size as usize,
-        canonical("x", "{}").len()
-    );
-    assert_eq!(read_str(&core, ns, "x.json").await, canonical("x", "{}"));
+    assert_eq!(core.setattr(attr.ino, change).await.unwrap().size, 0);
+    assert_eq!(read_str(&core, ns, "x.json").await, "");
 }
 
 #[tokio::test]
-async fn chmod_chown_utimes_are_accepted_only_as_no_ops() {
-    let core = core_on(&memory());
+async fn chmod_chown_are_accepted_only_as_no_ops_and_times_are_kept() {
+    let store = memory();
+    let core = core_on(&store);
     let ns = mkns(&core, "n").await;
     write_file(&core, ns, "x.json", b"{}").await.unwrap();
     let attr = core.lookup(ns, "x.json").await.unwrap();
+    let when = std::time::UNIX_EPOCH + std::time::Duration::new(1_234_567_890, 123_456_789);
     let same = SetAttr {
         mode: Some(u32::from(attr.perm) | libc::S_IFREG),
         uid: Some(attr.uid),
         gid: Some(attr.gid),
-        mtime: Some(std::time::SystemTime::UNIX_EPOCH),
-        atime_set: true,
+        mtime: Some(when),
+        atime: Some(std::time::SystemTime::UNIX_EPOCH),
         ..SetAttr::default()
     };
-    assert_eq!(core.setattr(attr.ino, same).await.unwrap().size, attr.size);
+    let after = core.setattr(attr.ino, same).await.unwrap();
+    assert_eq!((after.size, after.mtime), (attr.size, when));
+    assert_eq!(read_str(&core, ns, "x.json").await, "{}");
+    let again = core_on(&store);
+    let ns2 = ns_ino(&again, "n").await;
+    assert_eq!(again.lookup(ns2, "x.json").await.unwrap().mtime, when);
     let chmod = SetAttr {
         mode: Some(0o600),
         ..SetAttr::default()
@@ -295,19 +288,13 @@ async fn unlink_and_rename_are_single_batches() {
     core.rename(ns, "a.json", ns, "c.json", RenameFlags::default())
         .await
         .unwrap();
-    assert_eq!(
-        read_str(&core, ns, "c.json").await,
-        canonical("c", r#"{"k":"a"}"#)
-    );
+    assert_eq!(read_str(&core, ns, "c.json").await, r#"{"k":"a"}"#);
     assert_eq!(errno(core.lookup(ns, "a.json").await), libc::ENOENT);
     // Onto an existing document: replaced.
     core.rename(ns, "c.json", ns, "b.json", RenameFlags::default())
         .await
         .unwrap();
-    assert_eq!(
-        read_str(&core, ns, "b.json").await,
-        canonical("b", r#"{"k":"a"}"#)
-    );
+    assert_eq!(read_str(&core, ns, "b.json").await, r#"{"k":"a"}"#);
     let noreplace = RenameFlags {
         noreplace: true,
         ..RenameFlags::default()
@@ -346,10 +333,7 @@ async fn sed_and_rsync_temporaries_commit_on_rename() {
         core.rename(ns, tmp, ns, "x.json", RenameFlags::default())
             .await
             .unwrap();
-        assert_eq!(
-            read_str(&core, ns, "x.json").await,
-            canonical("x", r#"{"t":"Hi"}"#)
-        );
+        assert_eq!(read_str(&core, ns, "x.json").await, r#"{"t":"Hi"}"#);
         assert!(!list(&core, ns).await.contains(&tmp.to_string()));
     }
     // Invalid content: EINVAL, the scratch file stays, the document is intact.
@@ -362,10 +346,7 @@ async fn sed_and_rsync_temporaries_commit_on_rename() {
         libc::EINVAL
     );
     assert_eq!(read_str(&core, ns, "sedBad").await, "{oops");
-    assert_eq!(
-        read_str(&core, ns, "x.json").await,
-        canonical("x", r#"{"t":"Hi"}"#)
-    );
+    assert_eq!(read_str(&core, ns, "x.json").await, r#"{"t":"Hi"}"#);
     // Scratch files never reach the store.
     let again = core_on(&store);
     let ns2 = ns_ino(&again, "n").await;
@@ -395,16 +376,10 @@ async fn vim_save_keeps_the_document_until_the_new_one_is_committed() {
 
     write_file(&core, ns, "x.json", br#"{"v":2}"#).await.unwrap();
     core.unlink(ns, "x.json~").await.unwrap();
-    assert_eq!(
-        read_str(&core, ns, "x.json").await,
-        canonical("x", r#"{"v":2}"#)
-    );
+    assert_eq!(read_str(&core, ns, "x.json").await, r#"{"v":2}"#);
     let again = core_on(&store);
     let ns2 = ns_ino(&again, "n").await;
-    assert_eq!(
-        read_str(&again, ns2, "x.json").await,
-        canonical("x", r#"{"v":2}"#)
-    );
+    assert_eq!(read_str(&again, ns2, "x.json").await, r#"{"v":2}"#);
 }
 
 /// A copy of a memory store's objects (a "crash" that leaves the original running).
@@ -440,10 +415,7 @@ async fn moving_a_document_to_a_scratch_name_then_deleting_it_deletes_it() {
     core.rename(ns, "b.json~", ns, "b.json", RenameFlags::default())
         .await
         .unwrap();
-    assert_eq!(
-        read_str(&core, ns, "b.json").await,
-        canonical("b", r#"{"z":1}"#)
-    );
+    assert_eq!(read_str(&core, ns, "b.json").await, r#"{"z":1}"#);
 
     let again = core_on(&store);
     assert_eq!(docs(&again, ns_ino(&again, "n").await).await, vec!["b.json"]);
@@ -453,14 +425,16 @@ async fn moving_a_document_to_a_scratch_name_then_deleting_it_deletes_it() {
 async fn file_names_encode_ids() {
     let core = core_on(&memory());
     let ns = mkns(&core, "n").await;
-    write_file(&core, ns, "a%2Fb.json", b"{}").await.unwrap();
-    write_file(&core, ns, "%2Edot.json", b"{}").await.unwrap();
-    assert!(read_str(&core, ns, "a%2Fb.json")
+    write_file(&core, ns, "a%2Fb.json", br#"{"id":"a/b"}"#)
         .await
-        .contains("\"id\": \"a/b\""));
-    assert!(read_str(&core, ns, "%2Edot.json")
+        .unwrap();
+    write_file(&core, ns, "%2Edot.json", br#"{"id":".dot"}"#)
         .await
-        .contains("\"id\": \".dot\""));
+        .unwrap();
+    assert_eq!(
+        errno(write_file(&core, ns, "a%2Fb.json", br#"{"id":"a%2Fb"}"#).await),
+        libc::EINVAL
+    );
     let long = format!("{}.json", "x".repeat(220));
     assert_eq!(
         errno(write_file(&core, ns, &long, b"{}").await),
@@ -608,7 +582,7 @@ async fn read_only_cores_refuse_every_change() {
         },
     );
     let ns = ns_ino(&ro, "n").await;
-    assert_eq!(read_str(&ro, ns, "x.json").await, canonical("x", "{}"));
+    assert_eq!(read_str(&ro, ns, "x.json").await, "{}");
     assert_eq!(errno(write_file(&ro, ns, "x.json", b"{}").await), libc::EROFS);
     assert_eq!(errno(ro.unlink(ns, "x.json").await), libc::EROFS);
     assert_eq!(errno(ro.mkdir(ROOT_INO, "m").await), libc::EROFS);
@@ -697,7 +671,7 @@ fn doc_id(name: &str) -> Option<DocId> {
 
 #[derive(Default, Debug)]
 struct Model {
-    /// Stored documents: id -> canonical JSON.
+    /// Stored documents: id -> JSON as stored.
     stored: BTreeMap<String, String>,
     /// Hidden document id -> the scratch name carrying it.
     hidden: BTreeMap<String, String>,
@@ -741,9 +715,8 @@ impl Model {
                 let (name, content) = (NAMES[*n], CONTENTS[*c]);
                 match doc_id(name) {
                     Some(id) => match Document::from_json_bytes(&id, content.as_bytes()) {
-                        Ok(doc) => {
-                            let json = String::from_utf8(doc.to_canonical_json()).unwrap();
-                            self.stored.insert(id.into_string(), json);
+                        Ok(_) => {
+                            self.stored.insert(id.into_string(), content.to_string());
                             self.unhide(name);
                             0
                         }
@@ -779,15 +752,9 @@ impl Model {
                 match (doc_id(a), doc_id(b)) {
                     (Some(ida), Some(idb)) => {
                         let json = self.stored.remove(ida.as_str()).unwrap();
-                        let doc = Document::from_json_bytes(&ida, json.as_bytes()).unwrap();
-                        let doc = Document {
-                            id: idb.clone(),
-                            ..doc
-                        };
-                        self.stored.insert(
-                            idb.into_string(),
-                            String::from_utf8(doc.to_canonical_json()).unwrap(),
-                        );
+                        let json = reef::types::with_id(json.as_bytes(), &idb).unwrap();
+                        self.stored
+                            .insert(idb.into_string(), String::from_utf8(json).unwrap());
                         self.unhide(b);
                     }
                     (Some(ida), None) => {
@@ -798,9 +765,9 @@ impl Model {
                     }
                     (None, Some(idb)) => {
                         let data = self.scratch[a].clone();
-                        let Ok(doc) = Document::from_json_bytes(&idb, &data) else {
+                        if Document::from_json_bytes(&idb, &data).is_err() {
                             return libc::EINVAL;
-                        };
+                        }
                         self.scratch.remove(a);
                         let carried: Vec<String> = self
                             .hidden
@@ -814,10 +781,8 @@ impl Model {
                                 self.stored.remove(&id);
                             }
                         }
-                        self.stored.insert(
-                            idb.into_string(),
-                            String::from_utf8(doc.to_canonical_json()).unwrap(),
-                        );
+                        self.stored
+                            .insert(idb.into_string(), String::from_utf8(data).unwrap());
                         self.unhide(b);
                     }
                     (None, None) => {
@@ -936,8 +901,5 @@ async fn unchanged_documents_keep_the_kernel_page_cache() {
         libc::EINVAL
     );
     assert!(!open_ro(core.clone()).await);
-    assert_eq!(
-        read_str(&core, ns, "x.json").await,
-        canonical("x", r#"{"v":2}"#)
-    );
+    assert_eq!(read_str(&core, ns, "x.json").await, r#"{"v":2}"#);
 }

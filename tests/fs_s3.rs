@@ -301,7 +301,7 @@ fn a_second_writer_mount_fences_the_first() {
         let a = Mounted::new(source.open(), "rw");
         std::fs::create_dir(a.join("ns")).unwrap();
         write_close(&a.join("ns/x.json"), r#"{"v":1}"#).expect("A writes x");
-        let v1 = canonical("x", r#"{"v":1}"#);
+        let v1 = r#"{"v":1}"#;
 
         // B opens the namespace (its first lookup) and so takes it over.
         let b = Mounted::new(source.open(), "rw");
@@ -352,7 +352,7 @@ fn a_second_writer_mount_fences_the_first() {
         write_close(&b.join("ns/x.json"), r#"{"v":3}"#).expect("B rewrites x");
         write_close(&b.join("ns/y.json"), r#"{"w":1}"#).expect("B writes y");
         touch(&b.join("ns/.flush")).expect("B flushes");
-        assert_eq!(read(&b.join("ns/x.json")), canonical("x", r#"{"v":3}"#));
+        assert_eq!(read(&b.join("ns/x.json")), r#"{"v":3}"#);
 
         // One line names the new writer, from the engine; the fs layer's
         // per-file lines do not repeat it.
@@ -375,8 +375,8 @@ fn a_second_writer_mount_fences_the_first() {
         b.unmount();
         let c = Mounted::new(source.open(), "rw");
         assert_eq!(doc_names(&c.join("ns")), vec!["x.json", "y.json"], "{label}");
-        assert_eq!(read(&c.join("ns/x.json")), canonical("x", r#"{"v":3}"#));
-        assert_eq!(read(&c.join("ns/y.json")), canonical("y", r#"{"w":1}"#));
+        assert_eq!(read(&c.join("ns/x.json")), r#"{"v":3}"#);
+        assert_eq!(read(&c.join("ns/y.json")), r#"{"w":1}"#);
         assert_eq!(json(&c.join("ns/.verify"))["healthy"], true, "{label}");
     }
 }
@@ -408,10 +408,10 @@ fn reef_repair_fences_a_live_mount() {
             Some(libc::EROFS),
             "{label}"
         );
-        assert_eq!(read(&a.join("ns/x.json")), canonical("x", r#"{"v":1}"#));
+        assert_eq!(read(&a.join("ns/x.json")), r#"{"v":1}"#);
         a.unmount();
         let c = Mounted::new(source.open(), "rw");
-        assert_eq!(read(&c.join("ns/x.json")), canonical("x", r#"{"v":1}"#));
+        assert_eq!(read(&c.join("ns/x.json")), r#"{"v":1}"#);
     }
 }
 
@@ -433,17 +433,17 @@ fn a_read_only_mount_follows_its_writer() {
         let metered = Arc::new(MeteredStore::new(source.open()));
         let f = Mounted::new(metered.clone(), "ro,refresh=100");
         assert_eq!(names(f.path()), vec!["ns"], "{label}");
-        assert_eq!(read(&f.join("ns/a.json")), canonical("a", r#"{"v":1}"#));
+        assert_eq!(read(&f.join("ns/a.json")), r#"{"v":1}"#);
         assert_eq!(doc_names(&f.join("ns")), vec!["a.json"]);
 
         // A new document and an update (longer, so a stale size would cut it).
         write_close(&w.join("ns/b.json"), r#"{"new":true}"#).unwrap();
-        let v2 = canonical("a", r#"{"v":2,"longer":"than before"}"#);
+        let v2 = r#"{"v":2,"longer":"than before"}"#;
         write_close(&w.join("ns/a.json"), r#"{"v":2,"longer":"than before"}"#).unwrap();
         let (_, took) = within(FOLLOW_LIMIT, "follower sees b.json and a.json v2", || {
             let b = std::fs::read_to_string(f.join("ns/b.json")).ok()?;
             let a = std::fs::read_to_string(f.join("ns/a.json")).ok()?;
-            (b == canonical("b", r#"{"new":true}"#) && a == v2).then_some(())
+            (b == r#"{"new":true}"# && a == v2).then_some(())
         });
         eprintln!("{label}: follower caught up after {took:?}");
         assert_eq!(
@@ -464,7 +464,7 @@ fn a_read_only_mount_follows_its_writer() {
         within(FOLLOW_LIMIT, "follower lists ns2", || {
             (names(f.path()) == ["ns", "ns2"]).then_some(())
         });
-        assert_eq!(read(&f.join("ns2/c.json")), canonical("c", r#"{"c":1}"#));
+        assert_eq!(read(&f.join("ns2/c.json")), r#"{"c":1}"#);
         std::fs::remove_file(w.join("ns2/c.json")).unwrap();
         std::fs::remove_dir(w.join("ns2")).unwrap();
         within(FOLLOW_LIMIT, "follower drops ns2", || {
@@ -481,7 +481,7 @@ fn a_read_only_mount_follows_its_writer() {
         within(FOLLOW_LIMIT, "follower sees d.json after compaction", || {
             std::fs::read_to_string(f.join("ns/d.json"))
                 .ok()
-                .filter(|d| *d == canonical("d", r#"{"d":1}"#))
+                .filter(|d| *d == r#"{"d":1}"#)
         });
         assert_eq!(read(&f.join("ns/a.json")), v2);
 
@@ -523,13 +523,13 @@ fn a_read_only_reef_mount_process_follows_a_writer() {
         std::fs::create_dir(w.join("ns")).unwrap();
         write_close(&w.join("ns/a.json"), r#"{"v":1}"#).unwrap();
         let f = Daemon::start(&source, "ro,refresh=100");
-        assert_eq!(read(&f.join("ns/a.json")), canonical("a", r#"{"v":1}"#));
+        assert_eq!(read(&f.join("ns/a.json")), r#"{"v":1}"#);
         write_close(&w.join("ns/a.json"), r#"{"v":2}"#).unwrap();
         write_close(&w.join("ns/b.json"), r#"{"b":1}"#).unwrap();
         within(FOLLOW_LIMIT, "reef mount -o ro follows", || {
             let a = std::fs::read_to_string(f.join("ns/a.json")).ok()?;
             let b = std::fs::read_to_string(f.join("ns/b.json")).ok()?;
-            (a == canonical("a", r#"{"v":2}"#) && b == canonical("b", r#"{"b":1}"#)).then_some(())
+            (a == r#"{"v":2}"# && b == r#"{"b":1}"#).then_some(())
         });
         assert_eq!(
             errno(write_close(&f.join("ns/a.json"), "{}")),
@@ -559,24 +559,14 @@ fn basic_file_operations() {
             write_close(&m.join(&format!("docs/d{i}.json")), format!(r#"{{"i":{i}}}"#))
                 .expect("create");
         }
-        assert_eq!(
-            read(&m.join("docs/d3.json")),
-            canonical("d3", r#"{"i":3}"#),
-            "{label}"
-        );
+        assert_eq!(read(&m.join("docs/d3.json")), r#"{"i":3}"#, "{label}");
         let out = Command::new("cat")
             .arg(m.join("docs/d1.json"))
             .output()
             .unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            canonical("d1", r#"{"i":1}"#)
-        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), r#"{"i":1}"#);
         write_close(&m.join("docs/d3.json"), r#"{"i":33,"more":[1,2]}"#).expect("overwrite");
-        assert_eq!(
-            read(&m.join("docs/d3.json")),
-            canonical("d3", r#"{"i":33,"more":[1,2]}"#)
-        );
+        assert_eq!(read(&m.join("docs/d3.json")), r#"{"i":33,"more":[1,2]}"#);
         std::fs::remove_file(m.join("docs/d0.json")).expect("rm");
         assert_eq!(
             std::fs::metadata(m.join("docs/d0.json")).unwrap_err().kind(),
@@ -601,7 +591,7 @@ fn basic_file_operations() {
         assert!(read(&m.join("docs/.compact")).contains("\"ok\": true"));
         let report = json(&m.join("docs/.verify"));
         assert_eq!(report["healthy"], true, "{label}: {report}");
-        assert_eq!(read(&m.join("docs/d5.json")), canonical("d5", r#"{"i":4}"#));
+        assert_eq!(read(&m.join("docs/d5.json")), r#"{"i":4}"#);
         m.unmount();
 
         let m = Mounted::new(source.open(), "rw");
@@ -610,10 +600,7 @@ fn basic_file_operations() {
             vec!["d1.json", "d2.json", "d3.json", "d5.json", "d6.json"],
             "{label}"
         );
-        assert_eq!(
-            read(&m.join("docs/d3.json")),
-            canonical("d3", r#"{"i":33,"more":[1,2]}"#)
-        );
+        assert_eq!(read(&m.join("docs/d3.json")), r#"{"i":33,"more":[1,2]}"#);
         // rm -r of the namespace, then it is gone.
         for n in doc_names(&m.join("docs")) {
             std::fs::remove_file(m.join("docs").join(n)).unwrap();
@@ -657,11 +644,11 @@ fn stats_count_store_requests_and_cached_reads_cost_none() {
         assert!(stats.get("disk_cache").is_none());
 
         let before = stats_gets(&m, "ns");
-        assert_eq!(read(&m.join("ns/d7.json")), canonical("d7", r#"{"i":7}"#));
+        assert_eq!(read(&m.join("ns/d7.json")), r#"{"i":7}"#);
         let first = stats_gets(&m, "ns") - before;
         assert!(first > 0, "{label}: a cold read costs GETs");
         let before = stats_gets(&m, "ns");
-        assert_eq!(read(&m.join("ns/d7.json")), canonical("d7", r#"{"i":7}"#));
+        assert_eq!(read(&m.join("ns/d7.json")), r#"{"i":7}"#);
         let out = Command::new("cat").arg(m.join("ns/d7.json")).output().unwrap();
         assert!(out.status.success());
         assert_eq!(
@@ -693,7 +680,7 @@ fn stats_show_the_disk_cache() {
         m.unmount();
 
         let m = Mounted::new(source.open(), &opts);
-        assert_eq!(read(&m.join("ns/x.json")), canonical("x", r#"{"x":1}"#));
+        assert_eq!(read(&m.join("ns/x.json")), r#"{"x":1}"#);
         let stats = json(&m.join("ns/.stats"));
         let misses = stats["disk_cache"]["misses"].as_u64().expect("misses");
         assert!(misses > 0, "{label}: {stats}");
@@ -701,7 +688,7 @@ fn stats_show_the_disk_cache() {
 
         let m = Mounted::new(source.open(), &opts);
         let before = stats_gets(&m, "ns");
-        assert_eq!(read(&m.join("ns/x.json")), canonical("x", r#"{"x":1}"#));
+        assert_eq!(read(&m.join("ns/x.json")), r#"{"x":1}"#);
         let stats = json(&m.join("ns/.stats"));
         assert!(
             stats["disk_cache"]["hits"].as_u64() > Some(0),

@@ -10,6 +10,8 @@ use crate::types::DocId;
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemEntry {
     pub seq: u64,
+    /// The document's time as a stamp (milliseconds or flagged
+    /// nanoseconds, see `stamp`), carried as is into segments.
     pub mtime_ms: u64,
     /// `None` is a tombstone.
     pub json: Option<Bytes>,

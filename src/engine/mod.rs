@@ -19,6 +19,7 @@ mod open;
 mod read;
 mod reader;
 pub mod segment;
+pub mod stamp;
 pub mod wal;
 mod write;
 
@@ -117,19 +118,41 @@ impl EngineError {
 
 pub type EngineResult<T> = Result<T, EngineError>;
 
-/// A document as stored: its canonical JSON and when it was written.
+/// A document as stored: its JSON and its modification time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredDoc {
     pub id: DocId,
-    /// Canonical JSON (`Document::to_canonical_json`); its length is `st_size`.
+    /// The bytes a filesystem write gave ([`crate::types::Op::PutJson`]), or
+    /// the canonical rendering of a document written or patched through the
+    /// typed API; its length is `st_size`.
     pub json: Bytes,
-    /// Milliseconds since the Unix epoch of the write that produced it.
+    /// Milliseconds since the Unix epoch: the time of the write that
+    /// produced it, or the time set for it ([`crate::types::Op::SetMtime`]).
     pub mtime_ms: u64,
+    /// The same time in nanoseconds, exact as it was set.
+    pub mtime_ns: u64,
     /// WAL sequence of that write.
     pub seq: u64,
 }
 
 impl StoredDoc {
+    /// From an entry's fields; `stamp` is its `mtime_ms` field (see `stamp`).
+    pub(crate) fn from_entry(id: DocId, json: Bytes, stamp: u64, seq: u64) -> StoredDoc {
+        let mtime_ns = stamp::to_ns(stamp);
+        StoredDoc {
+            id,
+            json,
+            mtime_ms: mtime_ns / 1_000_000,
+            mtime_ns,
+            seq,
+        }
+    }
+
+    /// The modification time.
+    pub fn mtime(&self) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + std::time::Duration::from_nanos(self.mtime_ns)
+    }
+
     pub fn document(&self) -> EngineResult<Document> {
         Document::from_json_bytes(&self.id, &self.json).map_err(|e| EngineError::Corrupt {
             key: format!("document {}", self.id),

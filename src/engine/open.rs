@@ -66,13 +66,13 @@ async fn replay(
         if rec.vector_dims.is_some() {
             vector_dims = rec.vector_dims;
         }
-        for (id, json) in rec.ops {
+        for op in rec.ops {
             memtable.insert(
-                id,
+                op.id,
                 MemEntry {
                     seq,
-                    mtime_ms: rec.mtime_ms,
-                    json,
+                    mtime_ms: op.mtime,
+                    json: op.json,
                 },
             );
         }

@@ -25,7 +25,7 @@ impl Engine {
         }
     }
 
-    /// The stored form of `id`: canonical JSON, mtime, sequence.
+    /// The stored form of `id`: its JSON as stored, mtime, sequence.
     pub async fn get_stored(&self, id: &DocId) -> EngineResult<Option<StoredDoc>> {
         let mut attempt = 0;
         loop {
@@ -78,12 +78,9 @@ impl Engine {
 impl Inner {
     pub(super) async fn lookup(&self, id: &DocId) -> EngineResult<Option<StoredDoc>> {
         let found = |id: &DocId, e: &MemEntry| {
-            e.json.as_ref().map(|json| StoredDoc {
-                id: id.clone(),
-                json: json.clone(),
-                mtime_ms: e.mtime_ms,
-                seq: e.seq,
-            })
+            e.json
+                .as_ref()
+                .map(|json| StoredDoc::from_entry(id.clone(), json.clone(), e.mtime_ms, e.seq))
         };
         let manifest = {
             let st = self.state.read();
@@ -97,12 +94,9 @@ impl Inner {
         };
         for seg in &manifest.segments {
             if let Some(e) = self.reader.get(seg, id).await? {
-                return Ok(e.json.map(|json| StoredDoc {
-                    id: e.id,
-                    json,
-                    mtime_ms: e.mtime_ms,
-                    seq: e.seq,
-                }));
+                return Ok(e
+                    .json
+                    .map(|json| StoredDoc::from_entry(e.id, json, e.mtime_ms, e.seq)));
             }
         }
         Ok(None)
@@ -162,12 +156,8 @@ impl Inner {
                 .into_iter()
                 .filter(|(id, _)| bound.as_ref().is_none_or(|b| id <= b))
                 .filter_map(|(id, e)| {
-                    e.json.map(|json| StoredDoc {
-                        id,
-                        json,
-                        mtime_ms: e.mtime_ms,
-                        seq: e.seq,
-                    })
+                    e.json
+                        .map(|json| StoredDoc::from_entry(id, json, e.mtime_ms, e.seq))
                 })
                 .take(limit)
                 .collect();

@@ -6,15 +6,24 @@
 //!
 //! ```text
 //! writer_id: str | seq: u64 | mtime_ms: u64 | kind: u8 | vector_dims: u32 (0 = none yet)
-//! n_ops: u32 | n_ops × (tag: u8 (1 put, 2 delete) | id: str | put: json bytes)
+//! n_ops: u32 | n_ops × op
+//! op: tag 1 (put)            | id: str | json: bytes
+//!     tag 2 (delete)         | id: str
+//!     tag 3 (put with time)  | id: str | mtime: u64 (a stamp, see `stamp`) | json: bytes
 //! ```
+//!
+//! A put takes the record's `mtime_ms` as its document's time unless it
+//! carries its own (tag 3: a time set through the filesystem, a rename that
+//! keeps the time). Tag 3 is written only when the op's time differs from
+//! the record's, so ordinary writes keep the original layout.
 //!
 //! Kinds: `BATCH` carries documents; `FENCE` is written by a writer when it
 //! takes over a namespace (so an older writer's next put at this sequence
 //! fails); `VOID` replaces a corrupt object that repair set aside, so the
 //! sequence stays dense and cannot be reused by a zombie writer.
-//! Puts hold already-resolved canonical JSON (patches are applied before the
-//! write), so replay never needs to read older state.
+//! Puts hold already-resolved JSON (patches are applied before the write,
+//! a time change is written as a put of the unchanged bytes), so replay
+//! never needs to read older state.
 
 use bytes::Bytes;
 
@@ -30,6 +39,15 @@ pub enum WalKind {
     Void = 2,
 }
 
+/// One change in a record: a put of `json` (a tombstone when `None`) whose
+/// document time is `mtime` (a stamp, see `stamp`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WalOp {
+    pub id: DocId,
+    pub json: Option<Bytes>,
+    pub mtime: u64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct WalRecord {
     pub writer_id: String,
@@ -37,8 +55,7 @@ pub struct WalRecord {
     pub mtime_ms: u64,
     pub kind: WalKind,
     pub vector_dims: Option<usize>,
-    /// `(id, Some(json))` is a put, `(id, None)` a delete.
-    pub ops: Vec<(DocId, Option<Bytes>)>,
+    pub ops: Vec<WalOp>,
 }
 
 impl WalRecord {
@@ -57,7 +74,7 @@ impl WalRecord {
         let size: usize = self
             .ops
             .iter()
-            .map(|(id, json)| id.as_str().len() + json.as_ref().map_or(0, |j| j.len()) + 9)
+            .map(|op| op.id.as_str().len() + op.json.as_ref().map_or(0, |j| j.len()) + 17)
             .sum();
         let mut enc = Encoder::with_capacity(size + 64);
         enc.str(&self.writer_id);
@@ -66,16 +83,23 @@ impl WalRecord {
         enc.u8(self.kind as u8);
         enc.u32(self.vector_dims.unwrap_or(0) as u32);
         enc.u32(self.ops.len() as u32);
-        for (id, json) in &self.ops {
-            match json {
-                Some(json) => {
+        let own_time = super::stamp::from_ms(self.mtime_ms);
+        for op in &self.ops {
+            match &op.json {
+                Some(json) if op.mtime == own_time => {
                     enc.u8(1);
-                    enc.str(id.as_str());
+                    enc.str(op.id.as_str());
+                    enc.bytes(json);
+                }
+                Some(json) => {
+                    enc.u8(3);
+                    enc.str(op.id.as_str());
+                    enc.u64(op.mtime);
                     enc.bytes(json);
                 }
                 None => {
                     enc.u8(2);
-                    enc.str(id.as_str());
+                    enc.str(op.id.as_str());
                 }
             }
         }
@@ -103,12 +127,16 @@ impl WalRecord {
         for _ in 0..n {
             let tag = dec.u8()?;
             let id = DocId::from(dec.string()?);
-            let json = match tag {
-                1 => Some(dec.bytes()?),
-                2 => None,
+            let (json, mtime) = match tag {
+                1 => (Some(dec.bytes()?), super::stamp::from_ms(mtime_ms)),
+                2 => (None, super::stamp::from_ms(mtime_ms)),
+                3 => {
+                    let mtime = dec.u64()?;
+                    (Some(dec.bytes()?), mtime)
+                }
                 t => return Err(format!("unknown op tag {t}")),
             };
-            ops.push((id, json));
+            ops.push(WalOp { id, json, mtime });
         }
         dec.finish()?;
         Ok(WalRecord {
@@ -135,12 +163,49 @@ mod tests {
             kind: WalKind::Batch,
             vector_dims: Some(3),
             ops: vec![
-                (DocId::from("a"), Some(Bytes::from_static(b"{}"))),
-                (DocId::from("b"), None),
+                WalOp {
+                    id: DocId::from("a"),
+                    json: Some(Bytes::from_static(b"{}")),
+                    mtime: super::super::stamp::from_ms(123),
+                },
+                WalOp {
+                    id: DocId::from("b"),
+                    json: None,
+                    mtime: super::super::stamp::from_ms(123),
+                },
+                WalOp {
+                    id: DocId::from("c"),
+                    json: Some(Bytes::from_static(b" {\"x\" : 1}\n")),
+                    mtime: 77 | 1 << 63,
+                },
             ],
         };
         let data = rec.encode();
         assert_eq!(WalRecord::decode(data.clone(), 7).unwrap(), rec);
         assert!(WalRecord::decode(data, 8).is_err());
+    }
+
+    /// Records written before per-op times (tags 1 and 2 only) decode with
+    /// the record's time on every op; such a record is what `encode` still
+    /// writes when no op has a time of its own.
+    #[test]
+    fn records_without_per_op_times_keep_the_old_layout() {
+        let mut enc = Encoder::with_capacity(64);
+        enc.str("w1");
+        enc.u64(3);
+        enc.u64(1_000);
+        enc.u8(0);
+        enc.u32(0);
+        enc.u32(2);
+        enc.u8(1);
+        enc.str("a");
+        enc.bytes(b"{}");
+        enc.u8(2);
+        enc.str("b");
+        let old = Bytes::from(seal(MAGIC, &enc.into_vec()));
+        let rec = WalRecord::decode(old.clone(), 3).unwrap();
+        assert_eq!(rec.ops.len(), 2);
+        assert!(rec.ops.iter().all(|op| op.mtime == 1_000));
+        assert_eq!(rec.encode(), old);
     }
 }

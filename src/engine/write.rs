@@ -16,20 +16,27 @@ use tokio::sync::oneshot;
 
 use super::layout::{now_ms, wal_key};
 use super::memtable::MemEntry;
-use super::wal::{WalKind, WalRecord};
+use super::stamp;
+use super::wal::{WalKind, WalOp, WalRecord};
 use super::{Engine, EngineError, EngineResult, Inner, WriteAck};
 use crate::store::StoreError;
 use crate::types::{DocId, Document, Op, Patch, TypeError, WriteBatch};
 
-/// An op checked against the limits, with its JSON rendered up front so the
-/// commit lock is not held for encoding.
+/// An op checked against the limits, with its JSON rendered (or, for
+/// `PutJson`, validated) up front so the commit lock is not held for that.
 enum Prepared {
     Put {
         id: DocId,
         json: Bytes,
         dims: Option<usize>,
+        /// A stamp (see `stamp`); `None`: the group's time.
+        mtime: Option<u64>,
     },
     Patch(Patch),
+    SetMtime {
+        id: DocId,
+        mtime: u64,
+    },
     Delete(DocId),
 }
 
@@ -166,7 +173,7 @@ impl Prepared {
         match self {
             Prepared::Put { json, .. } => json.len(),
             Prepared::Patch(p) => p.set.len() * 16 + p.vector.as_ref().map_or(0, |v| v.len() * 8),
-            Prepared::Delete(_) => 0,
+            Prepared::SetMtime { .. } | Prepared::Delete(_) => 0,
         }
     }
 }
@@ -189,7 +196,24 @@ fn prepare(inner: &Inner, batch: WriteBatch) -> EngineResult<Vec<Prepared>> {
                     json: Bytes::from(limits.check_document(&doc)?),
                     dims: doc.vector.as_ref().map(Vec::len),
                     id: doc.id,
+                    mtime: None,
                 },
+                Op::PutJson { id, json, mtime } => {
+                    let doc = limits.check_json(&id, &json)?;
+                    Prepared::Put {
+                        dims: doc.vector.as_ref().map(Vec::len),
+                        id,
+                        json,
+                        mtime: mtime.map(stamp::from_time),
+                    }
+                }
+                Op::SetMtime { id, mtime } => {
+                    limits.check_id(&id)?;
+                    Prepared::SetMtime {
+                        id,
+                        mtime: stamp::from_time(mtime),
+                    }
+                }
                 Op::Patch(p) => {
                     limits.check_id(&p.id)?;
                     limits.check_attributes(&p.set)?;
@@ -222,28 +246,53 @@ fn check_dims(current: &mut Option<usize>, found: Option<usize>) -> Result<(), T
 }
 
 impl Inner {
-    /// Resolves one queued batch against the state so far (patches need the
-    /// current document). On error the batch is refused alone.
+    /// The JSON of `id` as this group has it so far: written earlier in the
+    /// batch (`local`), in the group, or stored.
+    async fn current_json(
+        &self,
+        id: &DocId,
+        local: &HashMap<DocId, Option<Bytes>>,
+        group: &HashMap<DocId, Option<Bytes>>,
+    ) -> EngineResult<Option<Bytes>> {
+        Ok(match local.get(id).or_else(|| group.get(id)) {
+            Some(json) => json.clone(),
+            None => self.lookup(id).await?.map(|d| d.json),
+        })
+    }
+
+    /// Resolves one queued batch against the state so far (patches and time
+    /// changes need the current document). `now` is the group's stamp. On
+    /// error the batch is refused alone.
     async fn resolve(
         &self,
         ops: Vec<Prepared>,
         group: &HashMap<DocId, Option<Bytes>>,
         dims: &mut Option<usize>,
-    ) -> EngineResult<Vec<(DocId, Option<Bytes>)>> {
+        now: u64,
+    ) -> EngineResult<Vec<WalOp>> {
         let mut local: HashMap<DocId, Option<Bytes>> = HashMap::new();
         let mut out = Vec::with_capacity(ops.len());
         for op in ops {
-            let (id, json) = match op {
-                Prepared::Put { id, json, dims: d } => {
+            let (id, json, mtime) = match op {
+                Prepared::Put {
+                    id,
+                    json,
+                    dims: d,
+                    mtime,
+                } => {
                     check_dims(dims, d)?;
-                    (id, Some(json))
+                    (id, Some(json), mtime.unwrap_or(now))
                 }
-                Prepared::Delete(id) => (id, None),
-                Prepared::Patch(patch) => {
-                    let current = match local.get(&patch.id).or_else(|| group.get(&patch.id)) {
-                        Some(json) => json.clone(),
-                        None => self.lookup(&patch.id).await?.map(|d| d.json),
+                Prepared::Delete(id) => (id, None, now),
+                Prepared::SetMtime { id, mtime } => {
+                    // A missing document has no time to set (see `Op::SetMtime`).
+                    let Some(current) = self.current_json(&id, &local, group).await? else {
+                        continue;
                     };
+                    (id, Some(current), mtime)
+                }
+                Prepared::Patch(patch) => {
+                    let current = self.current_json(&patch.id, &local, group).await?;
                     // Patching a missing document is a no-op (see `Op::Patch`).
                     let Some(current) = current else { continue };
                     let doc = Document::from_json_bytes(&patch.id, &current).map_err(|e| {
@@ -255,11 +304,11 @@ impl Inner {
                     let doc = patch.apply_to(doc);
                     check_dims(dims, doc.vector.as_ref().map(Vec::len))?;
                     let json = Bytes::from(self.opts.limits.check_document(&doc)?);
-                    (patch.id, Some(json))
+                    (patch.id, Some(json), now)
                 }
             };
             local.insert(id.clone(), json.clone());
-            out.push((id, json));
+            out.push(WalOp { id, json, mtime });
         }
         Ok(out)
     }
@@ -277,16 +326,18 @@ impl Inner {
             let st = self.state.read();
             (st.last_seq + 1, st.vector_dims)
         };
+        let mtime_ms = now_ms();
+        let now = stamp::from_ms(mtime_ms);
         let mut view: HashMap<DocId, Option<Bytes>> = HashMap::new();
-        let mut ops: Vec<(DocId, Option<Bytes>)> = Vec::new();
+        let mut ops: Vec<WalOp> = Vec::new();
         let mut accepted = Vec::with_capacity(group.len());
         for p in group {
             let mut batch_dims = dims;
-            match self.resolve(p.ops, &view, &mut batch_dims).await {
+            match self.resolve(p.ops, &view, &mut batch_dims, now).await {
                 Ok(resolved) => {
                     dims = batch_dims;
-                    for (id, json) in &resolved {
-                        view.insert(id.clone(), json.clone());
+                    for op in &resolved {
+                        view.insert(op.id.clone(), op.json.clone());
                     }
                     ops.extend(resolved);
                     accepted.push(p.reply);
@@ -300,7 +351,7 @@ impl Inner {
             return;
         }
         if ops.is_empty() {
-            // Only no-op patches: nothing to make durable.
+            // Only no-op patches and time changes: nothing to make durable.
             for reply in accepted {
                 let _ = reply.send(Ok(WriteAck { seq: seq - 1 }));
             }
@@ -309,7 +360,7 @@ impl Inner {
         let record = WalRecord {
             writer_id: self.writer_id.clone(),
             seq,
-            mtime_ms: now_ms(),
+            mtime_ms,
             kind: WalKind::Batch,
             vector_dims: dims,
             ops,
@@ -319,13 +370,13 @@ impl Inner {
                 let n = record.ops.len() as u64;
                 {
                     let mut st = self.state.write();
-                    for (id, json) in record.ops {
+                    for op in record.ops {
                         st.active.insert(
-                            id,
+                            op.id,
                             MemEntry {
                                 seq,
-                                mtime_ms: record.mtime_ms,
-                                json,
+                                mtime_ms: op.mtime,
+                                json: op.json,
                             },
                         );
                     }

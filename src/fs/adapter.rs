@@ -130,7 +130,7 @@ impl Filesystem for Adapter {
             gid,
             size,
             mtime: mtime.map(time_of),
-            atime_set: atime.is_some(),
+            atime: atime.map(time_of),
             fh: fh.map(|f| f.0),
         };
         let ttl = self.ttl;

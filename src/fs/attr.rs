@@ -14,13 +14,16 @@ pub struct Attr {
     pub kind: FileKind,
     pub size: u64,
     pub mtime: SystemTime,
+    /// The same as `mtime` except for scratch files, which keep both.
+    pub atime: SystemTime,
     pub perm: u16,
     pub nlink: u32,
     pub uid: u32,
     pub gid: u32,
 }
 
-/// Milliseconds since the epoch as a `SystemTime`.
+/// Milliseconds since the epoch as a `SystemTime` (times of directories and
+/// control files; documents keep nanoseconds).
 pub fn time_from_ms(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
@@ -33,10 +36,11 @@ pub struct SetAttr {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub size: Option<u64>,
-    /// `Some` when atime or mtime is being set (the value is not kept for
-    /// documents, whose mtime is their last write).
+    /// A new mtime (`utimensat`): kept for documents (committed, or with
+    /// the pending content) and scratch files.
     pub mtime: Option<SystemTime>,
-    pub atime_set: bool,
+    /// A new atime: kept for scratch files; a document's atime is its mtime.
+    pub atime: Option<SystemTime>,
     /// The open file the change came through, if any.
     pub fh: Option<u64>,
 }

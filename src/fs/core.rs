@@ -121,7 +121,7 @@ impl DocMeta {
     pub(crate) fn of(doc: &StoredDoc) -> DocMeta {
         DocMeta {
             size: doc.json.len() as u64,
-            mtime_ms: doc.mtime_ms,
+            mtime: doc.mtime(),
             seq: doc.seq,
         }
     }
@@ -227,6 +227,7 @@ impl FsCore {
             kind: FileKind::Directory,
             size: 0,
             mtime: time_from_ms(mtime_ms),
+            atime: time_from_ms(mtime_ms),
             perm: self.cfg.dir_mode,
             nlink: 2,
             uid: self.cfg.uid,
@@ -240,6 +241,7 @@ impl FsCore {
             kind: FileKind::File,
             size,
             mtime,
+            atime: mtime,
             perm,
             nlink: u32::from(linked),
             uid: self.cfg.uid,
@@ -265,28 +267,26 @@ impl FsCore {
                 let mtime = time_from_ms(ns.results_changed_ms());
                 self.file_attr(ino, size, mtime, perm, true)
             }
-            Node::Scratch(s) => self.file_attr(
-                ino,
-                s.data.len() as u64,
-                s.mtime,
-                s.mode.unwrap_or(self.cfg.file_mode),
-                inode.linked,
-            ),
-            Node::Doc(d) => {
-                let (size, mtime_ms) = match (d.dirty_size, d.meta, d.pending) {
-                    (Some(size), meta, _) => (size, meta.map_or_else(now_ms, |m| m.mtime_ms)),
-                    (None, Some(m), _) => (m.size, m.mtime_ms),
-                    (None, None, true) => (0, now_ms()),
-                    (None, None, false) if !inode.linked => (0, self.started_ms),
-                    (None, None, false) => return None,
-                };
-                self.file_attr(
+            Node::Scratch(s) => Attr {
+                atime: s.atime,
+                ..self.file_attr(
                     ino,
-                    size,
-                    time_from_ms(mtime_ms),
-                    self.cfg.file_mode,
+                    s.data.len() as u64,
+                    s.mtime,
+                    s.mode.unwrap_or(self.cfg.file_mode),
                     inode.linked,
                 )
+            },
+            Node::Doc(d) => {
+                let (size, mtime) = match (d.dirty_size, d.meta, d.pending) {
+                    (Some(size), meta, _) => (size, meta.map_or_else(SystemTime::now, |m| m.mtime)),
+                    (None, Some(m), _) => (m.size, m.mtime),
+                    (None, None, true) => (0, SystemTime::now()),
+                    (None, None, false) if !inode.linked => (0, time_from_ms(self.started_ms)),
+                    (None, None, false) => return None,
+                };
+                let mtime = d.mtime_set.unwrap_or(mtime);
+                self.file_attr(ino, size, mtime, self.cfg.file_mode, inode.linked)
             }
         })
     }

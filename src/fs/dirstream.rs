@@ -159,7 +159,7 @@ impl DirStream {
                 name: doc_file_name(&d.id),
                 meta: DocMeta {
                     size: d.json.len() as u64,
-                    mtime_ms: d.mtime_ms,
+                    mtime: d.mtime(),
                     seq: d.seq,
                 },
                 id: d.id,

@@ -20,7 +20,7 @@ pub(crate) fn to_fuser(a: &Attr) -> FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,
         blocks: a.size.div_ceil(512),
-        atime: a.mtime,
+        atime: a.atime,
         mtime: a.mtime,
         ctime: a.mtime,
         crtime: a.mtime,

@@ -22,7 +22,7 @@ pub const ROOT_INO: u64 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DocMeta {
     pub size: u64,
-    pub mtime_ms: u64,
+    pub mtime: SystemTime,
     pub seq: u64,
 }
 
@@ -36,11 +36,16 @@ pub(crate) struct DocNode {
     pub kernel_cache_seq: Option<u64>,
     /// Size of the newest uncommitted write buffer, reported by getattr.
     pub dirty_size: Option<u64>,
+    /// A time set (`futimens`, `cp -p`, `touch -d`) while content is
+    /// uncommitted: the next commit stores it as the document's mtime.
+    pub mtime_set: Option<SystemTime>,
 }
 
 pub(crate) struct ScratchNode {
     pub data: Vec<u8>,
     pub mtime: SystemTime,
+    /// Set apart from `mtime` (`touch -a`, `utimensat`); reads do not move it.
+    pub atime: SystemTime,
     /// Permission bits; `None` is the mount's file mode. Tools chmod their
     /// temporaries (rsync makes them 0600 while writing); nothing persists.
     pub mode: Option<u16>,

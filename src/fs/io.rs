@@ -13,7 +13,7 @@ use super::handles::{FileHandle, FileState, Handle, Settle};
 use super::inodes::{DocMeta, Node};
 use super::namespace::get_stored;
 use super::setattr::set_scratch_len;
-use crate::types::{Document, WriteBatch};
+use crate::types::WriteBatch;
 
 impl FsCore {
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
@@ -277,15 +277,20 @@ impl FsCore {
         }
     }
 
-    /// Validates `content` as document inode `ino` and writes it as one
-    /// batch. On failure the stored document is untouched and one line is
+    /// Validates `content` as document inode `ino` and writes it, byte for
+    /// byte, as one batch, with the time set while it was uncommitted (if
+    /// any). On failure the stored document is untouched and one line is
     /// logged naming the file and the reason.
     pub(crate) async fn commit_doc(&self, ino: u64, content: &[u8]) -> FsResult<()> {
         let (ns, id) = self.doc_of(ino)?;
-        let (linked, name) = {
+        let (linked, name, mtime) = {
             let t = self.table.lock();
             let inode = t.get(ino).ok_or(FsError::NotFound)?;
-            (inode.linked, inode.name.clone())
+            let mtime = match &inode.node {
+                Node::Doc(d) => d.mtime_set,
+                _ => None,
+            };
+            (inode.linked, inode.name.clone(), mtime)
         };
         if !linked {
             // Written after unlink or replacement: goes nowhere, as on disk.
@@ -294,10 +299,10 @@ impl FsCore {
         }
         let attempt = async {
             self.check_writable()?;
-            let doc = Document::from_json_bytes(&id, content)?;
-            self.cfg.engine.limits.check_document(&doc)?;
+            self.cfg.engine.limits.check_json(&id, content)?;
             let engine = ns.engine().await?;
-            engine.write(WriteBatch::new().upsert(doc)).await?;
+            let batch = WriteBatch::new().put_json(id.clone(), content.to_vec(), mtime);
+            engine.write(batch).await?;
             Ok::<_, FsError>(engine.get_stored(&id).await.ok().flatten())
         };
         match attempt.await {
@@ -309,6 +314,7 @@ impl FsCore {
                         d.meta = stored.as_ref().map(DocMeta::of);
                         d.dirty_size = None;
                         d.kernel_cache_seq = None;
+                        d.mtime_set = None;
                     }
                     t.unhide(ns.ino, &id);
                     t.reindex(ino);
@@ -330,6 +336,7 @@ impl FsCore {
         if let Some(Node::Doc(d)) = self.table.lock().get_mut(ino).map(|i| &mut i.node) {
             d.dirty_size = None;
             d.kernel_cache_seq = None;
+            d.mtime_set = None;
         }
     }
 

@@ -111,6 +111,7 @@ impl FsCore {
                         pending: false,
                         kernel_cache_seq: None,
                         dirty_size: None,
+                        mtime_set: None,
                     }),
                 )),
                 None => Err(FsError::NotFound),

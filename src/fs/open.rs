@@ -234,6 +234,7 @@ impl FsCore {
                     pending: true,
                     kernel_cache_seq: None,
                     dirty_size: Some(0),
+                    mtime_set: None,
                 }),
                 FileState::Doc {
                     buf: Vec::new(),
@@ -248,6 +249,7 @@ impl FsCore {
                 Node::Scratch(ScratchNode {
                     data: Vec::new(),
                     mtime: SystemTime::now(),
+                    atime: SystemTime::now(),
                     mode: None,
                     hides: None,
                 }),

@@ -117,6 +117,7 @@ impl FsCore {
                             pending: false,
                             kernel_cache_seq: None,
                             dirty_size: None,
+                            mtime_set: None,
                         }),
                     ),
                     None => {
@@ -125,7 +126,8 @@ impl FsCore {
                             ino,
                             kind: FileKind::File,
                             size: meta.size,
-                            mtime: super::attr::time_from_ms(meta.mtime_ms),
+                            mtime: meta.mtime,
+                            atime: meta.mtime,
                             perm: self.cfg.file_mode,
                             nlink: 1,
                             uid: self.cfg.uid,

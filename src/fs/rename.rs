@@ -1,8 +1,10 @@
 //! `unlink` and `rename`.
 //!
-//! Document to document is one batch (upsert the new id with the old
-//! content, delete the old id). A scratch file renamed onto `x.json` is
-//! committed as that document. A document renamed to a scratch name (vim's
+//! Document to document is one batch (put the old bytes and mtime under the
+//! new id, an `"id"` key in them rewritten to the new id; delete the old
+//! id). A scratch file renamed onto `x.json` is committed as that document,
+//! its bytes and mtime as they are (rsync sets the time of its temporary
+//! before the rename). A document renamed to a scratch name (vim's
 //! `x.json~` backup) is *hidden*, not deleted: its bytes move into the
 //! scratch file, and the stored document is deleted only when that scratch
 //! file is deleted or replaced without the name being rewritten. If the
@@ -13,7 +15,7 @@ use super::error::{FsError, FsResult};
 use super::inodes::{DocMeta, DocNode, Node, ScratchNode, ROOT_INO};
 use super::names::NameKind;
 use super::namespace::Namespace;
-use crate::types::{DocId, Document, WriteBatch};
+use crate::types::{with_id, DocId, WriteBatch};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -241,16 +243,20 @@ impl FsCore {
             }
             Existence::Stored => {
                 let engine = ns.engine().await?;
-                let Some(mut doc) = engine.get(&a).await? else {
+                let Some(old) = engine.get_stored(&a).await? else {
                     return Err(FsError::NotFound);
                 };
                 drop(engine);
-                doc.id = b.clone();
-                if let Err(e) = self.cfg.engine.limits.check_document(&doc) {
-                    log::warn!("{}/{what}: {e}", ns.name);
-                    return Err(e.into());
-                }
-                let batch = WriteBatch::new().upsert(doc).delete(a.clone());
+                let json = match with_id(&old.json, &b) {
+                    Ok(json) => json,
+                    Err(e) => {
+                        log::warn!("{}/{what}: {e}", ns.name);
+                        return Err(e.into());
+                    }
+                };
+                let batch = WriteBatch::new()
+                    .put_json(b.clone(), json, Some(old.mtime()))
+                    .delete(a.clone());
                 self.commit_batch(ns, batch, &what).await?;
                 let stored = ns.engine().await?.get_stored(&b).await.ok().flatten();
                 self.move_to_doc(ns, name, new_name, b, stored.as_ref().map(DocMeta::of), 0)
@@ -289,6 +295,7 @@ impl FsCore {
                                 pending: false,
                                 kernel_cache_seq: None,
                                 dirty_size: None,
+                                mtime_set: None,
                             });
                         }
                     }
@@ -314,12 +321,13 @@ impl FsCore {
         new_name: &str,
         b: DocId,
     ) -> FsResult<()> {
-        let (data, hides) = {
+        let (data, mtime, hides) = {
             let t = self.table.lock();
             let ino = t.lookup(ns.ino, name).ok_or(FsError::NotFound)?;
             match t.get(ino).map(|i| &i.node) {
                 Some(Node::Scratch(s)) => (
                     s.data.clone(),
+                    s.mtime,
                     s.hides
                         .clone()
                         .filter(|h| h != &b && t.hidden_by(ns.ino, h) == Some(ino)),
@@ -328,20 +336,12 @@ impl FsCore {
             }
         };
         let what = format!("{new_name}: not saved (renamed from {name})");
-        let doc = Document::from_json_bytes(&b, &data)
-            .map_err(FsError::from)
-            .and_then(|doc| {
-                self.cfg.engine.limits.check_document(&doc)?;
-                Ok(doc)
-            });
-        let doc = match doc {
-            Ok(doc) => doc,
-            Err(e) => {
-                log::warn!("{}/{what}: {e}", ns.name);
-                return Err(e);
-            }
-        };
-        let mut batch = WriteBatch::new().upsert(doc);
+        if let Err(e) = self.cfg.engine.limits.check_json(&b, &data) {
+            log::warn!("{}/{what}: {e}", ns.name);
+            return Err(e.into());
+        }
+        let len = data.len() as u64;
+        let mut batch = WriteBatch::new().put_json(b.clone(), data, Some(mtime));
         if let Some(h) = &hides {
             batch = batch.delete(h.clone());
         }
@@ -351,8 +351,7 @@ impl FsCore {
             self.table.lock().unhide(ns.ino, h);
         }
         let meta = stored.as_ref().map(DocMeta::of);
-        self.move_to_doc(ns, name, new_name, b, meta, data.len() as u64)
-            .await;
+        self.move_to_doc(ns, name, new_name, b, meta, len).await;
         Ok(())
     }
 
@@ -382,9 +381,8 @@ impl FsCore {
         let mut t = self.table.lock();
         let node = Node::Scratch(ScratchNode {
             data: data.as_ref().map(|d| d.json.to_vec()).unwrap_or_default(),
-            mtime: data
-                .as_ref()
-                .map_or_else(SystemTime::now, |d| super::attr::time_from_ms(d.mtime_ms)),
+            mtime: data.as_ref().map_or_else(SystemTime::now, |d| d.mtime()),
+            atime: data.as_ref().map_or_else(SystemTime::now, |d| d.mtime()),
             mode: None,
             hides: None,
         });

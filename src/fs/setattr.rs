@@ -1,6 +1,6 @@
-//! `setattr`: chmod/chown to the current values and utimes are accepted
-//! (nothing per-file is kept), truncate edits or commits, anything else is
-//! refused with EPERM.
+//! `setattr`: chmod/chown to the current values are accepted (no per-file
+//! modes or owners are kept), truncate edits or commits, times are kept
+//! (see `set_times`), anything else is refused with EPERM.
 
 use std::time::SystemTime;
 
@@ -8,7 +8,8 @@ use super::attr::{Attr, SetAttr};
 use super::core::FsCore;
 use super::error::{FsError, FsResult};
 use super::handles::{FileState, Handle};
-use super::inodes::{InodeTable, Node};
+use super::inodes::{DocMeta, InodeTable, Node};
+use crate::types::WriteBatch;
 
 impl FsCore {
     /// chmod/chown to the current values, utimes, and truncate.
@@ -33,12 +34,67 @@ impl FsCore {
             self.check_writable()?;
             self.truncate(ino, size, change.fh).await?;
         }
-        if let Some(mtime) = change.mtime {
-            if let Some(Node::Scratch(s)) = self.table.lock().get_mut(ino).map(|i| &mut i.node) {
-                s.mtime = mtime;
+        self.set_times(ino, change.atime, change.mtime).await?;
+        self.getattr(ino).await
+    }
+
+    /// `utimensat`. A scratch file keeps both times. A document keeps its
+    /// mtime (its atime is its mtime): with uncommitted content the time
+    /// goes with that content's commit (`cp -p` sets it before closing),
+    /// else it is committed now, keeping the bytes (`tar x`, `touch`,
+    /// `rsync -t`). Directories and control files accept and ignore it.
+    async fn set_times(
+        &self,
+        ino: u64,
+        atime: Option<SystemTime>,
+        mtime: Option<SystemTime>,
+    ) -> FsResult<()> {
+        let commit_now = {
+            let mut t = self.table.lock();
+            match t.get_mut(ino).map(|i| &mut i.node) {
+                Some(Node::Scratch(s)) => {
+                    s.atime = atime.unwrap_or(s.atime);
+                    s.mtime = mtime.unwrap_or(s.mtime);
+                    None
+                }
+                Some(Node::Doc(d)) => match mtime {
+                    Some(m) if d.pending || d.dirty_size.is_some() => {
+                        d.mtime_set = Some(m);
+                        None
+                    }
+                    Some(m) => Some((d.id.clone(), m)),
+                    None => None,
+                },
+                _ => None,
+            }
+        };
+        let Some((id, mtime)) = commit_now else {
+            return Ok(());
+        };
+        self.check_writable()?;
+        let (ns, _) = self.doc_of(ino)?;
+        let what = self.path_of(ino);
+        let result = async {
+            let engine = ns.engine().await?;
+            engine
+                .write(WriteBatch::new().set_mtime(id.clone(), mtime))
+                .await?;
+            Ok::<_, FsError>(engine.get_stored(&id).await.ok().flatten())
+        }
+        .await;
+        match result {
+            Ok(stored) => {
+                if let Some(Node::Doc(d)) = self.table.lock().get_mut(ino).map(|i| &mut i.node) {
+                    d.meta = stored.as_ref().map(DocMeta::of);
+                }
+                self.bump_epoch();
+                Ok(())
+            }
+            Err(e) => {
+                log::warn!("{what}: time not set: {e}");
+                Err(e)
             }
         }
-        self.getattr(ino).await
     }
 
     async fn truncate(&self, ino: u64, size: u64, fh: Option<u64>) -> FsResult<()> {

@@ -1,9 +1,10 @@
 //! Documents, patches, and the one canonical JSON rendering a document has.
 //!
-//! The rendering is what the engine stores and what `cat` shows, so its
-//! length is a file's exact `st_size`: pretty-printed with two-space indent,
-//! `"id"` first, attributes in key order, `"vector"` last, and a trailing
-//! newline so shell tools see a complete last line.
+//! The rendering is what the engine stores for a document written or
+//! patched through the typed API (a file written through the mount is
+//! stored as written): pretty-printed with two-space indent, `"id"` first,
+//! attributes in key order, `"vector"` last, and a trailing newline so
+//! shell tools see a complete last line.
 
 use std::collections::BTreeMap;
 
@@ -133,6 +134,114 @@ impl Document {
     }
 }
 
+/// `json` (a document's content, already valid) with the value of every
+/// top-level `"id"` key replaced by `id`, every other byte as it was: what a
+/// rename stores under the new name. Content without an `"id"` key comes
+/// back unchanged.
+pub fn with_id(json: &[u8], id: &DocId) -> Result<Vec<u8>, TypeError> {
+    let bad = || TypeError::InvalidJson("not a JSON object".into());
+    let mut out = Vec::with_capacity(json.len() + id.as_str().len());
+    let mut i = skip_ws(json, 0);
+    if i == json.len() {
+        return Ok(json.to_vec());
+    }
+    if json[i] != b'{' {
+        return Err(bad());
+    }
+    let mut copied = 0;
+    i += 1;
+    loop {
+        i = skip_ws(json, i);
+        match json.get(i) {
+            Some(b'}') => break,
+            Some(b'"') => {}
+            _ => return Err(bad()),
+        }
+        let key_end = string_end(json, i).ok_or_else(bad)?;
+        let key: String = serde_json::from_slice(&json[i..key_end])
+            .map_err(|e| TypeError::InvalidJson(e.to_string()))?;
+        i = skip_ws(json, key_end);
+        if json.get(i) != Some(&b':') {
+            return Err(bad());
+        }
+        let start = skip_ws(json, i + 1);
+        let end = value_end(json, start).ok_or_else(bad)?;
+        if key == "id" {
+            out.extend_from_slice(&json[copied..start]);
+            out.extend_from_slice(
+                &serde_json::to_vec(id.as_str())
+                    .map_err(|e| TypeError::InvalidJson(e.to_string()))?,
+            );
+            copied = end;
+        }
+        i = skip_ws(json, end);
+        match json.get(i) {
+            Some(b',') => i += 1,
+            Some(b'}') => break,
+            _ => return Err(bad()),
+        }
+    }
+    out.extend_from_slice(&json[copied..]);
+    Ok(out)
+}
+
+fn skip_ws(json: &[u8], mut i: usize) -> usize {
+    while json.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    i
+}
+
+/// End (exclusive) of the string starting at `json[i] == '"'`.
+fn string_end(json: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        match json.get(j)? {
+            b'"' => return Some(j + 1),
+            b'\\' => j += 2,
+            _ => j += 1,
+        }
+    }
+}
+
+/// End (exclusive) of the JSON value starting at `i`.
+fn value_end(json: &[u8], i: usize) -> Option<usize> {
+    match json.get(i)? {
+        b'"' => string_end(json, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match json.get(j)? {
+                    b'"' => {
+                        j = string_end(json, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        _ => {
+            let mut j = i;
+            while json
+                .get(j)
+                .is_some_and(|c| !matches!(c, b',' | b'}' | b']') && !c.is_ascii_whitespace())
+            {
+                j += 1;
+            }
+            Some(j)
+        }
+    }
+}
+
 fn json_kind(v: &serde_json::Value) -> &'static str {
     match v {
         serde_json::Value::Null => "null",
@@ -180,6 +289,22 @@ mod tests {
         assert!(text.ends_with("}\n"));
         let back = Document::from_json_bytes(&DocId::from("a1"), &json).unwrap();
         assert_eq!(back, doc);
+    }
+
+    #[test]
+    fn with_id_replaces_only_the_id_value() {
+        let to = DocId::from("b\"2");
+        let odd = b" {\"x\" : [1, {\"id\": \"in\"}],\n \"\\u0069d\"\t:  \"a\" , \"s\": \"}\"}\n";
+        let out = with_id(odd, &to).unwrap();
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            " {\"x\" : [1, {\"id\": \"in\"}],\n \"\\u0069d\"\t:  \"b\\\"2\" , \"s\": \"}\"}\n"
+        );
+        assert_eq!(Document::from_json_bytes(&to, &out).unwrap().id, to);
+        for same in [&b"{\"n\": 1}"[..], b"", b"  {}  "] {
+            assert_eq!(with_id(same, &to).unwrap(), same);
+        }
+        assert_eq!(with_id(br#"{"id":7}"#, &to).unwrap(), br#"{"id":"b\"2"}"#);
     }
 
     #[test]

@@ -7,8 +7,11 @@ mod value;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::SystemTime;
 
-pub use document::{Document, Patch};
+use bytes::Bytes;
+
+pub use document::{with_id, Document, Patch};
 pub use value::Value;
 
 /// Keys of a document file that are not attributes.
@@ -60,6 +63,19 @@ pub enum Op {
     /// that does not exist is a no-op: patches never create documents, so a
     /// patch racing a delete cannot resurrect the deleted document.
     Patch(Patch),
+    /// Store `json` as the whole document exactly as given (a file written
+    /// through the mount): validated like an upsert (see
+    /// [`Limits::check_json`]) but kept byte for byte, so a read returns
+    /// those bytes. `mtime` is the document's modification time; `None` is
+    /// the time of the write.
+    PutJson {
+        id: DocId,
+        json: Bytes,
+        mtime: Option<SystemTime>,
+    },
+    /// Set the modification time of an existing document, keeping its bytes
+    /// (`utimensat`). Like a patch, a no-op for a missing document.
+    SetMtime { id: DocId, mtime: SystemTime },
     /// Remove the document; deleting a missing document is a no-op.
     Delete(DocId),
 }
@@ -69,7 +85,7 @@ impl Op {
         match self {
             Op::Upsert(d) => &d.id,
             Op::Patch(p) => &p.id,
-            Op::Delete(id) => id,
+            Op::PutJson { id, .. } | Op::SetMtime { id, .. } | Op::Delete(id) => id,
         }
     }
 }
@@ -94,6 +110,28 @@ impl WriteBatch {
         self.ops.push(Op::Patch(patch));
         self
     }
+    /// Adds an [`Op::PutJson`].
+    pub fn put_json(
+        mut self,
+        id: impl Into<DocId>,
+        json: impl Into<Bytes>,
+        mtime: Option<SystemTime>,
+    ) -> Self {
+        self.ops.push(Op::PutJson {
+            id: id.into(),
+            json: json.into(),
+            mtime,
+        });
+        self
+    }
+    /// Adds an [`Op::SetMtime`].
+    pub fn set_mtime(mut self, id: impl Into<DocId>, mtime: SystemTime) -> Self {
+        self.ops.push(Op::SetMtime {
+            id: id.into(),
+            mtime,
+        });
+        self
+    }
     pub fn delete(mut self, id: impl Into<DocId>) -> Self {
         self.ops.push(Op::Delete(id.into()));
         self
@@ -112,7 +150,8 @@ pub struct Limits {
     /// Longest id, in UTF-8 bytes. File names are limited to 255 bytes, and
     /// an id becomes `<id>.json` (percent-encoded) in the filesystem view.
     pub max_id_bytes: usize,
-    /// Largest canonical JSON rendering of one document.
+    /// Largest stored JSON of one document: its canonical rendering, or the
+    /// bytes of a [`Op::PutJson`] as given.
     pub max_doc_bytes: usize,
     /// Most vector dimensions.
     pub max_vector_dims: usize,
@@ -193,6 +232,28 @@ impl Limits {
             });
         }
         Ok(json)
+    }
+
+    /// Checks `json`, the content of document `id` as written, with the
+    /// rules of [`Document::from_json_bytes`] (an `"id"` key, if present,
+    /// must be `id`; empty content is the empty document) and the limits of
+    /// [`Limits::check_document`], the size limit applying to `json` itself.
+    /// Returns the parsed document.
+    pub fn check_json(&self, id: &DocId, json: &[u8]) -> Result<Document, TypeError> {
+        self.check_id(id)?;
+        if json.len() > self.max_doc_bytes {
+            return Err(TypeError::DocumentTooLarge {
+                id: id.clone(),
+                len: json.len(),
+                max: self.max_doc_bytes,
+            });
+        }
+        let doc = Document::from_json_bytes(id, json)?;
+        self.check_attributes(&doc.attributes)?;
+        if let Some(v) = &doc.vector {
+            self.check_vector(v)?;
+        }
+        Ok(doc)
     }
 }
 

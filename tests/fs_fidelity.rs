@@ -1,0 +1,265 @@
+//! A mount behaves like a filesystem to the tools that check one: bytes
+//! read back exactly as written (`cmp`) through flush, compaction and a
+//! remount; times kept (`cp -p`, `touch -d`, `tar x`, `rsync -a` twice
+//! with nothing transferred the second time); `fsync` then more writes
+//! through the same descriptor. Real mounts through /dev/fuse over a local
+//! directory store, so a remount reads what the first mount wrote to disk.
+
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use reef::store::{LocalFsStore, ObjectStore};
+
+#[path = "support/mounted.rs"]
+mod mounted;
+use mounted::{fuse_available, write_close, Mounted};
+
+/// A local directory store that outlives the mounts of one test.
+struct Source {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Source {
+    fn new() -> Source {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("store");
+        Source { _dir: dir, root }
+    }
+
+    fn mount(&self) -> Mounted {
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(LocalFsStore::new(self.root.clone()).expect("local store"));
+        Mounted::new(store, "rw")
+    }
+}
+
+/// Runs a tool; panics with its stderr when it fails.
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (install it)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `cmp` of two files: they hold the same bytes.
+fn cmp(a: &Path, b: &Path) {
+    run(Command::new("cmp").arg(a).arg(b));
+}
+
+/// Oddly formatted but valid documents: spacing, key order, escapes,
+/// unicode, a trailing newline or none, an `"id"` that matches, empty.
+const ODD: [(&str, &str); 6] = [
+    ("spaced", "{ \"b\" :  1 ,\n\t\"a\":[ 1,2 ,3 ] }\n"),
+    ("order", "{\"z\":1,\"a\":2,\"m\":{\"y\":1,\"b\":2}}"),
+    (
+        "escapes",
+        "{\"s\":\"caf\\u00e9 \\ud83d\\ude00 \\\"q\\\" \\/\"}\n\n",
+    ),
+    ("unicode", "{\"t\":\"café 😀\",\"n\":1.50,\"e\":1e3}\r\n"),
+    ("withid", "{\"id\":\"withid\",  \"v\":true}"),
+    ("empty", ""),
+];
+
+#[test]
+fn bytes_read_back_exactly_as_written_through_flush_compaction_and_remount() {
+    if !fuse_available() {
+        return;
+    }
+    let src = Source::new();
+    let local = tempfile::tempdir().unwrap();
+    for (id, json) in ODD {
+        std::fs::write(local.path().join(format!("{id}.json")), json).unwrap();
+    }
+    let check = |m: &Mounted| {
+        for (id, json) in ODD {
+            let path = m.join(&format!("n/{id}.json"));
+            cmp(&local.path().join(format!("{id}.json")), &path);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().len(),
+                json.len() as u64,
+                "{id}"
+            );
+        }
+    };
+    let m = src.mount();
+    std::fs::create_dir(m.join("n")).unwrap();
+    for (id, json) in ODD {
+        write_close(&m.join(&format!("n/{id}.json")), json).unwrap();
+    }
+    check(&m);
+    write_close(&m.join("n/.flush"), "").unwrap();
+    check(&m);
+    // Rewrite some after the flush, so compaction merges two versions.
+    for (id, json) in &ODD[..3] {
+        write_close(&m.join(&format!("n/{id}.json")), json).unwrap();
+    }
+    write_close(&m.join("n/.compact"), "").unwrap();
+    check(&m);
+    // A rename keeps the bytes (an "id" key follows the new name).
+    std::fs::rename(m.join("n/spaced.json"), m.join("n/moved.json")).unwrap();
+    cmp(&local.path().join("spaced.json"), &m.join("n/moved.json"));
+    std::fs::rename(m.join("n/moved.json"), m.join("n/spaced.json")).unwrap();
+    std::fs::rename(m.join("n/withid.json"), m.join("n/other.json")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(m.join("n/other.json")).unwrap(),
+        "{\"id\":\"other\",  \"v\":true}"
+    );
+    std::fs::rename(m.join("n/other.json"), m.join("n/withid.json")).unwrap();
+    m.unmount();
+
+    let m = src.mount();
+    check(&m);
+    // A wrong "id" is still refused, and changes nothing.
+    let err = write_close(&m.join("n/order.json"), r#"{"id":"nope"}"#).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+    check(&m);
+}
+
+#[test]
+fn fsync_then_more_writes_keep_the_size_and_the_offsets_of_the_file() {
+    if !fuse_available() {
+        return;
+    }
+    let src = Source::new();
+    let m = src.mount();
+    std::fs::create_dir(m.join("n")).unwrap();
+    let path = m.join("n/log.json");
+    write_close(&path, "{\"a\": 1").unwrap_err();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(b"{\"a\": 1 ").unwrap();
+    f.write_all(b"}").unwrap();
+    f.sync_all().unwrap();
+    assert_eq!(f.metadata().unwrap().len(), 9);
+    // O_APPEND after fsync lands right after the content: no NUL gap.
+    f.write_all(b"\n").unwrap();
+    f.sync_all().unwrap();
+    assert_eq!(f.metadata().unwrap().len(), 10);
+    drop(f);
+    assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\": 1 }\n");
+
+    // A positioned write after fsync, through the same descriptor.
+    let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.seek(SeekFrom::Start(6)).unwrap();
+    f.write_all(b"2").unwrap();
+    f.sync_all().unwrap();
+    f.seek(SeekFrom::Start(6)).unwrap();
+    f.write_all(b"3").unwrap();
+    drop(f);
+    assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\": 3 }\n");
+    m.unmount();
+    let m = src.mount();
+    assert_eq!(std::fs::read(m.join("n/log.json")).unwrap(), b"{\"a\": 3 }\n");
+}
+
+/// Seconds and nanoseconds of a file's mtime.
+fn mtime(path: &Path) -> (i64, i64) {
+    let md = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (md.mtime(), md.mtime_nsec())
+}
+
+#[test]
+fn times_are_kept_by_cp_p_touch_tar_and_rsync_also_after_a_remount() {
+    if !fuse_available() {
+        return;
+    }
+    let src = Source::new();
+    let local = tempfile::tempdir().unwrap();
+    let tree = local.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    for i in 0..12 {
+        std::fs::write(tree.join(format!("d{i:02}.json")), format!("{{\"i\": {i}}}\n")).unwrap();
+        // Distinct times with nanoseconds, as rsync compares them.
+        let stamp = format!("2021-03-{:02} 10:11:12.{:09}", i + 1, 123_456_789 + i);
+        run(Command::new("touch")
+            .arg("-d")
+            .arg(stamp)
+            .arg(tree.join(format!("d{i:02}.json"))));
+    }
+    let m = src.mount();
+    std::fs::create_dir(m.join("n")).unwrap();
+
+    // cp -p sets the time before it closes the new file.
+    run(Command::new("cp")
+        .arg("-p")
+        .arg(tree.join("d00.json"))
+        .arg(m.join("n/cp.json")));
+    assert_eq!(mtime(&m.join("n/cp.json")), mtime(&tree.join("d00.json")));
+    // touch -d on an existing document: a time change, the bytes kept.
+    run(Command::new("touch")
+        .arg("-d")
+        .arg("2001-02-03 04:05:06.5")
+        .arg(m.join("n/cp.json")));
+    assert_eq!(mtime(&m.join("n/cp.json")), (981173106, 500_000_000));
+    cmp(&tree.join("d00.json"), &m.join("n/cp.json"));
+    // tar x sets times after writing each file.
+    let archive = local.path().join("t.tar");
+    run(Command::new("tar")
+        .arg("-cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&tree)
+        .arg("d01.json")
+        .arg("d02.json"));
+    std::fs::create_dir(m.join("t")).unwrap();
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(m.join("t")));
+    for name in ["d01.json", "d02.json"] {
+        assert_eq!(
+            mtime(&m.join(&format!("t/{name}"))).0,
+            mtime(&tree.join(name)).0
+        );
+        cmp(&tree.join(name), &m.join(&format!("t/{name}")));
+    }
+
+    // rsync -a, then again: the second run transfers nothing.
+    std::fs::create_dir(m.join("r")).unwrap();
+    let rsync = |m: &Mounted| {
+        run(Command::new("rsync")
+            .arg("-a")
+            .arg("--itemize-changes")
+            .arg("--stats")
+            .arg(format!("{}/", tree.display()))
+            .arg(m.join("r")))
+    };
+    let transferred = |out: &str| -> usize {
+        out.lines()
+            .find_map(|l| l.strip_prefix("Number of regular files transferred: "))
+            .unwrap_or_else(|| panic!("no transfer count in rsync's output:\n{out}"))
+            .trim()
+            .replace(',', "")
+            .parse()
+            .unwrap()
+    };
+    let first = rsync(&m);
+    assert_eq!(transferred(&first), 12, "{first}");
+    for i in 0..12 {
+        let name = format!("d{i:02}.json");
+        assert_eq!(mtime(&m.join(&format!("r/{name}"))), mtime(&tree.join(&name)));
+    }
+    let second = rsync(&m);
+    assert_eq!(transferred(&second), 0, "{second}");
+    assert!(!second.lines().any(|l| l.starts_with(">f")), "{second}");
+    m.unmount();
+
+    let m = src.mount();
+    let third = rsync(&m);
+    assert_eq!(transferred(&third), 0, "after a remount:\n{third}");
+    assert_eq!(mtime(&m.join("n/cp.json")), (981173106, 500_000_000));
+}
