@@ -263,3 +263,94 @@ fn times_are_kept_by_cp_p_touch_tar_and_rsync_also_after_a_remount() {
     assert_eq!(transferred(&third), 0, "after a remount:\n{third}");
     assert_eq!(mtime(&m.join("n/cp.json")), (981173106, 500_000_000));
 }
+
+/// Every object key in a local store, to tell whether a tool changed it.
+fn objects(root: &Path) -> Vec<String> {
+    let mut keys: Vec<String> = walk(root)
+        .into_iter()
+        .map(|p| p.strip_prefix(root).unwrap().display().to_string())
+        .collect();
+    keys.sort();
+    keys
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn special_entries_are_unlisted_reachable_by_name_and_exactly_sized() {
+    if !fuse_available() {
+        return;
+    }
+    let src = Source::new();
+    let m = src.mount();
+    std::fs::create_dir(m.join("n")).unwrap();
+    write_close(&m.join("n/a.json"), "{\"v\": 1}\n").unwrap();
+    let controls = [".flush", ".compact", ".verify", ".repair", ".stats"];
+
+    let listed = run(Command::new("ls").arg("-a").arg(m.join("n")));
+    assert_eq!(
+        listed.split_whitespace().collect::<Vec<_>>(),
+        vec![".", "..", "a.json"]
+    );
+    let found = run(Command::new("find").arg(m.path()));
+    assert!(controls.iter().all(|c| !found.contains(c)), "{found}");
+    // grep -r reads every listed file: it must neither run a verify nor
+    // change the store.
+    let before = objects(&src.root);
+    let hits = run(Command::new("grep").arg("-r").arg("-l").arg("").arg(m.path()));
+    assert_eq!(hits.trim(), m.join("n/a.json").display().to_string());
+    let stats: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(m.join("n/.stats")).unwrap()).unwrap();
+    assert_eq!(stats["namespace"], "n");
+    assert_eq!(
+        objects(&src.root),
+        before,
+        "grep -r or .stats changed the store"
+    );
+    // A copy of the namespace copies documents only.
+    let copy = tempfile::tempdir().unwrap();
+    run(Command::new("cp").arg("-r").arg(m.join("n")).arg(copy.path()));
+    run(Command::new("rsync")
+        .arg("-a")
+        .arg(m.join("n"))
+        .arg(copy.path().join("r")));
+    assert_eq!(objects(copy.path()), vec!["n/a.json", "r/n/a.json"]);
+
+    // Reachable by name, with st_size the length of what a read returns.
+    for name in [".stats", ".verify", ".flush"] {
+        let path = m.join(&format!("n/{name}"));
+        let size = std::fs::metadata(&path).unwrap().len();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(size > 0, "{name}");
+        assert_eq!(size, bytes.len() as u64, "{name}");
+        // cp trusts st_size after fstat; wc -c too.
+        let out = copy.path().join(format!("copy{name}"));
+        run(Command::new("cp").arg(&path).arg(&out));
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(&out).unwrap())
+            .unwrap_or_else(|e| panic!("{name} copied whole: {e}"));
+        let both = run(Command::new("sh").arg("-c").arg(format!(
+            "stat -c %s '{0}' && wc -c < '{0}' && cat '{0}' | wc -c",
+            path.display()
+        )));
+        let nums: Vec<&str> = both.split_whitespace().collect();
+        assert_eq!(nums.len(), 3, "{both}");
+        assert!(
+            nums.iter().all(|n| *n == nums[0]),
+            "{name}: stat, wc -c, cat | wc -c: {both}"
+        );
+    }
+    let verify: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(m.join("n/.verify")).unwrap()).unwrap();
+    assert_eq!(verify["healthy"], true, "{verify}");
+}

@@ -1,18 +1,30 @@
 //! Control files: `.flush`, `.compact`, `.repair` run their operation when
 //! a handle opened for writing is closed and show the last result when read;
-//! `.verify` and `.stats` generate a JSON report when opened for reading:
+//! `.verify` and `.stats` generate a JSON report when looked up or stat'd
+//! (while no handle has them open) and when opened for reading; an open
+//! serves the rendering the `stat` just before it made (within
+//! `REPORT_FRESH`), and while a handle is open `stat` reports the length of
+//! what it serves. So `stat` then `cat`, and `cp` or `wc -c` (which trust
+//! `st_size` after `fstat`) agree with the bytes read. Control files are
+//! never listed, only reached by name.
 //! `.stats` is the engine's counters for the namespace plus `"store"`, the
 //! object-store requests and bytes by kind of the whole mount, and
 //! `"disk_cache"` hits and misses with `-o cache=DIR`.
 //! Reading never changes anything.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
 
 use super::core::{now_ms, FsCore};
 use super::error::{FsError, FsResult};
 use super::inodes::Node;
 use super::names::ControlKind;
 use super::namespace::Namespace;
+
+/// How long a rendering made by `stat` waits for the open that follows.
+const REPORT_FRESH: Duration = Duration::from_secs(1);
 
 fn pretty(value: &impl serde::Serialize) -> FsResult<Vec<u8>> {
     let mut out = serde_json::to_vec_pretty(value).map_err(|e| FsError::Io(e.to_string()))?;
@@ -21,6 +33,47 @@ fn pretty(value: &impl serde::Serialize) -> FsResult<Vec<u8>> {
 }
 
 impl FsCore {
+    /// Renders report `kind` of `ns` for a lookup or `stat`, unless a
+    /// handle has it open (whose content's length `stat` then reports).
+    pub(crate) async fn report_for_stat(
+        &self,
+        ns: &Arc<Namespace>,
+        kind: ControlKind,
+    ) -> FsResult<()> {
+        let open = {
+            let t = self.table.lock();
+            t.lookup(ns.ino, kind.file_name())
+                .and_then(|ino| t.get(ino))
+                .is_some_and(|i| i.open > 0)
+        };
+        if !open {
+            let content = Bytes::from(self.control_content(ns, kind).await?);
+            ns.set_report(kind, content, false);
+        }
+        Ok(())
+    }
+
+    /// Report `kind` of `ns` for an open: what the `stat` just before made,
+    /// else rendered now. A new length drops the kernel's cached attributes.
+    pub(crate) async fn report_for_open(
+        &self,
+        ns: &Arc<Namespace>,
+        kind: ControlKind,
+    ) -> FsResult<Bytes> {
+        if let Some(content) = ns.take_report(kind, REPORT_FRESH) {
+            return Ok(content);
+        }
+        let content = Bytes::from(self.control_content(ns, kind).await?);
+        let old = ns.set_report(kind, content.clone(), true);
+        if old.is_some_and(|len| len != content.len()) {
+            let ino = self.table.lock().lookup(ns.ino, kind.file_name());
+            if let Some(ino) = ino {
+                self.invalidate_attrs(ino).await;
+            }
+        }
+        Ok(content)
+    }
+
     pub(crate) async fn control_content(
         &self,
         ns: &Arc<Namespace>,

@@ -258,7 +258,11 @@ impl FsCore {
             Node::Namespace(_) => self.dir_attr(ino, self.started_ms),
             Node::Control(kind) => {
                 let ns = ns_of(t, inode.parent)?;
-                let size = ns.result(*kind).len() as u64;
+                let size = if kind.is_report() {
+                    ns.report_len(*kind)
+                } else {
+                    ns.result(*kind).len()
+                } as u64;
                 let perm = if kind.is_action() {
                     self.cfg.file_mode
                 } else {

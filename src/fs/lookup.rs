@@ -29,6 +29,9 @@ impl FsCore {
         let attr = match self.classify(name) {
             NameKind::Doc(id) => self.lookup_doc(&ns, name, id).await?,
             NameKind::Control(kind) => {
+                if kind.is_report() {
+                    self.report_for_stat(&ns, kind).await?;
+                }
                 let mut t = self.table.lock();
                 let ino = control_ino(&mut t, ns.ino, kind);
                 self.attr_locked(&t, ino).ok_or(FsError::NotFound)?
@@ -127,6 +130,20 @@ impl FsCore {
     }
 
     pub async fn getattr(&self, ino: u64) -> FsResult<Attr> {
+        let report = {
+            let t = self.table.lock();
+            match t.get(ino) {
+                Some(Inode {
+                    node: Node::Control(kind),
+                    parent,
+                    ..
+                }) if kind.is_report() => Some((*parent, *kind)),
+                _ => None,
+            }
+        };
+        if let Some((parent, kind)) = report {
+            self.report_for_stat(&self.namespace(parent)?, kind).await?;
+        }
         let need = {
             let t = self.table.lock();
             if let Some(attr) = self.attr_locked(&t, ino) {

@@ -49,6 +49,12 @@ impl ControlKind {
         ControlKind::ALL.into_iter().find(|k| k.file_name() == name)
     }
 
+    /// A report generated when read (`.verify`, `.stats`): its size is that
+    /// of its latest rendering (see `FsCore::report`).
+    pub fn is_report(self) -> bool {
+        matches!(self, ControlKind::Verify | ControlKind::Stats)
+    }
+
     /// Writing (then closing) the file runs the operation.
     pub fn is_action(self) -> bool {
         matches!(

@@ -3,7 +3,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -43,6 +45,26 @@ struct Results {
     compact: String,
     repair: String,
     changed_ms: u64,
+    /// The last rendering of `.verify` and `.stats`.
+    verify: Option<Report>,
+    stats: Option<Report>,
+}
+
+struct Report {
+    content: Bytes,
+    at: Instant,
+    /// Served by an open already (or made by one).
+    opened: bool,
+}
+
+impl Results {
+    fn report_mut(&mut self, kind: ControlKind) -> Option<&mut Option<Report>> {
+        match kind {
+            ControlKind::Verify => Some(&mut self.verify),
+            ControlKind::Stats => Some(&mut self.stats),
+            _ => None,
+        }
+    }
 }
 
 impl Namespace {
@@ -67,6 +89,8 @@ impl Namespace {
                 compact: NEVER_RUN.into(),
                 repair: NEVER_RUN.into(),
                 changed_ms: now_ms,
+                verify: None,
+                stats: None,
             }),
             on_open,
             raced: AtomicBool::new(false),
@@ -139,6 +163,41 @@ impl Namespace {
             ControlKind::Repair => r.repair.clone(),
             ControlKind::Verify | ControlKind::Stats => String::new(),
         }
+    }
+
+    /// For an open: the rendering of report `kind` that a `stat` made
+    /// within `fresh` and no open has served yet, if any.
+    pub fn take_report(&self, kind: ControlKind, fresh: Duration) -> Option<Bytes> {
+        let mut r = self.results.lock();
+        match r.report_mut(kind)? {
+            Some(rep) if !rep.opened && rep.at.elapsed() < fresh => {
+                rep.opened = true;
+                Some(rep.content.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// Records a rendering of report `kind` (made for an open if `opened`);
+    /// returns the previous one's length.
+    pub fn set_report(&self, kind: ControlKind, content: Bytes, opened: bool) -> Option<usize> {
+        let mut r = self.results.lock();
+        let slot = r.report_mut(kind)?;
+        let old = slot.as_ref().map(|rep| rep.content.len());
+        *slot = Some(Report {
+            content,
+            at: Instant::now(),
+            opened,
+        });
+        old
+    }
+
+    /// Length of the last rendering of report `kind` (0 before the first).
+    pub fn report_len(&self, kind: ControlKind) -> usize {
+        let mut r = self.results.lock();
+        r.report_mut(kind)
+            .and_then(|slot| slot.as_ref().map(|rep| rep.content.len()))
+            .unwrap_or(0)
     }
 
     pub fn results_changed_ms(&self) -> u64 {

@@ -63,17 +63,17 @@ impl FsCore {
                     drop(t);
                     self.namespace(parent)?
                 };
-                let content = if mode.read {
-                    self.control_content(&ns, kind).await?
-                } else {
-                    Vec::new()
+                let content = match (mode.read, kind.is_report()) {
+                    (true, true) => self.report_for_open(&ns, kind).await?,
+                    (true, false) => self.control_content(&ns, kind).await?.into(),
+                    (false, _) => bytes::Bytes::new(),
                 };
                 if let Some(inode) = self.table.lock().get_mut(ino) {
                     inode.open += 1;
                 }
                 let state = FileState::Control {
                     kind,
-                    content: content.into(),
+                    content,
                     run_pending: mode.write,
                 };
                 Ok(self.new_file_handle(ino, mode, state, false, true))

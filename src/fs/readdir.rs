@@ -1,15 +1,16 @@
 //! Directory listings: `opendir` fixes the in-memory entries, `readdir`
 //! streams the rest from the engine through the handle's `DirStream`.
+//! Control files are never listed (they are reachable by name), so
+//! `grep -r`, `find`, `rsync`, `tar` and `cp -r` never run or copy them.
 
 use std::sync::atomic::Ordering;
 
 use super::attr::{Attr, DirEntry, FileKind};
-use super::core::{control_ino, FsCore};
+use super::core::FsCore;
 use super::dirstream::{DirStream, RawEntry};
 use super::error::{FsError, FsResult};
 use super::handles::Handle;
 use super::inodes::{DocNode, InodeTable, Node, ROOT_INO};
-use super::names::ControlKind;
 
 impl FsCore {
     pub async fn opendir(&self, ino: u64) -> FsResult<u64> {
@@ -23,11 +24,6 @@ impl FsCore {
             let ns = self.namespace(ino)?;
             let t = self.table.lock();
             let mut fixed = vec![RawEntry::Dot, RawEntry::DotDot];
-            fixed.extend(
-                ControlKind::ALL
-                    .iter()
-                    .map(|k| RawEntry::Named(k.file_name().to_string())),
-            );
             fixed.extend(t.memory_names(ns.ino).into_iter().map(RawEntry::Named));
             DirStream::new(ino, fixed, true)
         };
@@ -91,13 +87,7 @@ impl FsCore {
                 ("..".to_string(), parent, false)
             }
             RawEntry::Named(name) => {
-                let ino = match t.lookup(dir, &name) {
-                    Some(ino) => ino,
-                    None => match ControlKind::ALL.iter().find(|k| k.file_name() == name) {
-                        Some(kind) if dir != ROOT_INO => control_ino(t, dir, *kind),
-                        _ => return None,
-                    },
-                };
+                let ino = t.lookup(dir, &name)?;
                 (name, ino, true)
             }
             RawEntry::Doc { name, id, meta } => {
