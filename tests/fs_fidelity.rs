@@ -354,3 +354,100 @@ fn special_entries_are_unlisted_reachable_by_name_and_exactly_sized() {
         serde_json::from_slice(&std::fs::read(m.join("n/.verify")).unwrap()).unwrap();
     assert_eq!(verify["healthy"], true, "{verify}");
 }
+
+fn errno<T: std::fmt::Debug>(r: std::io::Result<T>) -> Option<i32> {
+    r.expect_err("must fail").raw_os_error()
+}
+
+#[test]
+fn posix_details_long_names_scratch_times_directory_mtimes_create_modes() {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if !fuse_available() {
+        return;
+    }
+    let src = Source::new();
+    let m = src.mount();
+    std::fs::create_dir(m.join("n")).unwrap();
+    write_close(&m.join("n/a.json"), "{}").unwrap();
+
+    // ENAMETOOLONG for any component over 255 bytes: scratch files,
+    // documents, lookups, mkdir, rename; 255 bytes is fine.
+    let long = "x".repeat(256);
+    let max = "y".repeat(255);
+    let too_long = |r: std::io::Result<()>| assert_eq!(errno(r), Some(libc::ENAMETOOLONG));
+    too_long(std::fs::write(m.join(&format!("n/{long}")), "x"));
+    too_long(std::fs::write(
+        m.join(&format!("n/{}.json", "z".repeat(251))),
+        "{}",
+    ));
+    too_long(std::fs::metadata(m.join(&format!("n/{long}"))).map(|_| ()));
+    too_long(std::fs::create_dir(m.join(&long)));
+    too_long(std::fs::rename(
+        m.join("n/a.json"),
+        m.join(&format!("n/{long}")),
+    ));
+    std::fs::write(m.join(&format!("n/{max}")), "scratch").unwrap();
+    assert_eq!(std::fs::read(m.join(&format!("n/{max}"))).unwrap(), b"scratch");
+    std::fs::remove_file(m.join(&format!("n/{max}"))).unwrap();
+
+    // Scratch files keep atime and mtime apart.
+    let s = m.join("n/notes.txt");
+    std::fs::write(&s, "x").unwrap();
+    run(Command::new("touch")
+        .args(["-a", "-d", "2020-01-01 00:00:01"])
+        .arg(&s));
+    run(Command::new("touch")
+        .args(["-m", "-d", "2010-01-01 00:00:02.25"])
+        .arg(&s));
+    let md = std::fs::metadata(&s).unwrap();
+    assert_eq!(
+        (md.atime(), md.mtime(), md.mtime_nsec()),
+        (1577836801, 1262304002, 250_000_000)
+    );
+
+    // A directory's mtime moves when an entry is created or removed.
+    let dir_mtime = |p: &Path| {
+        let md = std::fs::metadata(p).unwrap();
+        (md.mtime(), md.mtime_nsec())
+    };
+    let changed = |p: &Path, before: (i64, i64), what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while dir_mtime(p) == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: mtime of {} unchanged",
+                p.display()
+            );
+            std::thread::yield_now();
+        }
+    };
+    let ns = m.join("n");
+    let t0 = dir_mtime(&ns);
+    write_close(&m.join("n/b.json"), "{}").unwrap();
+    changed(&ns, t0, "create");
+    let t1 = dir_mtime(&ns);
+    std::fs::remove_file(m.join("n/b.json")).unwrap();
+    changed(&ns, t1, "unlink");
+    let t2 = dir_mtime(&ns);
+    std::fs::rename(m.join("n/a.json"), m.join("n/c.json")).unwrap();
+    changed(&ns, t2, "rename");
+    let r0 = dir_mtime(m.path());
+    std::fs::create_dir(m.join("other")).unwrap();
+    changed(m.path(), r0, "mkdir");
+
+    // The mode given at create: kept by scratch files, not by documents.
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).mode(0o600);
+    drop(opts.open(m.join("n/private.tmp")).unwrap());
+    assert_eq!(mode(&m.join("n/private.tmp")), 0o600);
+    drop(opts.open(m.join("n/d.json")).unwrap());
+    assert_eq!(mode(&m.join("n/d.json")), 0o644);
+    assert_eq!(
+        errno(std::fs::set_permissions(
+            m.join("n/d.json"),
+            std::fs::Permissions::from_mode(0o600)
+        )),
+        Some(libc::EPERM)
+    );
+}

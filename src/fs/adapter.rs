@@ -475,7 +475,7 @@ impl Filesystem for Adapter {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
@@ -486,7 +486,10 @@ impl Filesystem for Adapter {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        let mode = OpenMode::from_flags(flags);
+        let mode = OpenMode {
+            create_perm: Some((mode & !umask & 0o7777) as u16),
+            ..OpenMode::from_flags(flags)
+        };
         let ttl = self.ttl;
         self.run(|core| async move {
             match core.create(parent.0, &name, mode).await {

@@ -52,6 +52,10 @@ pub struct OpenMode {
     pub write: bool,
     pub truncate: bool,
     pub exclusive: bool,
+    /// Permission bits given to `create` (after the umask). A scratch file
+    /// keeps them; a document always has the mount's `file_mode`, since no
+    /// per-file mode is stored.
+    pub create_perm: Option<u16>,
 }
 
 impl OpenMode {
@@ -63,6 +67,7 @@ impl OpenMode {
             write: acc == libc::O_WRONLY || acc == libc::O_RDWR,
             truncate: flags & libc::O_TRUNC != 0,
             exclusive: flags & libc::O_EXCL != 0,
+            create_perm: None,
         }
     }
 

@@ -78,6 +78,9 @@ impl Default for CoreConfig {
     }
 }
 
+/// Longest path component, in bytes (as on Linux filesystems).
+pub(crate) const NAME_MAX: usize = 255;
+
 /// Default interval of a follower's refresh (`-o refresh=MS`).
 pub const DEFAULT_REFRESH: Duration = Duration::from_millis(1000);
 
@@ -217,17 +220,30 @@ impl FsCore {
         Ok(())
     }
 
+    /// ENAMETOOLONG for a path component longer than a file name may be.
+    pub(crate) fn check_name(&self, name: &str) -> FsResult<()> {
+        if name.len() > NAME_MAX {
+            return Err(FsError::NameTooLong);
+        }
+        Ok(())
+    }
+
     pub(crate) fn classify(&self, name: &str) -> NameKind {
         classify(name, self.cfg.engine.limits.max_id_bytes)
     }
 
-    pub(crate) fn dir_attr(&self, ino: u64, mtime_ms: u64) -> Attr {
+    /// A directory's attributes; its mtime is when an entry was last
+    /// created or removed in it through this mount, else the mount's start.
+    pub(crate) fn dir_attr(&self, t: &InodeTable, ino: u64) -> Attr {
+        let mtime = t
+            .dir_mtime(ino)
+            .unwrap_or_else(|| time_from_ms(self.started_ms));
         Attr {
             ino,
             kind: FileKind::Directory,
             size: 0,
-            mtime: time_from_ms(mtime_ms),
-            atime: time_from_ms(mtime_ms),
+            mtime,
+            atime: mtime,
             perm: self.cfg.dir_mode,
             nlink: 2,
             uid: self.cfg.uid,
@@ -254,8 +270,7 @@ impl FsCore {
     pub(crate) fn attr_locked(&self, t: &InodeTable, ino: u64) -> Option<Attr> {
         let inode = t.get(ino)?;
         Some(match &inode.node {
-            Node::Root => self.dir_attr(ino, self.started_ms),
-            Node::Namespace(_) => self.dir_attr(ino, self.started_ms),
+            Node::Root | Node::Namespace(_) => self.dir_attr(t, ino),
             Node::Control(kind) => {
                 let ns = ns_of(t, inode.parent)?;
                 let size = if kind.is_report() {
@@ -339,7 +354,7 @@ impl FsCore {
             files,
             ffree: u32::MAX as u64,
             bsize: 4096,
-            namelen: 255,
+            namelen: NAME_MAX as u32,
         }
     }
 }

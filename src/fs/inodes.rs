@@ -101,6 +101,9 @@ pub(crate) struct InodeTable {
     hidden: HashMap<(u64, DocId), u64>,
     pub scratch_bytes: u64,
     sweep_at: usize,
+    /// When an entry was last created in or removed from a directory (not
+    /// kept across mounts: directories are not stored).
+    dir_mtimes: HashMap<u64, SystemTime>,
 }
 
 fn hash_ino(parent: u64, name: &str) -> u64 {
@@ -334,5 +337,14 @@ impl InodeTable {
 
     pub fn len(&self) -> usize {
         self.by_ino.len()
+    }
+
+    /// An entry of directory `dir` was created or removed now.
+    pub fn touch_dir(&mut self, dir: u64) {
+        self.dir_mtimes.insert(dir, SystemTime::now());
+    }
+
+    pub fn dir_mtime(&self, dir: u64) -> Option<SystemTime> {
+        self.dir_mtimes.get(&dir).copied()
     }
 }

@@ -22,6 +22,7 @@ impl FsCore {
 
     /// `lookup` without counting it.
     pub(crate) async fn find(&self, parent: u64, name: &str) -> FsResult<Attr> {
+        self.check_name(name)?;
         if parent == ROOT_INO {
             return self.lookup_namespace(name).await;
         }

@@ -72,10 +72,11 @@ impl FsCore {
                 self.register_namespace(&mut self.table.lock(), name, None)
             }
         };
-        Ok(self.dir_attr(ino, self.started_ms))
+        Ok(self.dir_attr(&self.table.lock(), ino))
     }
 
     pub async fn mkdir(&self, parent: u64, name: &str) -> FsResult<Attr> {
+        self.check_name(name)?;
         if parent != ROOT_INO {
             self.namespace(parent)?;
             return Err(FsError::NotPermitted(
@@ -91,12 +92,16 @@ impl FsCore {
             return Err(FsError::Exists);
         }
         let engine = Engine::open(self.store.clone(), name, self.cfg.engine.clone()).await?;
-        let ino = self.register_namespace(&mut self.table.lock(), name, Some(engine));
+        let mut t = self.table.lock();
+        let ino = self.register_namespace(&mut t, name, Some(engine));
+        t.touch_dir(ROOT_INO);
+        drop(t);
         self.remember(ino);
-        Ok(self.dir_attr(ino, self.started_ms))
+        Ok(self.dir_attr(&self.table.lock(), ino))
     }
 
     pub async fn rmdir(&self, parent: u64, name: &str) -> FsResult<()> {
+        self.check_name(name)?;
         if parent != ROOT_INO {
             self.namespace(parent)?;
             return Err(match self.classify(name) {
@@ -129,7 +134,9 @@ impl FsCore {
             return Err(e.into());
         }
         ns.mark_removed();
-        self.table.lock().unlink(ROOT_INO, name);
+        let mut t = self.table.lock();
+        t.unlink(ROOT_INO, name);
+        t.touch_dir(ROOT_INO);
         Ok(())
     }
 }

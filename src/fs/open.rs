@@ -191,6 +191,7 @@ impl FsCore {
         name: &str,
         mode: OpenMode,
     ) -> FsResult<(Attr, OpenInfo)> {
+        self.check_name(name)?;
         self.check_writable()?;
         if parent == ROOT_INO {
             return Err(FsError::NotPermitted(
@@ -250,13 +251,14 @@ impl FsCore {
                     data: Vec::new(),
                     mtime: SystemTime::now(),
                     atime: SystemTime::now(),
-                    mode: None,
+                    mode: mode.create_perm,
                     hides: None,
                 }),
                 FileState::Scratch,
             ),
         };
         let ino = t.insert(ns_ino, name, node);
+        t.touch_dir(ns_ino);
         if let Some(inode) = t.get_mut(ino) {
             inode.open += 1;
         }

@@ -85,6 +85,15 @@ impl FsCore {
     }
 
     pub async fn unlink(&self, parent: u64, name: &str) -> FsResult<()> {
+        self.check_name(name)?;
+        let result = self.unlink_name(parent, name).await;
+        if result.is_ok() && parent != ROOT_INO {
+            self.table.lock().touch_dir(parent);
+        }
+        result
+    }
+
+    async fn unlink_name(&self, parent: u64, name: &str) -> FsResult<()> {
         if parent == ROOT_INO {
             return Err(match self.table.lock().lookup(ROOT_INO, name) {
                 Some(_) => FsError::IsDir,
@@ -149,6 +158,25 @@ impl FsCore {
     }
 
     pub async fn rename(
+        &self,
+        parent: u64,
+        name: &str,
+        new_parent: u64,
+        new_name: &str,
+        flags: RenameFlags,
+    ) -> FsResult<()> {
+        self.check_name(name)?;
+        self.check_name(new_name)?;
+        let result = self
+            .rename_name(parent, name, new_parent, new_name, flags)
+            .await;
+        if result.is_ok() && name != new_name {
+            self.table.lock().touch_dir(parent);
+        }
+        result
+    }
+
+    async fn rename_name(
         &self,
         parent: u64,
         name: &str,
