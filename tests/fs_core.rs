@@ -422,25 +422,42 @@ async fn moving_a_document_to_a_scratch_name_then_deleting_it_deletes_it() {
 }
 
 #[tokio::test]
-async fn file_names_encode_ids() {
-    let core = core_on(&memory());
+async fn file_names_encode_ids_and_slashes_are_directories() {
+    let store = memory();
+    let core = core_on(&store);
     let ns = mkns(&core, "n").await;
-    write_file(&core, ns, "a%2Fb.json", br#"{"id":"a/b"}"#)
+    let a = core.mkdir(ns, "a").await.unwrap().ino;
+    write_file(&core, a, "b.json", br#"{"id":"a/b"}"#)
         .await
         .unwrap();
     write_file(&core, ns, "%2Edot.json", br#"{"id":".dot"}"#)
         .await
         .unwrap();
     assert_eq!(
-        errno(write_file(&core, ns, "a%2Fb.json", br#"{"id":"a%2Fb"}"#).await),
+        errno(write_file(&core, a, "b.json", br#"{"id":"b"}"#).await),
         libc::EINVAL
     );
+    // The old flat encoding of '/' is just a scratch name now.
+    write_file(&core, ns, "a%2Fc.json", b"{}").await.unwrap();
     let long = format!("{}.json", "x".repeat(220));
     assert_eq!(
         errno(write_file(&core, ns, &long, b"{}").await),
         libc::ENAMETOOLONG
     );
-    assert_eq!(docs(&core, ns).await, vec!["%2Edot.json", "a%2Fb.json"]);
+    // (docs() lists names ending in .json: the scratch file too)
+    assert_eq!(docs(&core, ns).await, vec!["a%2Fc.json", "%2Edot.json"]);
+    assert_eq!(docs(&core, a).await, vec!["b.json"]);
+    // A fresh core (a remount): the directory exists because a document does.
+    let again = core_on(&store);
+    let ns2 = ns_ino(&again, "n").await;
+    let names = list(&again, ns2).await;
+    assert!(
+        names.contains(&"a".to_string()) && !names.contains(&"a%2Fc.json".to_string()),
+        "{names:?}"
+    );
+    let a2 = again.lookup(ns2, "a").await.unwrap();
+    assert_eq!(a2.kind, reef::fs::FileKind::Directory);
+    assert_eq!(read_str(&again, a2.ino, "b.json").await, r#"{"id":"a/b"}"#);
 }
 
 #[tokio::test]
@@ -502,7 +519,8 @@ async fn namespaces_are_directories() {
     let ns = mkns(&core, "a").await;
     mkns(&core, "b").await;
     assert_eq!(errno(core.mkdir(ROOT_INO, "a").await), libc::EEXIST);
-    assert_eq!(errno(core.mkdir(ns, "sub").await), libc::EPERM);
+    assert_eq!(errno(core.mkdir(ns, ".sub").await), libc::EPERM);
+    assert_eq!(errno(core.mkdir(ns, "sub.json").await), libc::EPERM);
     assert_eq!(errno(core.mkdir(ROOT_INO, ".hidden").await), libc::EINVAL);
     assert_eq!(
         errno(core.create(ROOT_INO, "x.json", trunc()).await),

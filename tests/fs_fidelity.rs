@@ -451,3 +451,169 @@ fn posix_details_long_names_scratch_times_directory_mtimes_create_modes() {
         Some(libc::EPERM)
     );
 }
+
+#[test]
+fn nested_directories_copy_diff_move_and_remove_like_a_disk() {
+    if !fuse_available() {
+        return;
+    }
+    let src = Source::new();
+    let local = tempfile::tempdir().unwrap();
+    let tree = local.path().join("corpus");
+    for (i, dir) in ["", "2026", "2026/12", "2026/12/01", "misc", "misc/x.json.d"]
+        .iter()
+        .enumerate()
+    {
+        let d = tree.join(dir);
+        std::fs::create_dir_all(&d).unwrap();
+        for k in 0..3 {
+            std::fs::write(
+                d.join(format!("doc{k}.json")),
+                format!("{{\"d\":{i}, \"k\":{k}}}\n"),
+            )
+            .unwrap();
+        }
+    }
+    std::fs::create_dir_all(tree.join("empty/deeper")).unwrap();
+    let m = src.mount();
+    std::fs::create_dir(m.join("articles")).unwrap();
+    // cp -a of a nested tree, then diff -r: identical, times too.
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", tree.display()))
+        .arg(m.join("articles")));
+    run(Command::new("diff")
+        .arg("-r")
+        .arg(&tree)
+        .arg(m.join("articles")));
+    assert_eq!(
+        mtime(&m.join("articles/2026/12/01/doc2.json")),
+        mtime(&tree.join("2026/12/01/doc2.json"))
+    );
+    // mkdir -p inside a namespace; an id with '/' is a path.
+    run(Command::new("mkdir").arg("-p").arg(m.join("articles/a/b/c")));
+    write_close(&m.join("articles/a/b/c/leaf.json"), "{\"id\":\"a/b/c/leaf\"}").unwrap();
+    let err = write_close(&m.join("articles/a/b/c/bad.json"), "{\"id\":\"bad\"}").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+
+    // rmdir: ENOTEMPTY with a document below, ENOTDIR on a file, ENOENT.
+    assert_eq!(
+        errno(std::fs::remove_dir(m.join("articles/a/b"))),
+        Some(libc::ENOTEMPTY)
+    );
+    assert_eq!(
+        errno(std::fs::remove_dir(m.join("articles/2026/12/01/doc0.json"))),
+        Some(libc::ENOTDIR)
+    );
+    assert_eq!(
+        errno(std::fs::remove_dir(m.join("articles/nope"))),
+        Some(libc::ENOENT)
+    );
+    assert_eq!(
+        errno(std::fs::remove_file(m.join("articles/2026"))),
+        Some(libc::EISDIR)
+    );
+    std::fs::remove_dir(m.join("articles/empty/deeper")).unwrap();
+    std::fs::remove_dir(m.join("articles/empty")).unwrap();
+
+    // mv of a directory: one batch moving everything below it.
+    std::fs::rename(m.join("articles/2026"), m.join("articles/y2026")).unwrap();
+    assert!(!m.join("articles/2026").exists());
+    run(Command::new("diff")
+        .arg("-r")
+        .arg(tree.join("2026"))
+        .arg(m.join("articles/y2026")));
+    // A document renamed across directories keeps bytes and time.
+    std::fs::rename(
+        m.join("articles/misc/doc0.json"),
+        m.join("articles/a/moved.json"),
+    )
+    .unwrap();
+    cmp(&tree.join("misc/doc0.json"), &m.join("articles/a/moved.json"));
+    assert_eq!(
+        mtime(&m.join("articles/a/moved.json")),
+        mtime(&tree.join("misc/doc0.json"))
+    );
+    m.unmount();
+
+    // After a remount the tree comes from the ids alone.
+    let m = src.mount();
+    run(Command::new("diff")
+        .arg("-r")
+        .arg(tree.join("2026"))
+        .arg(m.join("articles/y2026")));
+    assert_eq!(
+        std::fs::read_to_string(m.join("articles/a/b/c/leaf.json")).unwrap(),
+        "{\"id\":\"a/b/c/leaf\"}"
+    );
+    let found = run(Command::new("find")
+        .arg(m.join("articles"))
+        .arg("-type")
+        .arg("d"));
+    let mut dirs: Vec<&str> = found
+        .lines()
+        .map(|l| {
+            l.strip_prefix(&m.join("articles").display().to_string())
+                .unwrap()
+        })
+        .collect();
+    dirs.sort();
+    assert_eq!(
+        dirs,
+        vec![
+            "",
+            "/a",
+            "/a/b",
+            "/a/b/c",
+            "/misc",
+            "/misc/x.json.d",
+            "/y2026",
+            "/y2026/12",
+            "/y2026/12/01"
+        ]
+    );
+    // rm -r removes a tree, directories included.
+    run(Command::new("rm").arg("-r").arg(m.join("articles/y2026")));
+    assert!(!m.join("articles/y2026").exists());
+    m.unmount();
+    let m = src.mount();
+    assert!(!m.join("articles/y2026").exists());
+    assert!(m.join("articles/misc/doc1.json").exists());
+}
+
+#[test]
+fn renaming_a_directory_too_large_for_one_batch_is_exdev_so_mv_copies() {
+    if !fuse_available() {
+        return;
+    }
+    let src = Source::new();
+    let m = src.mount();
+    std::fs::create_dir_all(m.join("n/big")).unwrap();
+    // Build the tree through the engine's API in few batches (faster than
+    // 10,001 files), then look at it through the mount.
+    drop(m);
+    {
+        use reef::engine::{Engine, EngineOptions};
+        use reef::types::WriteBatch;
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let store: Arc<dyn ObjectStore> =
+                Arc::new(LocalFsStore::new(src.root.clone()).unwrap());
+            let engine = Engine::open(store, "n", EngineOptions::default())
+                .await
+                .unwrap();
+            let mut batch = WriteBatch::new();
+            for i in 0..10_001 {
+                batch = batch.put_json(format!("big/d{i:05}"), &b"{}"[..], None);
+            }
+            engine.write(batch).await.unwrap();
+        });
+    }
+    let m = src.mount();
+    assert_eq!(
+        errno(std::fs::rename(m.join("n/big"), m.join("n/moved"))),
+        Some(libc::EXDEV)
+    );
+    assert!(m.join("n/big/d10000.json").exists());
+    assert!(!m.join("n/moved").exists());
+}

@@ -166,20 +166,20 @@ impl FsCore {
         let mut stale = Vec::new();
         {
             let mut t = self.table.lock();
-            for (ino, name) in t.children(ns.ino) {
+            for (ino, parent, name) in t.descendants(ns.ino) {
                 if let Some(Node::Doc(d)) = t.get_mut(ino).map(|i| &mut i.node) {
                     if !d.pending {
                         d.meta = None;
                     }
                     d.kernel_cache_seq = None;
-                    stale.push((ino, name));
+                    stale.push((ino, parent, name));
                 }
             }
         }
         self.bump_epoch();
-        for (ino, name) in stale {
+        for (ino, parent, name) in stale {
             self.invalidate_inode(ino, false).await;
-            self.invalidate_entry(ns.ino, &name, false).await;
+            self.invalidate_entry(parent, &name, false).await;
         }
         let report = report?;
         serde_json::to_value(&report).map_err(|e| FsError::Io(e.to_string()))

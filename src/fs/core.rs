@@ -18,9 +18,10 @@ use parking_lot::Mutex;
 use super::attr::{time_from_ms, Attr, FileKind};
 use super::error::{FsError, FsResult};
 use super::handles::HandleTable;
+use super::inodes::ROOT_INO;
 use super::inodes::{DocMeta, InodeTable, Node};
 use super::invalidate::Invalidation;
-use super::names::{classify, ControlKind, NameKind};
+use super::names::{classify_in, ControlKind, NameKind};
 use super::namespace::Namespace;
 use crate::engine::{EngineOptions, StoredDoc};
 use crate::store::{DiskCacheStore, MeteredStore, ObjectStore, StoreMetrics};
@@ -228,8 +229,14 @@ impl FsCore {
         Ok(())
     }
 
-    pub(crate) fn classify(&self, name: &str) -> NameKind {
-        classify(name, self.cfg.engine.limits.max_id_bytes)
+    /// What `name` denotes in directory `dir`.
+    pub(crate) fn classify(&self, dir: &DirRef, name: &str) -> NameKind {
+        classify_in(
+            name,
+            &dir.prefix,
+            dir.at_top(),
+            self.cfg.engine.limits.max_id_bytes,
+        )
     }
 
     /// A directory's attributes; its mtime is when an entry was last
@@ -270,7 +277,7 @@ impl FsCore {
     pub(crate) fn attr_locked(&self, t: &InodeTable, ino: u64) -> Option<Attr> {
         let inode = t.get(ino)?;
         Some(match &inode.node {
-            Node::Root | Node::Namespace(_) => self.dir_attr(t, ino),
+            Node::Root | Node::Namespace(_) | Node::Dir(_) => self.dir_attr(t, ino),
             Node::Control(kind) => {
                 let ns = ns_of(t, inode.parent)?;
                 let size = if kind.is_report() {
@@ -310,29 +317,51 @@ impl FsCore {
         })
     }
 
-    /// The namespace a directory inode stands for.
+    /// The namespace a directory inode (its top or a directory below it)
+    /// belongs to.
     pub(crate) fn namespace(&self, ino: u64) -> FsResult<Arc<Namespace>> {
-        let t = self.table.lock();
-        match t.get(ino).map(|i| &i.node) {
-            Some(Node::Namespace(ns)) if !ns.is_removed() => Ok(ns.clone()),
-            Some(Node::Namespace(_)) | None => Err(FsError::NotFound),
-            Some(Node::Root) => Err(FsError::NotPermitted(
-                "the top level holds only namespace directories",
-            )),
-            Some(_) => Err(FsError::NotDir),
-        }
+        Ok(self.dir_of(ino)?.ns)
     }
 
-    /// `namespace/name` of an inode, for log lines.
+    /// The directory inode `ino`: its namespace and id prefix.
+    pub(crate) fn dir_of(&self, ino: u64) -> FsResult<DirRef> {
+        let t = self.table.lock();
+        let (ns, prefix) = match t.get(ino).map(|i| &i.node) {
+            Some(Node::Namespace(ns)) => (ns.clone(), String::new()),
+            Some(Node::Dir(d)) if t.get(ino).is_some_and(|i| i.linked) => {
+                (d.ns.clone(), d.prefix.clone())
+            }
+            Some(Node::Dir(_)) | None => return Err(FsError::NotFound),
+            Some(Node::Root) => {
+                return Err(FsError::NotPermitted(
+                    "the top level holds only namespace directories",
+                ))
+            }
+            Some(_) => return Err(FsError::NotDir),
+        };
+        if ns.is_removed() {
+            return Err(FsError::NotFound);
+        }
+        Ok(DirRef { ns, ino, prefix })
+    }
+
+    /// `namespace/path` of an inode, for log lines.
     pub(crate) fn path_of(&self, ino: u64) -> String {
         let t = self.table.lock();
-        match t.get(ino) {
-            Some(i) => match ns_of(&t, i.parent) {
-                Some(ns) => format!("{}/{}", ns.name, i.name),
-                None => i.name.clone(),
-            },
-            None => format!("inode {ino}"),
+        let mut parts = Vec::new();
+        let mut at = ino;
+        while let Some(i) = t.get(at).filter(|_| at != ROOT_INO) {
+            parts.push(i.name.clone());
+            at = i.parent;
+            if parts.len() > 4096 {
+                break;
+            }
         }
+        if parts.is_empty() {
+            return format!("inode {ino}");
+        }
+        parts.reverse();
+        parts.join("/")
     }
 
     /// (namespace, id) of a document inode.
@@ -359,9 +388,26 @@ impl FsCore {
     }
 }
 
+/// A directory of a namespace: its top (`prefix` empty) or one below it.
+pub(crate) struct DirRef {
+    pub ns: Arc<Namespace>,
+    pub ino: u64,
+    /// Ids below this directory start with it; empty at the top, else
+    /// ending in `/`.
+    pub prefix: String,
+}
+
+impl DirRef {
+    pub fn at_top(&self) -> bool {
+        self.prefix.is_empty()
+    }
+}
+
+/// The namespace of directory inode `ino` (its top or one below it).
 pub(crate) fn ns_of(t: &InodeTable, ino: u64) -> Option<Arc<Namespace>> {
     match t.get(ino).map(|i| &i.node) {
         Some(Node::Namespace(ns)) => Some(ns.clone()),
+        Some(Node::Dir(d)) => Some(d.ns.clone()),
         _ => None,
     }
 }

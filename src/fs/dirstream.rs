@@ -1,6 +1,13 @@
 //! A directory listing in progress: the entries fixed at `opendir` (dot
-//! entries, control files, scratch files, uncommitted documents), then the
-//! stored documents paged from the engine in id order.
+//! entries, scratch files, uncommitted documents, directories made by
+//! `mkdir`), then the stored documents and the directories they make, paged
+//! from the engine in id order.
+//!
+//! A directory is a range scan over its id prefix: ids with no further `/`
+//! are its files; the first id with one names a subdirectory, and the scan
+//! then jumps past every id below that subdirectory, so listing a directory
+//! costs one scan per page of entries plus one per subdirectory, never a
+//! scan of the documents below its subdirectories.
 //!
 //! Offsets are positions in that sequence (1-based). The stream remembers
 //! where each engine page starts and the id it was scanned after, so
@@ -12,7 +19,8 @@ use std::collections::HashSet;
 
 use super::error::FsResult;
 use super::inodes::DocMeta;
-use super::names::doc_file_name;
+use super::names::{dir_name, leaf_file_name};
+use super::namespace::get_stored;
 use crate::engine::Engine;
 use crate::types::DocId;
 
@@ -32,17 +40,33 @@ pub(crate) enum RawEntry {
         id: DocId,
         meta: DocMeta,
     },
+    /// A directory that stored documents make; ids below it start with
+    /// `prefix`.
+    Dir {
+        name: String,
+        prefix: String,
+    },
 }
 
 #[derive(Clone)]
 struct WindowEntry {
     name: String,
-    id: DocId,
-    meta: DocMeta,
+    kind: WindowKind,
+}
+
+#[derive(Clone)]
+enum WindowKind {
+    Doc { id: DocId, meta: DocMeta },
+    Dir { prefix: String },
 }
 
 pub(crate) struct DirStream {
     pub dir_ino: u64,
+    /// Ids in this directory start with it (empty at a namespace's top).
+    prefix: String,
+    /// A scan cursor past every id below a subdirectory: the subdirectory's
+    /// prefix followed by more of the highest character than an id holds.
+    past: String,
     fixed: Vec<RawEntry>,
     skip_names: HashSet<String>,
     has_docs: bool,
@@ -58,7 +82,13 @@ pub(crate) struct DirStream {
 }
 
 impl DirStream {
-    pub fn new(dir_ino: u64, fixed: Vec<RawEntry>, has_docs: bool) -> DirStream {
+    pub fn new(
+        dir_ino: u64,
+        fixed: Vec<RawEntry>,
+        has_docs: bool,
+        prefix: String,
+        max_id_bytes: usize,
+    ) -> DirStream {
         let skip_names = fixed
             .iter()
             .filter_map(|e| match e {
@@ -68,6 +98,10 @@ impl DirStream {
             .collect();
         DirStream {
             dir_ino,
+            prefix,
+            past: char::MAX
+                .to_string()
+                .repeat(max_id_bytes / char::MAX.len_utf8() + 1),
             fixed,
             skip_names,
             has_docs,
@@ -121,12 +155,19 @@ impl DirStream {
                 if out.len() >= WANT {
                     return Ok(out);
                 }
+                let name = e.name.clone();
                 out.push((
                     next,
-                    RawEntry::Doc {
-                        name: e.name.clone(),
-                        id: e.id.clone(),
-                        meta: e.meta,
+                    match &e.kind {
+                        WindowKind::Doc { id, meta } => RawEntry::Doc {
+                            name,
+                            id: id.clone(),
+                            meta: *meta,
+                        },
+                        WindowKind::Dir { prefix } => RawEntry::Dir {
+                            name,
+                            prefix: prefix.clone(),
+                        },
                     },
                 ));
                 next += 1;
@@ -143,30 +184,81 @@ impl DirStream {
         }
     }
 
+    /// Loads page `k`: up to about `PAGE` entries from its cursor on.
     async fn load(
         &mut self,
         k: usize,
         engine: &Engine,
         skip: &impl Fn(&DocId) -> bool,
     ) -> FsResult<()> {
-        let cursor = self.pages[k].1.clone();
-        let raw = super::namespace::scan(engine, cursor.as_ref(), PAGE).await?;
-        self.window_next = raw.last().map(|d| d.id.clone());
-        self.window = raw
-            .into_iter()
-            .filter(|d| !skip(&d.id))
-            .map(|d| WindowEntry {
-                name: doc_file_name(&d.id),
-                meta: DocMeta {
-                    size: d.json.len() as u64,
-                    mtime: d.mtime(),
-                    seq: d.seq,
-                },
-                id: d.id,
-            })
-            .filter(|e| !self.skip_names.contains(&e.name))
-            .collect();
+        let prefix = self.prefix.clone();
+        let mut cursor = self.pages[k].1.clone();
+        let mut window = Vec::new();
+        if cursor.is_none() && !prefix.is_empty() {
+            // The one id equal to the prefix (a file named `%.json` here)
+            // sorts before the scan's exclusive start.
+            let exact = DocId::from(prefix.as_str());
+            if let Some(d) = get_stored(engine, &exact).await? {
+                if !skip(&d.id) {
+                    window.push(doc_entry(d));
+                }
+            }
+            cursor = Some(exact);
+        }
+        let mut scanned = 0;
+        let next = 'pages: loop {
+            let raw = super::namespace::scan(engine, cursor.as_ref(), PAGE).await?;
+            if raw.is_empty() {
+                break None;
+            }
+            for d in raw {
+                scanned += 1;
+                let Some(rest) = d.id.as_str().strip_prefix(prefix.as_str()) else {
+                    break 'pages None;
+                };
+                match rest.find('/') {
+                    Some(slash) => {
+                        let comp = &rest[..slash];
+                        let sub = format!("{prefix}{comp}/");
+                        window.push(WindowEntry {
+                            name: dir_name(comp),
+                            kind: WindowKind::Dir {
+                                prefix: sub.clone(),
+                            },
+                        });
+                        cursor = Some(DocId::from(format!("{sub}{}", self.past)));
+                        break;
+                    }
+                    None => {
+                        cursor = Some(d.id.clone());
+                        if !skip(&d.id) {
+                            window.push(doc_entry(d));
+                        }
+                    }
+                }
+            }
+            if window.len() >= PAGE || scanned >= 4 * PAGE {
+                break cursor;
+            }
+        };
+        self.window_next = next;
+        window.retain(|e| !self.skip_names.contains(&e.name));
+        self.window = window;
         self.window_page = Some(k);
         Ok(())
+    }
+}
+
+fn doc_entry(d: crate::engine::StoredDoc) -> WindowEntry {
+    WindowEntry {
+        name: leaf_file_name(&d.id),
+        kind: WindowKind::Doc {
+            meta: DocMeta {
+                size: d.json.len() as u64,
+                mtime: d.mtime(),
+                seq: d.seq,
+            },
+            id: d.id,
+        },
     }
 }

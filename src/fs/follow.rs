@@ -72,12 +72,12 @@ impl FsCore {
     /// documents (re-read on next use) and drop the kernel's cached
     /// attributes and names of them.
     pub(crate) async fn drop_cached_docs(&self, ns: &Namespace) {
-        let known: Vec<(u64, String)> = {
+        let known: Vec<(u64, u64, String)> = {
             let mut t = self.table.lock();
-            let children = t.children(ns.ino);
-            children
+            let below = t.descendants(ns.ino);
+            below
                 .into_iter()
-                .filter(|(ino, _)| match t.get_mut(*ino).map(|i| &mut i.node) {
+                .filter(|(ino, _, _)| match t.get_mut(*ino).map(|i| &mut i.node) {
                     Some(Node::Doc(d)) => {
                         if !d.pending {
                             d.meta = None;
@@ -91,9 +91,9 @@ impl FsCore {
         // Reads that started before the refresh must not settle what they
         // fetched as current (see `settle_doc`).
         self.bump_epoch();
-        for (ino, name) in known {
+        for (ino, parent, name) in known {
             self.invalidate_attrs(ino).await;
-            self.invalidate_entry(ns.ino, &name, false).await;
+            self.invalidate_entry(parent, &name, false).await;
         }
     }
 

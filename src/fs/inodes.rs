@@ -54,9 +54,21 @@ pub(crate) struct ScratchNode {
     pub hides: Option<DocId>,
 }
 
+/// A directory below a namespace's top: the documents whose ids start with
+/// `prefix`.
+pub(crate) struct DirNode {
+    pub ns: Arc<Namespace>,
+    /// The ids below it start with this; ends with `/`.
+    pub prefix: String,
+    /// Made by `mkdir` and not removed: exists (in memory) even while no
+    /// document lies below it. Otherwise it exists because documents do.
+    pub explicit: bool,
+}
+
 pub(crate) enum Node {
     Root,
     Namespace(Arc<Namespace>),
+    Dir(DirNode),
     Doc(DocNode),
     Scratch(ScratchNode),
     Control(ControlKind),
@@ -79,6 +91,7 @@ impl Inode {
         match &self.node {
             Node::Scratch(_) | Node::Namespace(_) => true,
             Node::Doc(d) => d.pending,
+            Node::Dir(d) => d.explicit,
             _ => false,
         }
     }
@@ -86,7 +99,9 @@ impl Inode {
     fn evictable(&self) -> bool {
         self.nlookup == 0
             && self.open == 0
-            && (!self.linked || matches!(self.node, Node::Doc(ref d) if !d.pending))
+            && (!self.linked
+                || matches!(self.node, Node::Doc(ref d) if !d.pending)
+                || matches!(self.node, Node::Dir(ref d) if !d.explicit))
     }
 }
 
@@ -306,6 +321,22 @@ impl InodeTable {
             .filter(|(_, i)| i.parent == parent && i.linked)
             .map(|(ino, i)| (*ino, i.name.clone()))
             .collect()
+    }
+
+    /// Linked inodes anywhere below directory `dir`, with their parent:
+    /// `(ino, parent, name)`.
+    pub fn descendants(&self, dir: u64) -> Vec<(u64, u64, String)> {
+        let mut out = Vec::new();
+        let mut dirs = vec![dir];
+        while let Some(d) = dirs.pop() {
+            for (ino, name) in self.children(d) {
+                if matches!(self.get(ino).map(|i| &i.node), Some(Node::Dir(_))) {
+                    dirs.push(ino);
+                }
+                out.push((ino, d, name));
+            }
+        }
+        out
     }
 
     pub fn hidden_by(&self, ns: u64, id: &DocId) -> Option<u64> {

@@ -2,14 +2,13 @@
 //! folding what the engine stores into the inode table.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use super::attr::Attr;
-use super::core::{control_ino, ns_of, FsCore};
+use super::core::{control_ino, ns_of, DirRef, FsCore};
 use super::error::{FsError, FsResult};
-use super::inodes::{DocMeta, DocNode, Inode, InodeTable, Node, ROOT_INO};
-use super::names::NameKind;
-use super::namespace::{get_stored, Namespace};
+use super::inodes::{DirNode, DocMeta, DocNode, Inode, InodeTable, Node, ROOT_INO};
+use super::names::{decode_dir, NameKind};
+use super::namespace::{get_stored, scan, Namespace};
 use crate::types::DocId;
 
 impl FsCore {
@@ -26,30 +25,80 @@ impl FsCore {
         if parent == ROOT_INO {
             return self.lookup_namespace(name).await;
         }
-        let ns = self.namespace(parent)?;
-        let attr = match self.classify(name) {
-            NameKind::Doc(id) => self.lookup_doc(&ns, name, id).await?,
+        let dir = self.dir_of(parent)?;
+        let ns = &dir.ns;
+        let attr = match self.classify(&dir, name) {
+            NameKind::Doc(id) => self.lookup_doc(&dir, name, id).await?,
             NameKind::Control(kind) => {
                 if kind.is_report() {
-                    self.report_for_stat(&ns, kind).await?;
+                    self.report_for_stat(ns, kind).await?;
                 }
                 let mut t = self.table.lock();
                 let ino = control_ino(&mut t, ns.ino, kind);
                 self.attr_locked(&t, ino).ok_or(FsError::NotFound)?
             }
             NameKind::Scratch | NameKind::DocTooLong => {
-                let t = self.table.lock();
-                let ino = t.lookup(ns.ino, name).ok_or(FsError::NotFound)?;
-                self.attr_locked(&t, ino).ok_or(FsError::NotFound)?
+                let known = {
+                    let t = self.table.lock();
+                    t.lookup(parent, name)
+                        .map(|ino| self.attr_locked(&t, ino).ok_or(FsError::NotFound))
+                };
+                match known {
+                    Some(attr) => attr?,
+                    None => self.lookup_subdir(&dir, name).await?,
+                }
             }
         };
         Ok(attr)
     }
 
-    async fn lookup_doc(&self, ns: &Arc<Namespace>, name: &str, id: DocId) -> FsResult<Attr> {
+    /// A directory `name` below `dir` that exists because documents lie
+    /// below it (one scan of at most one id, and one point lookup for the
+    /// document whose last component is empty).
+    async fn lookup_subdir(&self, dir: &DirRef, name: &str) -> FsResult<Attr> {
+        let comp = decode_dir(name).ok_or(FsError::NotFound)?;
+        let prefix = format!("{}{comp}/", dir.prefix);
+        if prefix.len() > self.cfg.engine.limits.max_id_bytes {
+            return Err(FsError::NotFound);
+        }
+        if !self.dir_has_docs(&dir.ns, &prefix).await? {
+            return Err(FsError::NotFound);
+        }
+        let mut t = self.table.lock();
+        let ino = match t.lookup(dir.ino, name) {
+            Some(ino) => ino,
+            None => t.insert(
+                dir.ino,
+                name,
+                Node::Dir(DirNode {
+                    ns: dir.ns.clone(),
+                    prefix,
+                    explicit: false,
+                }),
+            ),
+        };
+        self.attr_locked(&t, ino).ok_or(FsError::NotFound)
+    }
+
+    /// Whether any stored document's id starts with `prefix` (ends in `/`).
+    pub(crate) async fn dir_has_docs(&self, ns: &Namespace, prefix: &str) -> FsResult<bool> {
+        let engine = ns.engine().await?;
+        let after = DocId::from(prefix);
+        let first = scan(&engine, Some(&after), 1).await?;
+        if first
+            .first()
+            .is_some_and(|d| d.id.as_str().starts_with(prefix))
+        {
+            return Ok(true);
+        }
+        Ok(get_stored(&engine, &after).await?.is_some())
+    }
+
+    async fn lookup_doc(&self, dir: &DirRef, name: &str, id: DocId) -> FsResult<Attr> {
+        let ns = &dir.ns;
         {
             let t = self.table.lock();
-            match t.lookup(ns.ino, name) {
+            match t.lookup(dir.ino, name) {
                 Some(ino) => {
                     if let Some(attr) = self.attr_locked(&t, ino) {
                         return Ok(attr);
@@ -63,29 +112,30 @@ impl FsCore {
         let stored = get_stored(&*ns.engine().await?, &id).await?;
         let mut t = self.table.lock();
         let ino =
-            self.settle_doc(&mut t, ns.ino, name, &id, stored.as_ref().map(DocMeta::of), e0)?;
+            self.settle_doc(&mut t, dir.ino, name, &id, stored.as_ref().map(DocMeta::of), e0)?;
         self.attr_locked(&t, ino).ok_or(FsError::NotFound)
     }
 
-    /// Folds a fetched stored state into the table; returns the inode.
+    /// Folds a fetched stored state of document `name` in directory inode
+    /// `dir_ino` into the table; returns the inode.
     pub(crate) fn settle_doc(
         &self,
         t: &mut InodeTable,
-        ns_ino: u64,
+        dir_ino: u64,
         name: &str,
         id: &DocId,
         fetched: Option<DocMeta>,
         e0: u64,
     ) -> FsResult<u64> {
         let fresh = self.epoch() == e0;
+        let ns = ns_of(t, dir_ino).ok_or(FsError::NotFound)?;
         if !fresh {
             // What was fetched may predate a follower's refresh: have the
             // next refresh look again.
-            if let Some(ns) = ns_of(t, ns_ino) {
-                ns.raced.store(true, Ordering::Release);
-            }
+            ns.raced.store(true, Ordering::Release);
         }
-        match t.lookup(ns_ino, name) {
+        let ns_ino = ns.ino;
+        match t.lookup(dir_ino, name) {
             Some(ino) => {
                 let Some(Inode {
                     node: Node::Doc(d), ..
@@ -97,7 +147,7 @@ impl FsCore {
                     Some(m) if fresh || d.meta.is_none() => d.meta = Some(m),
                     Some(_) => {}
                     None if fresh && !d.pending && d.dirty_size.is_none() => {
-                        t.unlink(ns_ino, name);
+                        t.unlink(dir_ino, name);
                         return Err(FsError::NotFound);
                     }
                     None => {}
@@ -107,7 +157,7 @@ impl FsCore {
             None => match fetched {
                 Some(_) if t.is_hidden(ns_ino, id) => Err(FsError::NotFound),
                 Some(meta) => Ok(t.insert(
-                    ns_ino,
+                    dir_ino,
                     name,
                     Node::Doc(DocNode {
                         id: id.clone(),

@@ -61,6 +61,7 @@ mod open;
 mod readdir;
 mod rename;
 mod setattr;
+mod subdirs;
 
 pub use self::attr::{Attr, DirEntry, FileKind, OpenInfo, OpenMode, SetAttr};
 pub use self::core::{CoreConfig, FsCore, StatFs};

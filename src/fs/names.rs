@@ -1,10 +1,16 @@
-//! File names in a namespace directory: which are documents, which are
-//! control files, and which are scratch files held only in daemon memory.
+//! File names in a namespace: which are documents, which are control files,
+//! which may be subdirectories, and which are scratch files held only in
+//! daemon memory.
 //!
-//! A document's file name is its id with `/`, `%`, NUL and a leading `.`
-//! percent-encoded (`%2F`, `%25`, `%00`, `%2E`), then `.json`. Decoding
-//! accepts only that exact (canonical) form, so every id has exactly one
-//! name and no two names alias one document.
+//! `/` in an id separates directories: id `2026/12/a1` is the file
+//! `2026/12/a1.json`. Each component of the path is percent-encoded where
+//! it could not be a file name or would be ambiguous: `%` is `%25`, NUL is
+//! `%00`, a leading `.` is `%2E` (so `.`, `..` and hidden names never
+//! appear), and an empty component is the name `%`. A directory component
+//! ending in `.json` has that dot encoded (`x%2Ejson`), so no directory
+//! looks like a document. Decoding accepts only that exact (canonical)
+//! form, so every id has exactly one path and no two paths alias one
+//! document.
 
 use crate::types::DocId;
 
@@ -77,31 +83,75 @@ pub enum NameKind {
 
 /// Classifies `name` (one path component) for a namespace directory.
 pub fn classify(name: &str, max_id_bytes: usize) -> NameKind {
-    if let Some(kind) = ControlKind::from_name(name) {
+    classify_in(name, "", true, max_id_bytes)
+}
+
+/// Classifies `name` in the directory whose ids start with `prefix` (`""`
+/// at the namespace's top, else ending in `/`); control files exist only at
+/// the top (`at_top`). A document's id is the whole id, prefix included.
+pub fn classify_in(name: &str, prefix: &str, at_top: bool, max_id_bytes: usize) -> NameKind {
+    if let Some(kind) = ControlKind::from_name(name).filter(|_| at_top) {
         return NameKind::Control(kind);
     }
     let Some(stem) = name.strip_suffix(DOC_SUFFIX) else {
         return NameKind::Scratch;
     };
-    match decode_stem(stem) {
-        Some(id) if id.len() > max_id_bytes => NameKind::DocTooLong,
-        Some(id) => NameKind::Doc(DocId::from(id)),
+    match decode_component(stem) {
+        // An id is never empty: `%.json` at the top is just a name.
+        Some(rel) if prefix.is_empty() && rel.is_empty() => NameKind::Scratch,
+        Some(rel) if prefix.len() + rel.len() > max_id_bytes => NameKind::DocTooLong,
+        Some(rel) => NameKind::Doc(DocId::from(format!("{prefix}{rel}"))),
         None => NameKind::Scratch,
     }
 }
 
-/// The file name of the document `id`.
+/// The path of document `id` below its namespace: its directories and file
+/// name, each component encoded (see the module docs).
 pub fn doc_file_name(id: &DocId) -> String {
-    let mut out = encode_id(id.as_str());
+    let mut parts: Vec<&str> = id.as_str().split('/').collect();
+    let file = parts.pop().unwrap_or_default();
+    let mut out = String::with_capacity(id.as_str().len() + 8);
+    for dir in parts {
+        out.push_str(&dir_name(dir));
+        out.push('/');
+    }
+    out.push_str(&encode_component(file));
     out.push_str(DOC_SUFFIX);
     out
 }
 
-fn encode_id(id: &str) -> String {
-    let mut out = String::with_capacity(id.len() + 8);
-    for (i, ch) in id.char_indices() {
+/// The file name of the last component of `id` (its name in its directory).
+pub(crate) fn leaf_file_name(id: &DocId) -> String {
+    let leaf = id.as_str().rsplit('/').next().unwrap_or_default();
+    let mut out = encode_component(leaf);
+    out.push_str(DOC_SUFFIX);
+    out
+}
+
+/// The directory name of id component `comp`.
+pub(crate) fn dir_name(comp: &str) -> String {
+    let mut out = encode_component(comp);
+    if out.ends_with(DOC_SUFFIX) {
+        let cut = out.len() - DOC_SUFFIX.len();
+        out.replace_range(cut..cut + 1, "%2E");
+    }
+    out
+}
+
+/// The id component a directory name stands for, if it is the canonical
+/// name of one.
+pub(crate) fn decode_dir(name: &str) -> Option<String> {
+    let comp = decode_any(name)?;
+    (dir_name(&comp) == name).then_some(comp)
+}
+
+fn encode_component(comp: &str) -> String {
+    if comp.is_empty() {
+        return "%".to_string();
+    }
+    let mut out = String::with_capacity(comp.len() + 8);
+    for (i, ch) in comp.char_indices() {
         match ch {
-            '/' => out.push_str("%2F"),
             '%' => out.push_str("%25"),
             '\0' => out.push_str("%00"),
             '.' if i == 0 => out.push_str("%2E"),
@@ -111,8 +161,18 @@ fn encode_id(id: &str) -> String {
     out
 }
 
-/// The id a stem encodes, if the stem is the canonical encoding of one.
-fn decode_stem(stem: &str) -> Option<String> {
+/// The id component a file stem encodes, if the stem is the canonical
+/// encoding of one.
+fn decode_component(stem: &str) -> Option<String> {
+    let comp = decode_any(stem)?;
+    (encode_component(&comp) == stem).then_some(comp)
+}
+
+/// Undoes the percent codes of a name (canonical or not).
+fn decode_any(stem: &str) -> Option<String> {
+    if stem == "%" {
+        return Some(String::new());
+    }
     if stem.is_empty() {
         return None;
     }
@@ -123,7 +183,6 @@ fn decode_stem(stem: &str) -> Option<String> {
         if bytes[i] == b'%' {
             let code = bytes.get(i + 1..i + 3)?;
             out.push(match code {
-                b"2F" => b'/',
                 b"25" => b'%',
                 b"00" => 0,
                 b"2E" => b'.',
@@ -135,31 +194,68 @@ fn decode_stem(stem: &str) -> Option<String> {
             i += 1;
         }
     }
-    let id = String::from_utf8(out).ok()?;
-    (encode_id(&id) == stem).then_some(id)
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn doc(name: &str) -> Option<String> {
-        match classify(name, 200) {
+    /// The id a path (`dir/dir/file.json`) stands for.
+    fn id_of_path(path: &str) -> Option<String> {
+        let mut parts: Vec<&str> = path.split('/').collect();
+        let file = parts.pop()?;
+        let mut prefix = String::new();
+        for dir in parts {
+            prefix.push_str(&decode_dir(dir)?);
+            prefix.push('/');
+        }
+        match classify_in(file, &prefix, prefix.is_empty(), 200) {
             NameKind::Doc(id) => Some(id.into_string()),
             _ => None,
         }
     }
 
     #[test]
-    fn ids_round_trip_through_file_names() {
-        for id in ["a1", "a/b", "100%", ".hidden", "x\0y", "a.b", "..", "é"] {
-            let name = doc_file_name(&DocId::from(id));
-            assert_eq!(doc(&name).as_deref(), Some(id), "{name}");
-            assert!(!name.contains('/') && !name.contains('\0'), "{name}");
-            assert!(!name.starts_with('.'), "{name}");
+    fn ids_round_trip_through_paths() {
+        for id in [
+            "a1",
+            "a/b",
+            "100%",
+            ".hidden",
+            "x\0y",
+            "a.b",
+            "..",
+            "é",
+            "2026/12/a1",
+            "a//b",
+            "/a",
+            "a/",
+            "./..",
+            "x.json/y",
+            "%2F",
+            ".flush",
+        ] {
+            let path = doc_file_name(&DocId::from(id));
+            assert_eq!(id_of_path(&path).as_deref(), Some(id), "{path}");
+            for part in path.split('/') {
+                assert!(
+                    !part.is_empty() && !part.starts_with('.') && !part.contains('\0'),
+                    "{path}"
+                );
+            }
         }
-        assert_eq!(doc_file_name(&DocId::from("a/b")), "a%2Fb.json");
+        assert_eq!(doc_file_name(&DocId::from("a/b")), "a/b.json");
         assert_eq!(doc_file_name(&DocId::from(".x")), "%2Ex.json");
+        assert_eq!(doc_file_name(&DocId::from("a//b")), "a/%/b.json");
+        assert_eq!(doc_file_name(&DocId::from("x.json/y")), "x%2Ejson/y.json");
+        assert_eq!(leaf_file_name(&DocId::from("a/b/c")), "c.json");
+        // Non-canonical directory names are not directories.
+        for name in ["a%2Fb", ".git", "x.json", "a%41", ""] {
+            assert_eq!(decode_dir(name), None, "{name}");
+        }
+        // Control names are documents' neighbours only at the top.
+        assert_eq!(classify_in(".flush", "a/", false, 200), NameKind::Scratch);
     }
 
     #[test]
@@ -174,6 +270,7 @@ mod tests {
             "x.JSON",
             "a%41.json",
             "a%2f.json",
+            "a%2Fb.json",
             "x%2E.json",
             "%.json",
         ] {

@@ -6,7 +6,6 @@ use super::attr::Attr;
 use super::core::{now_ms, FsCore};
 use super::error::{FsError, FsResult};
 use super::inodes::{InodeTable, Node, ROOT_INO};
-use super::names::NameKind;
 use super::namespace::Namespace;
 use crate::engine::layout::{check_namespace, manifest_dir};
 use crate::engine::{delete_namespace, Engine};
@@ -78,10 +77,7 @@ impl FsCore {
     pub async fn mkdir(&self, parent: u64, name: &str) -> FsResult<Attr> {
         self.check_name(name)?;
         if parent != ROOT_INO {
-            self.namespace(parent)?;
-            return Err(FsError::NotPermitted(
-                "a namespace holds documents, not directories",
-            ));
+            return self.mkdir_below(parent, name).await;
         }
         self.check_writable()?;
         if self.table.lock().lookup(ROOT_INO, name).is_some() {
@@ -103,12 +99,7 @@ impl FsCore {
     pub async fn rmdir(&self, parent: u64, name: &str) -> FsResult<()> {
         self.check_name(name)?;
         if parent != ROOT_INO {
-            self.namespace(parent)?;
-            return Err(match self.classify(name) {
-                NameKind::Doc(_) | NameKind::Control(_) => FsError::NotDir,
-                _ if self.table.lock().lookup(parent, name).is_some() => FsError::NotDir,
-                _ => FsError::NotFound,
-            });
+            return self.rmdir_below(parent, name).await;
         }
         self.check_writable()?;
         let ino = self

@@ -7,7 +7,7 @@
 use std::time::SystemTime;
 
 use super::attr::{Attr, OpenInfo, OpenMode};
-use super::core::{control_ino, ns_of, FsCore};
+use super::core::{control_ino, ns_of, DirRef, FsCore};
 use super::error::{FsError, FsResult};
 use super::handles::{FileHandle, FileState, Handle};
 use super::inodes::{DocMeta, DocNode, Node, ScratchNode, ROOT_INO};
@@ -36,7 +36,7 @@ impl FsCore {
             let t = self.table.lock();
             match t.get(ino).map(|i| &i.node) {
                 None => return Err(FsError::NotFound),
-                Some(Node::Root | Node::Namespace(_)) => return Err(FsError::IsDir),
+                Some(Node::Root | Node::Namespace(_) | Node::Dir(_)) => return Err(FsError::IsDir),
                 Some(Node::Doc(_)) => Target::Doc,
                 Some(Node::Scratch(_)) => Target::Scratch,
                 Some(Node::Control(k)) => Target::Control(*k),
@@ -142,12 +142,12 @@ impl FsCore {
             let e0 = self.epoch();
             let stored = get_stored(&*ns.engine().await?, &id).await?;
             let mut t = self.table.lock();
-            let (linked, name) = t
+            let (linked, parent, name) = t
                 .get(ino)
-                .map(|i| (i.linked, i.name.clone()))
+                .map(|i| (i.linked, i.parent, i.name.clone()))
                 .ok_or(FsError::NotFound)?;
             if linked {
-                self.settle_doc(&mut t, ns.ino, &name, &id, stored.as_ref().map(DocMeta::of), e0)?;
+                self.settle_doc(&mut t, parent, &name, &id, stored.as_ref().map(DocMeta::of), e0)?;
             }
             match stored {
                 Some(doc) => (doc.json.to_vec(), Some(doc.seq), true),
@@ -198,17 +198,17 @@ impl FsCore {
                 "the top level holds only namespace directories",
             ));
         }
-        let ns = self.namespace(parent)?;
-        ns.check_not_fenced()?;
+        let dir = self.dir_of(parent)?;
+        dir.ns.check_not_fenced()?;
         let mode = OpenMode {
             write: true,
             ..mode
         };
-        let existing = match self.classify(name) {
+        let existing = match self.classify(&dir, name) {
             NameKind::DocTooLong => return Err(FsError::NameTooLong),
-            NameKind::Control(kind) => Some(control_ino(&mut self.table.lock(), ns.ino, kind)),
-            NameKind::Scratch => self.table.lock().lookup(ns.ino, name),
-            NameKind::Doc(_) => match self.find(parent, name).await {
+            NameKind::Control(kind) => Some(control_ino(&mut self.table.lock(), dir.ns.ino, kind)),
+            // A scratch name may also be a directory that documents make.
+            NameKind::Scratch | NameKind::Doc(_) => match self.find(parent, name).await {
                 Ok(attr) => Some(attr.ino),
                 Err(FsError::NotFound) => None,
                 Err(e) => return Err(e),
@@ -217,7 +217,7 @@ impl FsCore {
         let info = match existing {
             Some(_) if mode.exclusive => return Err(FsError::Exists),
             Some(ino) => self.open(ino, mode).await?,
-            None => self.create_new(ns.ino, name, mode)?,
+            None => self.create_new(&dir, name, mode)?,
         };
         let ino = self.handle_ino(info.fh).await?;
         self.remember(ino);
@@ -225,9 +225,9 @@ impl FsCore {
         Ok((attr, info))
     }
 
-    fn create_new(&self, ns_ino: u64, name: &str, mode: OpenMode) -> FsResult<OpenInfo> {
+    fn create_new(&self, dir: &DirRef, name: &str, mode: OpenMode) -> FsResult<OpenInfo> {
         let mut t = self.table.lock();
-        let (node, state) = match self.classify(name) {
+        let (node, state) = match self.classify(dir, name) {
             NameKind::Doc(id) => (
                 Node::Doc(DocNode {
                     id,
@@ -257,8 +257,8 @@ impl FsCore {
                 FileState::Scratch,
             ),
         };
-        let ino = t.insert(ns_ino, name, node);
-        t.touch_dir(ns_ino);
+        let ino = t.insert(dir.ino, name, node);
+        t.touch_dir(dir.ino);
         if let Some(inode) = t.get_mut(ino) {
             inode.open += 1;
         }

@@ -10,7 +10,7 @@ use super::core::FsCore;
 use super::dirstream::{DirStream, RawEntry};
 use super::error::{FsError, FsResult};
 use super::handles::Handle;
-use super::inodes::{DocNode, InodeTable, Node, ROOT_INO};
+use super::inodes::{DirNode, DocNode, InodeTable, Node, ROOT_INO};
 
 impl FsCore {
     pub async fn opendir(&self, ino: u64) -> FsResult<u64> {
@@ -19,13 +19,14 @@ impl FsCore {
             let t = self.table.lock();
             let mut fixed = vec![RawEntry::Dot, RawEntry::DotDot];
             fixed.extend(t.memory_names(ROOT_INO).into_iter().map(RawEntry::Named));
-            DirStream::new(ino, fixed, false)
+            DirStream::new(ino, fixed, false, String::new(), 0)
         } else {
-            let ns = self.namespace(ino)?;
+            let dir = self.dir_of(ino)?;
             let t = self.table.lock();
             let mut fixed = vec![RawEntry::Dot, RawEntry::DotDot];
-            fixed.extend(t.memory_names(ns.ino).into_iter().map(RawEntry::Named));
-            DirStream::new(ino, fixed, true)
+            fixed.extend(t.memory_names(ino).into_iter().map(RawEntry::Named));
+            let max_id = self.cfg.engine.limits.max_id_bytes;
+            DirStream::new(ino, fixed, true, dir.prefix, max_id)
         };
         Ok(self.handles.insert(Handle::Dir(stream)))
     }
@@ -88,6 +89,38 @@ impl FsCore {
             }
             RawEntry::Named(name) => {
                 let ino = t.lookup(dir, &name)?;
+                (name, ino, true)
+            }
+            RawEntry::Dir { name, prefix } => {
+                let ino = match t.lookup(dir, &name) {
+                    Some(ino) => ino,
+                    None if plus => {
+                        let ns = super::core::ns_of(t, dir)?;
+                        t.insert(
+                            dir,
+                            &name,
+                            Node::Dir(DirNode {
+                                ns,
+                                prefix,
+                                explicit: false,
+                            }),
+                        )
+                    }
+                    None => {
+                        let ino = t.ino_for(dir, &name);
+                        let attr = Attr {
+                            ino,
+                            ..self.dir_attr(t, ino)
+                        };
+                        return Some(DirEntry {
+                            ino,
+                            offset: pos,
+                            name,
+                            kind: FileKind::Directory,
+                            attr,
+                        });
+                    }
+                };
                 (name, ino, true)
             }
             RawEntry::Doc { name, id, meta } => {

@@ -10,7 +10,7 @@
 //! file is deleted or replaced without the name being rewritten. If the
 //! daemon stops first, the document is still there under its old name.
 
-use super::core::FsCore;
+use super::core::{DirRef, FsCore};
 use super::error::{FsError, FsResult};
 use super::inodes::{DocMeta, DocNode, Node, ScratchNode, ROOT_INO};
 use super::names::NameKind;
@@ -35,16 +35,12 @@ enum Existence {
 
 impl FsCore {
     /// Whether document `id` (file `name`) is visible.
-    async fn doc_existence(
-        &self,
-        ns: &Arc<Namespace>,
-        name: &str,
-        id: &DocId,
-    ) -> FsResult<Existence> {
+    async fn doc_existence(&self, dir: &DirRef, name: &str, id: &DocId) -> FsResult<Existence> {
+        let ns = &dir.ns;
         {
             let t = self.table.lock();
             match t
-                .lookup(ns.ino, name)
+                .lookup(dir.ino, name)
                 .and_then(|ino| t.get(ino).map(|i| (ino, i)))
             {
                 Some((ino, i)) => match &i.node {
@@ -100,22 +96,33 @@ impl FsCore {
                 None => FsError::NotFound,
             });
         }
-        let ns = self.namespace(parent)?;
+        let dir = self.dir_of(parent)?;
+        let ns = dir.ns.clone();
         self.check_writable()?;
-        match self.classify(name) {
+        match self.classify(&dir, name) {
             // Control files always exist; removing one is a no-op so that
             // `rm -rf namespace` works.
             NameKind::Control(_) => Ok(()),
             NameKind::Scratch | NameKind::DocTooLong => {
-                if self.table.lock().lookup(ns.ino, name).is_none() {
-                    return Err(FsError::NotFound);
+                let found = self.table.lock().lookup(parent, name);
+                let is_dir = match found {
+                    Some(ino) => {
+                        matches!(self.table.lock().get(ino).map(|i| &i.node), Some(Node::Dir(_)))
+                    }
+                    None => {
+                        self.find(parent, name).await?;
+                        true
+                    }
+                };
+                if is_dir {
+                    return Err(FsError::IsDir);
                 }
-                self.release_hidden(&ns, name).await?;
-                self.table.lock().unlink(ns.ino, name);
+                self.release_hidden(&dir, name).await?;
+                self.table.lock().unlink(parent, name);
                 Ok(())
             }
             NameKind::Doc(id) => {
-                match self.doc_existence(&ns, name, &id).await? {
+                match self.doc_existence(&dir, name, &id).await? {
                     Existence::Absent => return Err(FsError::NotFound),
                     Existence::Pending(_) => {}
                     Existence::Stored => {
@@ -125,8 +132,9 @@ impl FsCore {
                     }
                 }
                 let mut t = self.table.lock();
-                t.unlink(ns.ino, name);
+                t.unlink(parent, name);
                 t.unhide(ns.ino, &id);
+                self.keep_dir(&mut t, parent);
                 Ok(())
             }
         }
@@ -134,10 +142,11 @@ impl FsCore {
 
     /// If scratch file `name` hides a document, deletes that document: the
     /// scratch file is going away, and with it the document's last copy.
-    async fn release_hidden(&self, ns: &Arc<Namespace>, name: &str) -> FsResult<()> {
+    async fn release_hidden(&self, dir: &DirRef, name: &str) -> FsResult<()> {
+        let ns = &dir.ns;
         let hidden = {
             let t = self.table.lock();
-            let ino = t.lookup(ns.ino, name);
+            let ino = t.lookup(dir.ino, name);
             match ino.and_then(|ino| t.get(ino).map(|i| (ino, &i.node))) {
                 Some((
                     ino,
@@ -170,8 +179,10 @@ impl FsCore {
         let result = self
             .rename_name(parent, name, new_parent, new_name, flags)
             .await;
-        if result.is_ok() && name != new_name {
-            self.table.lock().touch_dir(parent);
+        if result.is_ok() && (name != new_name || parent != new_parent) {
+            let mut t = self.table.lock();
+            t.touch_dir(parent);
+            t.touch_dir(new_parent);
         }
         result
     }
@@ -188,31 +199,42 @@ impl FsCore {
         if parent == ROOT_INO || new_parent == ROOT_INO {
             return Err(FsError::NotPermitted("namespaces cannot be renamed or moved"));
         }
-        let ns = self.namespace(parent)?;
-        if parent != new_parent {
-            self.namespace(new_parent)?;
+        let from = self.dir_of(parent)?;
+        let to = self.dir_of(new_parent)?;
+        if from.ns.ino != to.ns.ino {
             return Err(FsError::CrossDevice);
         }
         if flags.exchange {
             return Err(FsError::Invalid("RENAME_EXCHANGE is not supported".into()));
         }
-        let (src, dst) = (self.classify(name), self.classify(new_name));
+        let (src, dst) = (self.classify(&from, name), self.classify(&to, new_name));
         if matches!(src, NameKind::Control(_)) || matches!(dst, NameKind::Control(_)) {
             return Err(FsError::NotPermitted("control files cannot be renamed"));
         }
         if dst == NameKind::DocTooLong {
             return Err(FsError::NameTooLong);
         }
+        if !matches!(src, NameKind::Doc(_)) && self.is_dir_entry(parent, name).await? {
+            if parent == new_parent && name == new_name {
+                return Ok(());
+            }
+            return self
+                .rename_dir(parent, name, new_parent, new_name, flags.noreplace)
+                .await;
+        }
+        if !matches!(dst, NameKind::Doc(_)) && self.is_dir_entry(new_parent, new_name).await? {
+            return Err(FsError::IsDir);
+        }
         let target_exists = match &dst {
             NameKind::Doc(id) => {
-                !matches!(self.doc_existence(&ns, new_name, id).await?, Existence::Absent)
+                !matches!(self.doc_existence(&to, new_name, id).await?, Existence::Absent)
             }
-            _ => self.table.lock().lookup(ns.ino, new_name).is_some(),
+            _ => self.table.lock().lookup(to.ino, new_name).is_some(),
         };
-        if name == new_name {
+        if name == new_name && parent == new_parent {
             let exists = match &src {
                 NameKind::Doc(id) => {
-                    !matches!(self.doc_existence(&ns, name, id).await?, Existence::Absent)
+                    !matches!(self.doc_existence(&from, name, id).await?, Existence::Absent)
                 }
                 _ => target_exists,
             };
@@ -227,42 +249,57 @@ impl FsCore {
         }
         match (src, dst) {
             (NameKind::Doc(a), NameKind::Doc(b)) => {
-                self.rename_doc_to_doc(&ns, name, a, new_name, b).await
+                self.rename_doc_to_doc(&from, name, a, &to, new_name, b).await
             }
-            (NameKind::Doc(a), _) => self.rename_doc_to_scratch(&ns, name, a, new_name).await,
-            (_, NameKind::Doc(b)) => self.rename_scratch_to_doc(&ns, name, new_name, b).await,
+            (NameKind::Doc(a), _) => {
+                self.rename_doc_to_scratch(&from, name, a, &to, new_name).await
+            }
+            (_, NameKind::Doc(b)) => {
+                self.rename_scratch_to_doc(&from, name, &to, new_name, b).await
+            }
             _ => {
-                if self.table.lock().lookup(ns.ino, name).is_none() {
+                if self.table.lock().lookup(from.ino, name).is_none() {
                     return Err(FsError::NotFound);
                 }
-                self.release_hidden(&ns, new_name).await?;
+                self.release_hidden(&to, new_name).await?;
                 let mut t = self.table.lock();
-                let ino = t.lookup(ns.ino, name).ok_or(FsError::NotFound)?;
-                t.rename(ino, ns.ino, new_name);
+                let ino = t.lookup(from.ino, name).ok_or(FsError::NotFound)?;
+                t.rename(ino, to.ino, new_name);
                 Ok(())
             }
         }
     }
 
+    /// Whether `name` in directory `parent` is a directory.
+    async fn is_dir_entry(&self, parent: u64, name: &str) -> FsResult<bool> {
+        match self.find(parent, name).await {
+            Ok(attr) => Ok(attr.kind == super::attr::FileKind::Directory),
+            Err(FsError::NotFound) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn rename_doc_to_doc(
         &self,
-        ns: &Arc<Namespace>,
+        from: &DirRef,
         name: &str,
         a: DocId,
+        to: &DirRef,
         new_name: &str,
         b: DocId,
     ) -> FsResult<()> {
+        let ns = &from.ns;
         let what = format!("{name} -> {new_name}: not renamed");
-        match self.doc_existence(ns, name, &a).await? {
+        match self.doc_existence(from, name, &a).await? {
             Existence::Absent => Err(FsError::NotFound),
             Existence::Pending(ino) => {
                 // Nothing stored under `a` yet: the open handle commits `b`.
-                if let Existence::Stored = self.doc_existence(ns, new_name, &b).await? {
+                if let Existence::Stored = self.doc_existence(to, new_name, &b).await? {
                     self.commit_batch(ns, WriteBatch::new().delete(b.clone()), &what)
                         .await?;
                 }
                 let mut t = self.table.lock();
-                t.rename(ino, ns.ino, new_name);
+                t.rename(ino, to.ino, new_name);
                 if let Some(Node::Doc(d)) = t.get_mut(ino).map(|i| &mut i.node) {
                     d.id = b.clone();
                 }
@@ -287,8 +324,8 @@ impl FsCore {
                     .delete(a.clone());
                 self.commit_batch(ns, batch, &what).await?;
                 let stored = ns.engine().await?.get_stored(&b).await.ok().flatten();
-                self.move_to_doc(ns, name, new_name, b, stored.as_ref().map(DocMeta::of), 0)
-                    .await;
+                let meta = stored.as_ref().map(DocMeta::of);
+                self.move_to_doc(from, name, to, new_name, b, meta, 0).await;
                 Ok(())
             }
         }
@@ -296,21 +333,25 @@ impl FsCore {
 
     /// After a committed rename onto document `b`: the inode at `name`
     /// (if the kernel knows one) now is that document.
+    #[allow(clippy::too_many_arguments)]
     async fn move_to_doc(
         &self,
-        ns: &Arc<Namespace>,
+        from: &DirRef,
         name: &str,
+        to: &DirRef,
         new_name: &str,
         b: DocId,
         meta: Option<DocMeta>,
         scratch_len: u64,
     ) {
+        let ns = &from.ns;
         let moved = {
             let mut t = self.table.lock();
-            let moved = t.lookup(ns.ino, name);
+            let moved = t.lookup(from.ino, name);
+            self.keep_dir(&mut t, from.ino);
             match moved {
                 Some(ino) => {
-                    t.rename(ino, ns.ino, new_name);
+                    t.rename(ino, to.ino, new_name);
                     if let Some(inode) = t.get_mut(ino) {
                         if let Node::Doc(d) = &mut inode.node {
                             d.id = b.clone();
@@ -331,7 +372,7 @@ impl FsCore {
                     t.reindex(ino);
                 }
                 None => {
-                    t.unlink(ns.ino, new_name);
+                    t.unlink(to.ino, new_name);
                 }
             }
             t.unhide(ns.ino, &b);
@@ -344,14 +385,16 @@ impl FsCore {
 
     async fn rename_scratch_to_doc(
         &self,
-        ns: &Arc<Namespace>,
+        from: &DirRef,
         name: &str,
+        to: &DirRef,
         new_name: &str,
         b: DocId,
     ) -> FsResult<()> {
+        let ns = &from.ns;
         let (data, mtime, hides) = {
             let t = self.table.lock();
-            let ino = t.lookup(ns.ino, name).ok_or(FsError::NotFound)?;
+            let ino = t.lookup(from.ino, name).ok_or(FsError::NotFound)?;
             match t.get(ino).map(|i| &i.node) {
                 Some(Node::Scratch(s)) => (
                     s.data.clone(),
@@ -379,18 +422,20 @@ impl FsCore {
             self.table.lock().unhide(ns.ino, h);
         }
         let meta = stored.as_ref().map(DocMeta::of);
-        self.move_to_doc(ns, name, new_name, b, meta, len).await;
+        self.move_to_doc(from, name, to, new_name, b, meta, len).await;
         Ok(())
     }
 
     async fn rename_doc_to_scratch(
         &self,
-        ns: &Arc<Namespace>,
+        from: &DirRef,
         name: &str,
         a: DocId,
+        to: &DirRef,
         new_name: &str,
     ) -> FsResult<()> {
-        let data = match self.doc_existence(ns, name, &a).await? {
+        let ns = &from.ns;
+        let data = match self.doc_existence(from, name, &a).await? {
             Existence::Absent => return Err(FsError::NotFound),
             Existence::Pending(_) => None,
             Existence::Stored => {
@@ -405,7 +450,7 @@ impl FsCore {
                 self.cfg.scratch_limit
             )));
         }
-        self.release_hidden(ns, new_name).await?;
+        self.release_hidden(to, new_name).await?;
         let mut t = self.table.lock();
         let node = Node::Scratch(ScratchNode {
             data: data.as_ref().map(|d| d.json.to_vec()).unwrap_or_default(),
@@ -414,16 +459,16 @@ impl FsCore {
             mode: None,
             hides: None,
         });
-        let ino = match t.lookup(ns.ino, name) {
+        let ino = match t.lookup(from.ino, name) {
             Some(ino) => {
-                t.rename(ino, ns.ino, new_name);
+                t.rename(ino, to.ino, new_name);
                 if let Some(inode) = t.get_mut(ino) {
                     inode.node = node;
                 }
                 t.scratch_bytes += len;
                 ino
             }
-            None => t.insert(ns.ino, new_name, node),
+            None => t.insert(to.ino, new_name, node),
         };
         if data.is_some() {
             t.hide(ns.ino, a, ino);

@@ -102,7 +102,7 @@ impl FsCore {
             let mut t = self.table.lock();
             match t.get(ino).map(|i| &i.node) {
                 None => return Err(FsError::NotFound),
-                Some(Node::Root | Node::Namespace(_)) => return Err(FsError::IsDir),
+                Some(Node::Root | Node::Namespace(_) | Node::Dir(_)) => return Err(FsError::IsDir),
                 Some(Node::Control(_)) => return Ok(()),
                 Some(Node::Scratch(_)) => {
                     return set_scratch_len(&mut t, ino, size, self.cfg.scratch_limit);
