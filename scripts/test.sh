@@ -21,9 +21,17 @@ fi
 
 scripts/moto-venv.sh
 
+# External filesystem suites (tests/external_suites.rs), built once and
+# reused from ~/.cargo/bin afterwards.
+for suite in pjdfstest fsx; do
+    command -v "$suite" >/dev/null 2>&1 || [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/$suite" ] ||
+        cargo install --locked "$suite"
+done
+
 # Fail rather than skip when a backend or the mount cannot be set up.
 export REEF_REQUIRE_S3=1
 export REEF_REQUIRE_FUSE=1
+export REEF_REQUIRE_EXTERNAL=1
 export RUST_BACKTRACE=1
 cargo build --bins
 cargo test --all-targets -- "$@"

@@ -231,6 +231,9 @@ impl FsCore {
 
     /// What `name` denotes in directory `dir`.
     pub(crate) fn classify(&self, dir: &DirRef, name: &str) -> NameKind {
+        if dir.scratch {
+            return NameKind::Scratch;
+        }
         classify_in(
             name,
             &dir.prefix,
@@ -326,10 +329,10 @@ impl FsCore {
     /// The directory inode `ino`: its namespace and id prefix.
     pub(crate) fn dir_of(&self, ino: u64) -> FsResult<DirRef> {
         let t = self.table.lock();
-        let (ns, prefix) = match t.get(ino).map(|i| &i.node) {
-            Some(Node::Namespace(ns)) => (ns.clone(), String::new()),
+        let (ns, prefix, scratch) = match t.get(ino).map(|i| &i.node) {
+            Some(Node::Namespace(ns)) => (ns.clone(), String::new(), false),
             Some(Node::Dir(d)) if t.get(ino).is_some_and(|i| i.linked) => {
-                (d.ns.clone(), d.prefix.clone())
+                (d.ns.clone(), d.prefix.clone(), d.scratch)
             }
             Some(Node::Dir(_)) | None => return Err(FsError::NotFound),
             Some(Node::Root) => {
@@ -342,7 +345,12 @@ impl FsCore {
         if ns.is_removed() {
             return Err(FsError::NotFound);
         }
-        Ok(DirRef { ns, ino, prefix })
+        Ok(DirRef {
+            ns,
+            ino,
+            prefix,
+            scratch,
+        })
     }
 
     /// `namespace/path` of an inode, for log lines.
@@ -395,6 +403,9 @@ pub(crate) struct DirRef {
     /// Ids below this directory start with it; empty at the top, else
     /// ending in `/`.
     pub prefix: String,
+    /// A scratch directory: everything below it is a scratch file or
+    /// directory, in memory only.
+    pub scratch: bool,
 }
 
 impl DirRef {

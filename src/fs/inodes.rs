@@ -63,6 +63,10 @@ pub(crate) struct DirNode {
     /// Made by `mkdir` and not removed: exists (in memory) even while no
     /// document lies below it. Otherwise it exists because documents do.
     pub explicit: bool,
+    /// A *scratch directory*: its name is not one an id component has (a
+    /// leading `.`, like the `.tmpXXXX` directories tools make), so it and
+    /// everything below it is held in memory only, like a scratch file.
+    pub scratch: bool,
 }
 
 pub(crate) enum Node {

@@ -56,6 +56,9 @@ impl FsCore {
     /// below it (one scan of at most one id, and one point lookup for the
     /// document whose last component is empty).
     async fn lookup_subdir(&self, dir: &DirRef, name: &str) -> FsResult<Attr> {
+        if dir.scratch {
+            return Err(FsError::NotFound);
+        }
         let comp = decode_dir(name).ok_or(FsError::NotFound)?;
         let prefix = format!("{}{comp}/", dir.prefix);
         if prefix.len() > self.cfg.engine.limits.max_id_bytes {
@@ -74,6 +77,7 @@ impl FsCore {
                     ns: dir.ns.clone(),
                     prefix,
                     explicit: false,
+                    scratch: false,
                 }),
             ),
         };

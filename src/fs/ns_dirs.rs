@@ -91,6 +91,7 @@ impl FsCore {
         let mut t = self.table.lock();
         let ino = self.register_namespace(&mut t, name, Some(engine));
         t.touch_dir(ROOT_INO);
+        t.touch_dir(ino);
         drop(t);
         self.remember(ino);
         Ok(self.dir_attr(&self.table.lock(), ino))

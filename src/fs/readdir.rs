@@ -26,7 +26,7 @@ impl FsCore {
             let mut fixed = vec![RawEntry::Dot, RawEntry::DotDot];
             fixed.extend(t.memory_names(ino).into_iter().map(RawEntry::Named));
             let max_id = self.cfg.engine.limits.max_id_bytes;
-            DirStream::new(ino, fixed, true, dir.prefix, max_id)
+            DirStream::new(ino, fixed, !dir.scratch, dir.prefix, max_id)
         };
         Ok(self.handles.insert(Handle::Dir(stream)))
     }
@@ -103,6 +103,7 @@ impl FsCore {
                                 ns,
                                 prefix,
                                 explicit: false,
+                                scratch: false,
                             }),
                         )
                     }

@@ -13,7 +13,7 @@
 use super::attr::Attr;
 use super::core::FsCore;
 use super::error::{FsError, FsResult};
-use super::inodes::{DirNode, InodeTable, Node};
+use super::inodes::{DirNode, InodeTable, Node, ROOT_INO};
 use super::names::decode_dir;
 use super::namespace::scan;
 use crate::types::{with_id, DocId, WriteBatch};
@@ -27,13 +27,18 @@ impl FsCore {
         self.check_writable()?;
         let dir = self.dir_of(parent)?;
         dir.ns.check_not_fenced()?;
-        let Some(comp) = decode_dir(name) else {
+        if name.ends_with(super::names::DOC_SUFFIX) && !dir.scratch {
             return Err(FsError::NotPermitted(
-                "a directory name cannot start with '.', end in \".json\" or hold a stray '%' \
-                 (those names are documents or scratch files)",
+                "a directory name cannot end in \".json\" (that is a document's name)",
             ));
+        }
+        // A name no id component has makes a scratch directory.
+        let comp = decode_dir(name).filter(|_| !dir.scratch);
+        let scratch = comp.is_none();
+        let prefix = match comp {
+            Some(comp) => format!("{}{comp}/", dir.prefix),
+            None => String::new(),
         };
-        let prefix = format!("{}{comp}/", dir.prefix);
         if prefix.len() >= self.cfg.engine.limits.max_id_bytes {
             return Err(FsError::NameTooLong);
         }
@@ -50,9 +55,11 @@ impl FsCore {
                 ns: dir.ns.clone(),
                 prefix,
                 explicit: true,
+                scratch,
             }),
         );
         t.touch_dir(parent);
+        t.touch_dir(ino);
         if let Some(inode) = t.get_mut(ino) {
             inode.nlookup += 1;
         }
@@ -65,16 +72,16 @@ impl FsCore {
         self.check_writable()?;
         let dir = self.dir_of(parent)?;
         let attr = self.find(parent, name).await?;
-        let (prefix, ino) = {
+        let (prefix, ino, scratch) = {
             let t = self.table.lock();
             match t.get(attr.ino).map(|i| &i.node) {
-                Some(Node::Dir(d)) => (d.prefix.clone(), attr.ino),
+                Some(Node::Dir(d)) => (d.prefix.clone(), attr.ino, d.scratch),
                 _ => return Err(FsError::NotDir),
             }
         };
         dir.ns.check_not_fenced()?;
         if !self.table.lock().memory_names(ino).is_empty()
-            || self.dir_has_docs(&dir.ns, &prefix).await?
+            || (!scratch && self.dir_has_docs(&dir.ns, &prefix).await?)
         {
             return Err(FsError::NotEmpty);
         }
@@ -97,16 +104,20 @@ impl FsCore {
         let src = self.dir_of(parent)?;
         let dst = self.dir_of(new_parent)?;
         let attr = self.find(parent, name).await?;
-        let Some(comp) = decode_dir(new_name) else {
-            return Err(FsError::NotPermitted("not a directory name"));
-        };
-        let (ino, old_prefix) = {
+        let (ino, old_prefix, scratch) = {
             let t = self.table.lock();
             match t.get(attr.ino).map(|i| &i.node) {
-                Some(Node::Dir(d)) => (attr.ino, d.prefix.clone()),
+                Some(Node::Dir(d)) => (attr.ino, d.prefix.clone(), d.scratch),
                 _ => return Err(FsError::NotDir),
             }
         };
+        let comp = decode_dir(new_name).filter(|_| !dst.scratch);
+        if scratch || comp.is_none() {
+            return self
+                .rename_scratch_dir(ino, scratch, new_parent, new_name, noreplace)
+                .await;
+        }
+        let comp = comp.unwrap_or_default();
         let new_prefix = format!("{}{comp}/", dst.prefix);
         if new_prefix.starts_with(&old_prefix) {
             return Err(FsError::Invalid("cannot move a directory into itself".into()));
@@ -195,6 +206,45 @@ impl FsCore {
         // only if it was one itself; its parent lost an entry.
         t.touch_dir(parent);
         t.touch_dir(new_parent);
+        Ok(())
+    }
+
+    /// Renames a directory where the source or the target is a scratch
+    /// directory: in memory only, so possible only when both are (a stored
+    /// directory's documents cannot become scratch files, nor the reverse,
+    /// in one step: `EXDEV`, and `mv` copies).
+    async fn rename_scratch_dir(
+        &self,
+        ino: u64,
+        scratch: bool,
+        new_parent: u64,
+        new_name: &str,
+        noreplace: bool,
+    ) -> FsResult<()> {
+        let target_scratch = decode_dir(new_name).is_none() || self.dir_of(new_parent)?.scratch;
+        if !(scratch && target_scratch) {
+            return Err(FsError::CrossDevice);
+        }
+        if let Ok(target) = self.find(new_parent, new_name).await {
+            if noreplace {
+                return Err(FsError::Exists);
+            }
+            let t = self.table.lock();
+            match t.get(target.ino).map(|i| &i.node) {
+                Some(Node::Dir(_)) if t.memory_names(target.ino).is_empty() => {}
+                Some(Node::Dir(_)) => return Err(FsError::NotEmpty),
+                _ => return Err(FsError::NotDir),
+            }
+        }
+        let mut t = self.table.lock();
+        let mut at = new_parent;
+        while at != ROOT_INO {
+            if at == ino {
+                return Err(FsError::Invalid("cannot move a directory into itself".into()));
+            }
+            at = t.get(at).map_or(ROOT_INO, |i| i.parent);
+        }
+        t.rename(ino, new_parent, new_name);
         Ok(())
     }
 
