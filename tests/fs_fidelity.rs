@@ -617,3 +617,62 @@ fn renaming_a_directory_too_large_for_one_batch_is_exdev_so_mv_copies() {
     assert!(m.join("n/big/d10000.json").exists());
     assert!(!m.join("n/moved").exists());
 }
+
+#[test]
+fn scratch_files_are_counted_in_stats_and_each_one_discarded_is_logged() {
+    if !fuse_available() {
+        return;
+    }
+    let src = Source::new();
+    let mnt = tempfile::tempdir().unwrap();
+    let log = src._dir.path().join("daemon.log");
+    run(Command::new(env!("CARGO_BIN_EXE_reef"))
+        .arg("mount")
+        .arg(&src.root)
+        .arg(mnt.path())
+        .arg("-o")
+        .arg(format!("log_file={}", log.display())));
+    let at = |rel: &str| mnt.path().join(rel);
+    let unmount = || run(Command::new("fusermount3").arg("-u").arg(mnt.path()));
+    let result = std::panic::catch_unwind(|| {
+        std::fs::create_dir(at("n")).unwrap();
+        std::fs::write(at("n/notes.txt"), "twelve bytes").unwrap();
+        std::fs::create_dir(at("n/.work")).unwrap();
+        std::fs::write(at("n/.work/tmp"), "abc").unwrap();
+        write_close(&at("n/kept.json"), "{}").unwrap();
+        let stats: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(at("n/.stats")).unwrap()).unwrap();
+        assert_eq!(
+            (stats["scratch_files"].as_u64(), stats["scratch_bytes"].as_u64()),
+            (Some(2), Some(15)),
+            "{stats}"
+        );
+    });
+    unmount();
+    result.unwrap();
+    // The daemon exits after unmount; poll its log for both lines.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("scratch file discarded"))
+            .collect();
+        if lines.len() == 2 {
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains("n/notes.txt") && l.contains("12 bytes")),
+                "{text}"
+            );
+            assert!(lines.iter().any(|l| l.contains("n/.work/tmp")), "{text}");
+            assert!(!text.contains("kept.json: scratch"), "{text}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no discard lines in the daemon log:\n{text}"
+        );
+        std::thread::yield_now();
+    }
+}

@@ -89,8 +89,12 @@ impl FsCore {
             },
             ControlKind::Stats => {
                 let mut stats = ns.engine().await?.stats();
+                let (files, bytes) = self.scratch_counts(ns.ino);
                 if let Some(fields) = stats.as_object_mut() {
                     fields.extend(self.store_report());
+                    // Held in this daemon's memory only, lost at unmount.
+                    fields.insert("scratch_files".into(), files.into());
+                    fields.insert("scratch_bytes".into(), bytes.into());
                 }
                 pretty(&stats)
             }

@@ -334,7 +334,10 @@ impl InodeTable {
         let mut dirs = vec![dir];
         while let Some(d) = dirs.pop() {
             for (ino, name) in self.children(d) {
-                if matches!(self.get(ino).map(|i| &i.node), Some(Node::Dir(_))) {
+                if matches!(
+                    self.get(ino).map(|i| &i.node),
+                    Some(Node::Dir(_) | Node::Namespace(_))
+                ) {
                     dirs.push(ino);
                 }
                 out.push((ino, d, name));

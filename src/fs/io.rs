@@ -340,7 +340,8 @@ impl FsCore {
         }
     }
 
-    /// Commits every dirty handle (clean unmount).
+    /// Commits every dirty handle (clean unmount), then logs each scratch
+    /// file the daemon is about to discard, so none vanishes silently.
     pub async fn shutdown(&self) {
         for (_, handle) in self.handles.all() {
             let mut handle = handle.lock().await;
@@ -350,5 +351,34 @@ impl FsCore {
                 }
             }
         }
+        let scratch: Vec<(u64, usize)> = {
+            let t = self.table.lock();
+            t.descendants(super::inodes::ROOT_INO)
+                .into_iter()
+                .filter_map(|(ino, _, _)| match t.get(ino).map(|i| &i.node) {
+                    Some(Node::Scratch(s)) => Some((ino, s.data.len())),
+                    _ => None,
+                })
+                .collect()
+        };
+        for (ino, len) in scratch {
+            log::warn!(
+                "{}: scratch file discarded at unmount ({len} bytes): only names ending in .json \
+                 are stored; rename it to one to keep it",
+                self.path_of(ino)
+            );
+        }
+    }
+
+    /// Scratch files below namespace directory `ns_ino`: (count, bytes).
+    pub(crate) fn scratch_counts(&self, ns_ino: u64) -> (u64, u64) {
+        let t = self.table.lock();
+        t.descendants(ns_ino)
+            .into_iter()
+            .filter_map(|(ino, _, _)| match t.get(ino).map(|i| &i.node) {
+                Some(Node::Scratch(s)) => Some(s.data.len() as u64),
+                _ => None,
+            })
+            .fold((0, 0), |(n, b), len| (n + 1, b + len))
     }
 }
