@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in fusermount3:fuse3 rsync:rsync jq:jq vim:vim-tiny mount:mount; do
+for tool in fusermount3:fuse3 rsync:rsync jq:jq vim:vim-tiny mount:mount stress-ng:stress-ng; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

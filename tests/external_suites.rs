@@ -121,3 +121,46 @@ fn pjdfstest_results_match_the_expected_failures_file() {
     );
     m.unmount();
 }
+
+/// stress-ng's filesystem stressors that apply to a tree of scratch files
+/// and directories (no links, no special files, no xattrs): a short run
+/// must complete with no stressor failing.
+#[test]
+fn stress_ng_filesystem_stressors_complete_without_failures() {
+    if !fuse_available() {
+        return;
+    }
+    let Some(stress_ng) = tool("stress-ng") else {
+        return;
+    };
+    let (_dir, m) = mount_local();
+    std::fs::create_dir(m.join("stress")).unwrap();
+    let stressors = [
+        "dir", "dentry", "rename", "fstat", "utime", "seek", "hdd", "filename", "chdir",
+    ];
+    let mut cmd = Command::new(stress_ng);
+    cmd.arg("--temp-path").arg(m.join("stress"));
+    for s in stressors {
+        cmd.arg(format!("--{s}")).arg("1");
+    }
+    let out = cmd
+        .args(["--seek-size", "1M", "--hdd-bytes", "1M", "--timeout", "3s"])
+        .arg("--metrics-brief")
+        .output()
+        .expect("run stress-ng");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    eprintln!("{text}");
+    assert!(out.status.success(), "stress-ng failed:\n{text}");
+    assert!(text.contains("successful run completed"), "{text}");
+    for s in stressors {
+        assert!(
+            text.lines()
+                .any(|l| l.contains("metrc") && l.split_whitespace().nth(3) == Some(s)),
+            "no metrics for stressor {s}:\n{text}"
+        );
+    }
+    // It removes what it made; nothing it did reached the store as a document.
+    assert_eq!(std::fs::read_dir(m.join("stress")).unwrap().count(), 0);
+    m.unmount();
+}
