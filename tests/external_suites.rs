@@ -6,6 +6,10 @@
 //!   by-design failure and why. A failure not listed, or a listed test that
 //!   passes, fails this test, so the file stays true.
 //!
+//! - stress-ng's filesystem stressors (short run);
+//! - fsx on a scratch file (short fixed-seed run; `scripts/fsx-long.sh`
+//!   runs a long one).
+//!
 //! `scripts/test.sh` installs the tools and sets `REEF_REQUIRE_EXTERNAL=1`,
 //! so CI fails rather than skips when one is missing.
 
@@ -162,5 +166,43 @@ fn stress_ng_filesystem_stressors_complete_without_failures() {
     }
     // It removes what it made; nothing it did reached the store as a document.
     assert_eq!(std::fs::read_dir(m.join("stress")).unwrap().count(), 0);
+    m.unmount();
+}
+
+/// fsx on a scratch file (random bytes are no JSON document): reads,
+/// writes, truncates and mmap reads/writes checked against its model of
+/// the file. CI runs a short fixed-seed run; `scripts/fsx-long.sh` a long one.
+#[test]
+fn fsx_on_a_scratch_file_finds_no_corruption() {
+    if !fuse_available() {
+        return;
+    }
+    let Some(fsx) = tool("fsx") else {
+        return;
+    };
+    let (dir, m) = mount_local();
+    std::fs::create_dir_all(m.join("fsx/deeper")).unwrap();
+    let out = Command::new(fsx)
+        .args(["-N", "3000", "-S", "7", "-v", "-P"])
+        .arg(dir.path())
+        .arg(m.join("fsx/deeper/fsx.data"))
+        .output()
+        .expect("run fsx");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("All operations completed A-OK!"),
+        "fsx failed:\n{}",
+        text.lines().rev().take(40).collect::<Vec<_>>().join("\n")
+    );
+    // Every kind of operation ran.
+    for op in ["read", "write", "truncate", "mapread", "mapwrite"] {
+        let n = text
+            .lines()
+            .filter(|l| l.split_whitespace().nth(3) == Some(op))
+            .count();
+        eprintln!("fsx {op}: {n}");
+        assert!(n > 100, "fsx ran {n} {op} operations");
+    }
     m.unmount();
 }
