@@ -26,6 +26,9 @@ use crate::types::DocId;
 
 /// Documents per engine scan.
 const PAGE: usize = 1000;
+/// Documents in the first engine scan of a page, and after each jump past
+/// a subdirectory.
+const FIRST_SCAN: usize = 32;
 /// Entries handed back per call (the kernel takes what fits).
 const WANT: usize = 512;
 
@@ -206,11 +209,16 @@ impl DirStream {
             cursor = Some(exact);
         }
         let mut scanned = 0;
+        // Small scans first, doubling while the scan yields this directory's
+        // own files: after a jump past a subdirectory the rest of a big scan
+        // would be the next subdirectory's documents, read for nothing.
+        let mut limit = FIRST_SCAN;
         let next = 'pages: loop {
-            let raw = super::namespace::scan(engine, cursor.as_ref(), PAGE).await?;
+            let raw = super::namespace::scan(engine, cursor.as_ref(), limit).await?;
             if raw.is_empty() {
                 break None;
             }
+            limit = (limit * 2).min(PAGE);
             for d in raw {
                 scanned += 1;
                 let Some(rest) = d.id.as_str().strip_prefix(prefix.as_str()) else {
@@ -227,6 +235,7 @@ impl DirStream {
                             },
                         });
                         cursor = Some(DocId::from(format!("{sub}{}", self.past)));
+                        limit = FIRST_SCAN;
                         break;
                     }
                     None => {
