@@ -925,3 +925,63 @@ async fn unchanged_documents_keep_the_kernel_page_cache() {
     assert!(!open_ro(core.clone()).await);
     assert_eq!(read_str(&core, ns, "x.json").await, r#"{"v":2}"#);
 }
+
+#[tokio::test]
+async fn directories_move_as_a_whole_and_never_into_themselves() {
+    let store = memory();
+    let core = core_on(&store);
+    let ns = mkns(&core, "n").await;
+    let a = core.mkdir(ns, "a").await.unwrap().ino;
+    let b = core.mkdir(a, "b").await.unwrap().ino;
+    write_file(&core, b, "x.json", br#"{"id":"a/b/x"}"#)
+        .await
+        .unwrap();
+    write_file(&core, a, "y.json", b" {} ").await.unwrap();
+    assert_eq!(
+        errno(core.rename(ns, "a", b, "c", RenameFlags::default()).await),
+        libc::EINVAL
+    );
+    // Onto a non-empty directory: ENOTEMPTY; onto a file: ENOTDIR.
+    let other = core.mkdir(ns, "other").await.unwrap().ino;
+    write_file(&core, other, "z.json", b"{}").await.unwrap();
+    assert_eq!(
+        errno(core.rename(ns, "a", ns, "other", RenameFlags::default()).await),
+        libc::ENOTEMPTY
+    );
+    core.rename(ns, "a", other, "moved", RenameFlags::default())
+        .await
+        .unwrap();
+    let moved = core.lookup(other, "moved").await.unwrap().ino;
+    let mb = core.lookup(moved, "b").await.unwrap().ino;
+    assert_eq!(
+        read_str(&core, mb, "x.json").await,
+        r#"{"id":"other/moved/b/x"}"#
+    );
+    assert_eq!(read_str(&core, moved, "y.json").await, " {} ");
+    assert_eq!(errno(core.lookup(ns, "a").await), libc::ENOENT);
+    // The same after a remount: the ids moved in the store.
+    let again = core_on(&store);
+    let ns2 = ns_ino(&again, "n").await;
+    assert_eq!(list(&again, ns2).await, vec![".", "..", "other"]);
+    let o2 = again.lookup(ns2, "other").await.unwrap().ino;
+    let mut names = list(&again, o2).await;
+    names.sort();
+    assert_eq!(names, vec![".", "..", "moved", "z.json"]);
+    // A scratch directory moves only to another scratch name.
+    core.mkdir(ns, ".work").await.unwrap();
+    write_file(&core, core.lookup(ns, ".work").await.unwrap().ino, "t", b"x")
+        .await
+        .unwrap();
+    assert_eq!(
+        errno(
+            core.rename(ns, ".work", ns, "work", RenameFlags::default())
+                .await
+        ),
+        libc::EXDEV
+    );
+    core.rename(ns, ".work", ns, ".work2", RenameFlags::default())
+        .await
+        .unwrap();
+    let w = core.lookup(ns, ".work2").await.unwrap().ino;
+    assert_eq!(read_str(&core, w, "t").await, "x");
+}

@@ -1,6 +1,7 @@
 //! The filesystem view (DESIGN §5): namespaces as directories, documents as
-//! `<id>.json` files, control files, and scratch files for the temporaries
-//! editors and tools create.
+//! `<id>.json` files (`/` in an id separates directories, see `names` and
+//! `subdirs`), control files, and scratch files and directories for the
+//! temporaries editors and tools create.
 //!
 //! - [`FsCore`] implements every operation as an async fn over plain values
 //!   (inode numbers, handles, [`FsError`] with its errno), testable without
@@ -16,9 +17,12 @@
 //!   wrote, truncated or created it is closed or fsync'd; invalid JSON, a
 //!   wrong `id` or a failed write fail that close/fsync (EINVAL, EFBIG,
 //!   EIO, EROFS), leave the stored document as it was, and log one line.
+//!   What is committed is the bytes as written (validated, never
+//!   re-rendered), with the mtime set through `utimensat` if any.
 //!   A reader sees the document as of its first read.
 //! - Names that are not documents are scratch files, held in memory only
-//!   (bounded; ENOSPC beyond). Renaming one onto `x.json` commits it.
+//!   (bounded; ENOSPC beyond), counted in `.stats` and logged one by one
+//!   when discarded at unmount. Renaming one onto `x.json` commits it.
 //! - Renaming a document to a scratch name (vim's `x.json~`) hides it and
 //!   moves its bytes into the scratch file; the stored document is deleted
 //!   only when that scratch file is deleted or replaced (not renamed back
@@ -35,8 +39,9 @@
 //! - `.stats` adds the mount's object-store requests by kind ("store") and
 //!   disk cache hits ("disk_cache") to the namespace's engine counters.
 //! - `.flush`, `.compact`, `.repair` run on close after a write and show
-//!   their last result; `.verify` and `.stats` report on open for reading.
-//!   Reading never changes anything; unlinking a control file is a no-op.
+//!   their last result; `.verify` and `.stats` report on stat and open, with
+//!   an exact `st_size`. Control files are never listed, only reached by
+//!   name. Reading never changes anything; unlinking one is a no-op.
 
 mod adapter;
 mod attr;

@@ -147,8 +147,9 @@ impl WriteBatch {
 /// Size limits, checked before anything is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Longest id, in UTF-8 bytes. File names are limited to 255 bytes, and
-    /// an id becomes `<id>.json` (percent-encoded) in the filesystem view.
+    /// Longest id, in UTF-8 bytes. In the filesystem view `/` in an id
+    /// separates directories and each component, percent-encoded (the last
+    /// with `.json`), must fit a 255-byte file name.
     pub max_id_bytes: usize,
     /// Largest stored JSON of one document: its canonical rendering, or the
     /// bytes of a [`Op::PutJson`] as given.
