@@ -490,6 +490,8 @@ fn nested_directories_copy_diff_move_and_remove_like_a_disk() {
         mtime(&m.join("articles/2026/12/01/doc2.json")),
         mtime(&tree.join("2026/12/01/doc2.json"))
     );
+    // Directory times set by cp -a hold while the daemon runs.
+    assert_eq!(mtime(&m.join("articles/2026/12")), mtime(&tree.join("2026/12")));
     // mkdir -p inside a namespace; an id with '/' is a path.
     run(Command::new("mkdir").arg("-p").arg(m.join("articles/a/b/c")));
     write_close(&m.join("articles/a/b/c/leaf.json"), "{\"id\":\"a/b/c/leaf\"}").unwrap();

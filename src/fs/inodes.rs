@@ -382,6 +382,11 @@ impl InodeTable {
         self.dir_mtimes.insert(dir, SystemTime::now());
     }
 
+    /// `utimensat` on directory `dir`.
+    pub fn set_dir_mtime(&mut self, dir: u64, mtime: SystemTime) {
+        self.dir_mtimes.insert(dir, mtime);
+    }
+
     pub fn dir_mtime(&self, dir: u64) -> Option<SystemTime> {
         self.dir_mtimes.get(&dir).copied()
     }

@@ -42,7 +42,8 @@ impl FsCore {
     /// mtime (its atime is its mtime): with uncommitted content the time
     /// goes with that content's commit (`cp -p` sets it before closing),
     /// else it is committed now, keeping the bytes (`tar x`, `touch`,
-    /// `rsync -t`). Directories and control files accept and ignore it.
+    /// `rsync -t`). A directory keeps its mtime in memory (until the next
+    /// entry change or the daemon stops); control files ignore it.
     async fn set_times(
         &self,
         ino: u64,
@@ -65,6 +66,13 @@ impl FsCore {
                     Some(m) => Some((d.id.clone(), m)),
                     None => None,
                 },
+                Some(Node::Dir(_) | Node::Namespace(_)) => {
+                    // Kept while the daemon runs (directories are not stored).
+                    if let Some(m) = mtime {
+                        t.set_dir_mtime(ino, m);
+                    }
+                    None
+                }
                 _ => None,
             }
         };
