@@ -25,7 +25,7 @@ scripts/moto-venv.sh
 # reused from ~/.cargo/bin afterwards.
 for suite in pjdfstest fsx; do
     command -v "$suite" >/dev/null 2>&1 || [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/$suite" ] ||
-        cargo install --locked --debug "$suite" # debug: compiles in about half the time; both run in seconds
+        cargo install --locked --debug "$suite" # debug: no optimizing pass to wait for; both suites run in seconds
 done
 
 # Fail rather than skip when a backend or the mount cannot be set up.
