@@ -985,3 +985,41 @@ async fn directories_move_as_a_whole_and_never_into_themselves() {
     let w = core.lookup(ns, ".work2").await.unwrap().ino;
     assert_eq!(read_str(&core, w, "t").await, "x");
 }
+
+/// A read-only core follows its writer's directories: one appears when a
+/// document below it is written, and goes when the last one is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_sees_directories_come_and_go_with_their_documents() {
+    let store = memory();
+    let w = core_on(&store);
+    let ns = mkns(&w, "n").await;
+    let a = w.mkdir(ns, "a").await.unwrap().ino;
+    write_file(&w, a, "x.json", b"{}").await.unwrap();
+    let ro = FsCore::new(
+        store.clone(),
+        CoreConfig {
+            read_only: true,
+            refresh: Some(std::time::Duration::from_millis(20)),
+            ..config()
+        },
+    );
+    let rns = ns_ino(&ro, "n").await;
+    assert!(ro.lookup(rns, "a").await.is_ok());
+    w.unlink(a, "x.json").await.unwrap();
+    let b = w.mkdir(ns, "b").await.unwrap().ino;
+    write_file(&w, b, "y.json", b"{}").await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let gone = matches!(ro.lookup(rns, "a").await, Err(e) if e.errno() == libc::ENOENT);
+        let there = ro.lookup(rns, "b").await.is_ok();
+        if gone && there {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gone {gone}, there {there}"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(list(&ro, rns).await, vec![".", "..", "b"]);
+}

@@ -38,11 +38,26 @@ impl FsCore {
                 self.attr_locked(&t, ino).ok_or(FsError::NotFound)?
             }
             NameKind::Scratch | NameKind::DocTooLong => {
-                let known = {
+                let (known, recheck) = {
                     let t = self.table.lock();
-                    t.lookup(parent, name)
-                        .map(|ino| self.attr_locked(&t, ino).ok_or(FsError::NotFound))
+                    let ino = t.lookup(parent, name);
+                    // A follower's directory that exists only because its
+                    // writer's documents do may have gone with them.
+                    let recheck = ino.and_then(|ino| match t.get(ino).map(|i| &i.node) {
+                        Some(Node::Dir(d)) if self.cfg.read_only && !d.explicit => {
+                            Some(d.prefix.clone())
+                        }
+                        _ => None,
+                    });
+                    let known = ino.map(|ino| self.attr_locked(&t, ino).ok_or(FsError::NotFound));
+                    (known, recheck)
                 };
+                if let Some(prefix) = recheck {
+                    if !self.dir_has_docs(ns, &prefix).await? {
+                        self.table.lock().unlink(parent, name);
+                        return Err(FsError::NotFound);
+                    }
+                }
                 match known {
                     Some(attr) => attr?,
                     None => self.lookup_subdir(&dir, name).await?,
