@@ -55,7 +55,7 @@ struct MountArgs {
     mountpoint: PathBuf,
     /// Mount options, comma-separated, as mount(8) passes them: ro, allow_other,
     /// auto_unmount, uid=N, gid=N, file_mode=0644, dir_mode=0755, cache=DIR,
-    /// threads=N, refresh=MS (ro mounts), log_file=PATH; fstab-only options (noauto, _netdev, nofail,
+    /// threads=N, refresh=MS (ro mounts), log_file=PATH, metrics=ADDR:PORT; fstab-only options (noauto, _netdev, nofail,
     /// x-systemd.*, …) are accepted and ignored.
     #[arg(short = 'o', value_name = "OPT[,OPT..]")]
     options: Vec<String>,
@@ -71,6 +71,10 @@ struct MountArgs {
     /// Same as -o auto_unmount.
     #[arg(long)]
     auto_unmount: bool,
+    /// Serve Prometheus metrics on http://ADDR:PORT/metrics (a bare PORT
+    /// binds to 127.0.0.1). Same as -o metrics=ADDR:PORT.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<String>,
 }
 
 const SUBCOMMANDS: [&str; 11] = [
@@ -110,6 +114,10 @@ fn mount_command(args: MountArgs) -> ExitCode {
             options.push(',');
             options.push_str(name);
         }
+    }
+    if let Some(addr) = &args.metrics {
+        options.push_str(",metrics=");
+        options.push_str(addr);
     }
     let mut opts = match reef::fs::MountOptions::parse_o(options.trim_matches(',')) {
         Ok(opts) => opts,

@@ -52,6 +52,8 @@ mod inodes;
 mod invalidate;
 mod io;
 mod lookup;
+mod metrics;
+mod metrics_server;
 mod mount;
 mod names;
 mod namespace;
