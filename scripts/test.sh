@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests drive
-# (fuse3 and the shell tools the mount tests run, groff for the man page, moto's S3 server in a
-# venv), then runs every test — memory, local directory, S3 on loopback, and
-# real FUSE mounts. CI runs exactly this (.ci/run).
+# (fuse3 and the shell tools the mount tests run, groff to render the man
+# pages, moto's S3 server in a venv), then runs every test — memory, local
+# directory, S3 on loopback, and real FUSE mounts. CI runs exactly this
+# (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
