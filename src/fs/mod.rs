@@ -8,7 +8,9 @@
 //! - `adapter` is the thin fuser `Filesystem`: each request is handed to a
 //!   tokio runtime, so no FUSE thread waits on the object store;
 //! - `mount` ([`mount`], [`MountOptions`], [`MountHandle`]) and `daemon`
-//!   ([`run_mount_command`]) set up mounts and run `reef mount`.
+//!   ([`run_mount_command`]) set up mounts and run `reef mount`;
+//! - `metrics` (what is measured, by name) and `metrics_server` (the
+//!   `/metrics` HTTP responder) serve `-o metrics=ADDR:PORT`.
 //!
 //! Semantics in brief:
 //!
