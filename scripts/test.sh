@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests drive
-# (fuse3 and the shell tools the mount tests run, moto's S3 server in a
-# venv), then runs every test — memory, local directory, S3 on loopback, and
-# real FUSE mounts. CI runs exactly this (.ci/run).
+# (fuse3 and the shell tools the mount tests run, groff to render the man
+# pages, moto's S3 server in a venv), then runs every test — memory, local
+# directory, S3 on loopback, and real FUSE mounts. CI runs exactly this
+# (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in fusermount3:fuse3 rsync:rsync jq:jq vim:vim-tiny mount:mount stress-ng:stress-ng; do
+for tool in fusermount3:fuse3 rsync:rsync jq:jq vim:vim-tiny mount:mount stress-ng:stress-ng groff:groff-base; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

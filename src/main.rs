@@ -1,12 +1,13 @@
 //! `reef`: the command line. See `reef --help` and README.md.
 
 mod bench;
+mod cli_docs;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use reef::engine::{self, Engine, EngineOptions};
 use reef::store::{open_store, MeteredStore, ObjectStore};
 
@@ -47,6 +48,18 @@ enum Command {
     /// Mount SOURCE at MOUNTPOINT: namespaces as directories of <id>.json files.
     /// Returns once the mount is live; the daemon runs on in the background.
     Mount(MountArgs),
+    /// Print a shell completion script: `reef completions bash > /etc/bash_completion.d/reef`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the reef(1) man page (roff), or write one page per subcommand
+    /// into DIR: `reef man | man -l -`.
+    Man {
+        /// Write reef.1 and reef-SUBCOMMAND.1 into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -55,8 +68,8 @@ struct MountArgs {
     mountpoint: PathBuf,
     /// Mount options, comma-separated, as mount(8) passes them: ro, allow_other,
     /// auto_unmount, uid=N, gid=N, file_mode=0644, dir_mode=0755, cache=DIR,
-    /// threads=N, refresh=MS (ro mounts), log_file=PATH; fstab-only options (noauto, _netdev, nofail,
-    /// x-systemd.*, …) are accepted and ignored.
+    /// threads=N, refresh=MS (ro mounts), log_file=PATH, metrics=ADDR:PORT; fstab-only options (noauto, _netdev, nofail,
+    /// x-systemd.*, ...) are accepted and ignored.
     #[arg(short = 'o', value_name = "OPT[,OPT..]")]
     options: Vec<String>,
     /// Stay in the foreground (log to stderr) instead of detaching.
@@ -71,9 +84,13 @@ struct MountArgs {
     /// Same as -o auto_unmount.
     #[arg(long)]
     auto_unmount: bool,
+    /// Serve Prometheus metrics on http://ADDR:PORT/metrics (a bare PORT
+    /// binds to 127.0.0.1). Same as -o metrics=ADDR:PORT.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<String>,
 }
 
-const SUBCOMMANDS: [&str; 11] = [
+const SUBCOMMANDS: [&str; 13] = [
     "ls",
     "stats",
     "verify",
@@ -83,6 +100,8 @@ const SUBCOMMANDS: [&str; 11] = [
     "compact",
     "bench",
     "mount",
+    "completions",
+    "man",
     "help",
     "version",
 ];
@@ -110,6 +129,10 @@ fn mount_command(args: MountArgs) -> ExitCode {
             options.push(',');
             options.push_str(name);
         }
+    }
+    if let Some(addr) = &args.metrics {
+        options.push_str(",metrics=");
+        options.push_str(addr);
     }
     let mut opts = match reef::fs::MountOptions::parse_o(options.trim_matches(',')) {
         Ok(opts) => opts,
@@ -250,6 +273,8 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             print_json(&engine.stats())?;
         }
         Command::Bench(args) => bench::run(args).await?,
+        Command::Completions { shell } => cli_docs::completions(Cli::command(), shell)?,
+        Command::Man { dir } => cli_docs::man(Cli::command(), dir.as_deref())?,
         Command::Mount(_) => unreachable!("mount runs before the runtime starts"),
     }
     Ok(ExitCode::SUCCESS)

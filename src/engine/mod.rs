@@ -11,6 +11,7 @@
 //! fails and it stops with `EngineError::Fenced` instead of diverging.
 
 mod codec;
+mod group_sizes;
 pub mod layout;
 mod maintenance;
 pub mod manifest;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
+pub use group_sizes::{GroupSizeHistogram, GROUP_SIZE_BOUNDS};
 pub use manifest::Manifest;
 pub use segment::SegmentMeta;
 
@@ -185,6 +187,7 @@ struct Counters {
     docs_written: AtomicU64,
     flushes: AtomicU64,
     compactions: AtomicU64,
+    group_sizes: group_sizes::GroupSizes,
 }
 
 struct Inner {
@@ -275,6 +278,11 @@ impl Engine {
             "cache_hits": inner.reader.hits.load(Ordering::Relaxed),
             "cache_misses": inner.reader.misses.load(Ordering::Relaxed),
         })
+    }
+
+    /// Documents per WAL object written by this engine (for metrics).
+    pub fn group_sizes(&self) -> GroupSizeHistogram {
+        self.inner.counters.group_sizes.snapshot()
     }
 }
 

@@ -385,6 +385,7 @@ impl Inner {
                 }
                 self.counters.wal_objects.fetch_add(1, Ordering::Relaxed);
                 self.counters.docs_written.fetch_add(n, Ordering::Relaxed);
+                self.counters.group_sizes.record(n);
                 for reply in accepted {
                     let _ = reply.send(Ok(WriteAck { seq }));
                 }

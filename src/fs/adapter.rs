@@ -8,7 +8,7 @@ use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use fuser::{
     AccessFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig,
@@ -23,6 +23,7 @@ use super::fuse_conv::{
     configure_kernel, empty_reply, entry_reply, errno, file_type, fopen_flags, time_of, to_fuser,
     utf8,
 };
+use super::metrics::{FuseMetrics, FuseOp};
 use super::notify::InFlight;
 use super::rename::RenameFlags;
 
@@ -38,6 +39,8 @@ pub(crate) struct Adapter {
     rt: tokio::runtime::Handle,
     inflight: Arc<InFlight>,
     unmounter: UnmounterSlot,
+    /// Set with `-o metrics=`: each request's latency, by kind.
+    metrics: Option<Arc<FuseMetrics>>,
 }
 
 impl Adapter {
@@ -46,6 +49,7 @@ impl Adapter {
         rt: tokio::runtime::Handle,
         inflight: Arc<InFlight>,
         unmounter: UnmounterSlot,
+        metrics: Option<Arc<FuseMetrics>>,
     ) -> Adapter {
         Adapter {
             ttl: core.config().attr_ttl(),
@@ -53,19 +57,36 @@ impl Adapter {
             rt,
             inflight,
             unmounter,
+            metrics,
         }
     }
 
-    fn run<F>(&self, fut: impl FnOnce(Arc<FsCore>) -> F)
+    /// Runs a request on the runtime; with metrics on, times it from here
+    /// until its future (which sends the reply) is done.
+    fn run<F>(&self, op: FuseOp, fut: impl FnOnce(Arc<FsCore>) -> F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
         let guard = self.inflight.enter();
+        let timer = self.metrics.clone().map(|m| (m, Instant::now()));
         let fut = fut(self.core.clone());
         self.rt.spawn(async move {
             fut.await;
+            if let Some((metrics, started)) = timer {
+                metrics.observe(op, started);
+            }
             drop(guard);
         });
+    }
+
+    /// Times a request answered on the FUSE thread itself.
+    fn inline<R>(&self, op: FuseOp, f: impl FnOnce() -> R) -> R {
+        let started = Instant::now();
+        let result = f();
+        if let Some(metrics) = &self.metrics {
+            metrics.observe(op, started);
+        }
+        result
     }
 }
 
@@ -89,16 +110,18 @@ impl Filesystem for Adapter {
             return reply.error(Errno::ENOENT);
         };
         let ttl = self.ttl;
-        self.run(|core| async move { entry_reply(reply, ttl, core.lookup(parent.0, &name).await) });
+        self.run(FuseOp::Lookup, |core| async move {
+            entry_reply(reply, ttl, core.lookup(parent.0, &name).await)
+        });
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.core.forget(ino.0, nlookup);
+        self.inline(FuseOp::Forget, || self.core.forget(ino.0, nlookup));
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let ttl = self.ttl;
-        self.run(|core| async move {
+        self.run(FuseOp::Getattr, |core| async move {
             match core.getattr(ino.0).await {
                 Ok(attr) => reply.attr(&ttl, &to_fuser(&attr)),
                 Err(e) => reply.error(errno(&e)),
@@ -134,7 +157,7 @@ impl Filesystem for Adapter {
             fh: fh.map(|f| f.0),
         };
         let ttl = self.ttl;
-        self.run(|core| async move {
+        self.run(FuseOp::Setattr, |core| async move {
             match core.setattr(ino.0, change).await {
                 Ok(attr) => reply.attr(&ttl, &to_fuser(&attr)),
                 Err(e) => reply.error(errno(&e)),
@@ -164,7 +187,9 @@ impl Filesystem for Adapter {
             Err(e) => return reply.error(e),
         };
         let ttl = self.ttl;
-        self.run(|core| async move { entry_reply(reply, ttl, core.mknod(parent.0, &name).await) });
+        self.run(FuseOp::Mknod, |core| async move {
+            entry_reply(reply, ttl, core.mknod(parent.0, &name).await)
+        });
     }
 
     fn mkdir(
@@ -181,21 +206,27 @@ impl Filesystem for Adapter {
             Err(e) => return reply.error(e),
         };
         let ttl = self.ttl;
-        self.run(|core| async move { entry_reply(reply, ttl, core.mkdir(parent.0, &name).await) });
+        self.run(FuseOp::Mkdir, |core| async move {
+            entry_reply(reply, ttl, core.mkdir(parent.0, &name).await)
+        });
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let Some(name) = name.to_str().map(str::to_owned) else {
             return reply.error(Errno::ENOENT);
         };
-        self.run(|core| async move { empty_reply(reply, core.unlink(parent.0, &name).await) });
+        self.run(FuseOp::Unlink, |core| async move {
+            empty_reply(reply, core.unlink(parent.0, &name).await)
+        });
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let Some(name) = name.to_str().map(str::to_owned) else {
             return reply.error(Errno::ENOENT);
         };
-        self.run(|core| async move { empty_reply(reply, core.rmdir(parent.0, &name).await) });
+        self.run(FuseOp::Rmdir, |core| async move {
+            empty_reply(reply, core.rmdir(parent.0, &name).await)
+        });
     }
 
     fn symlink(
@@ -227,7 +258,7 @@ impl Filesystem for Adapter {
             noreplace: flags.contains(FuseRenameFlags::RENAME_NOREPLACE),
             exchange: flags.contains(FuseRenameFlags::RENAME_EXCHANGE),
         };
-        self.run(|core| async move {
+        self.run(FuseOp::Rename, |core| async move {
             let result = core
                 .rename(parent.0, &name, newparent.0, &newname, flags)
                 .await;
@@ -248,7 +279,7 @@ impl Filesystem for Adapter {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let mode = OpenMode::from_flags(flags.0);
-        self.run(|core| async move {
+        self.run(FuseOp::Open, |core| async move {
             match core.open(ino.0, mode).await {
                 Ok(info) => reply.opened(FileHandle(info.fh), fopen_flags(&info)),
                 Err(e) => reply.error(errno(&e)),
@@ -267,7 +298,7 @@ impl Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.run(|core| async move {
+        self.run(FuseOp::Read, |core| async move {
             match core.read(fh.0, offset, size).await {
                 Ok(data) => reply.data(&data),
                 Err(e) => reply.error(errno(&e)),
@@ -288,7 +319,7 @@ impl Filesystem for Adapter {
         reply: ReplyWrite,
     ) {
         let data = data.to_vec();
-        self.run(|core| async move {
+        self.run(FuseOp::Write, |core| async move {
             match core.write(fh.0, offset, &data).await {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(errno(&e)),
@@ -304,7 +335,9 @@ impl Filesystem for Adapter {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        self.run(|core| async move { empty_reply(reply, core.flush(fh.0).await) });
+        self.run(FuseOp::Flush, |core| async move {
+            empty_reply(reply, core.flush(fh.0).await)
+        });
     }
 
     fn release(
@@ -317,7 +350,9 @@ impl Filesystem for Adapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.run(|core| async move { empty_reply(reply, core.release(fh.0).await) });
+        self.run(FuseOp::Release, |core| async move {
+            empty_reply(reply, core.release(fh.0).await)
+        });
     }
 
     fn fsync(
@@ -328,11 +363,13 @@ impl Filesystem for Adapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.run(|core| async move { empty_reply(reply, core.fsync(fh.0).await) });
+        self.run(FuseOp::Fsync, |core| async move {
+            empty_reply(reply, core.fsync(fh.0).await)
+        });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        self.run(|core| async move {
+        self.run(FuseOp::Opendir, |core| async move {
             match core.opendir(ino.0).await {
                 Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
                 Err(e) => reply.error(errno(&e)),
@@ -348,7 +385,7 @@ impl Filesystem for Adapter {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        self.run(|core| async move {
+        self.run(FuseOp::Readdir, |core| async move {
             match core.readdir(ino.0, fh.0, offset, false).await {
                 Ok(entries) => {
                     for e in entries {
@@ -372,7 +409,7 @@ impl Filesystem for Adapter {
         mut reply: ReplyDirectoryPlus,
     ) {
         let ttl = self.ttl;
-        self.run(|core| async move {
+        self.run(FuseOp::Readdirplus, |core| async move {
             match core.readdir(ino.0, fh.0, offset, true).await {
                 Ok(entries) => {
                     let mut full = false;
@@ -409,7 +446,7 @@ impl Filesystem for Adapter {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.core.releasedir(fh.0);
+        self.inline(FuseOp::Releasedir, || self.core.releasedir(fh.0));
         reply.ok();
     }
 
@@ -425,7 +462,7 @@ impl Filesystem for Adapter {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let s = self.core.statfs();
+        let s = self.inline(FuseOp::Statfs, || self.core.statfs());
         reply.statfs(
             s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
         );
@@ -491,7 +528,7 @@ impl Filesystem for Adapter {
             ..OpenMode::from_flags(flags)
         };
         let ttl = self.ttl;
-        self.run(|core| async move {
+        self.run(FuseOp::Create, |core| async move {
             match core.create(parent.0, &name, mode).await {
                 Ok((attr, info)) => reply.created(
                     &ttl,

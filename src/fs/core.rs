@@ -169,6 +169,11 @@ impl FsCore {
         self.metered.snapshot()
     }
 
+    /// The counted object store (for metrics).
+    pub(crate) fn metered_store(&self) -> &Arc<MeteredStore> {
+        &self.metered
+    }
+
     /// `(hits, misses)` of the disk cache (`-o cache=DIR`), if there is one.
     pub fn disk_cache_counts(&self) -> Option<(u64, u64)> {
         self.disk_cache.as_ref().map(|c| (c.hits(), c.misses()))

@@ -9,7 +9,9 @@
 //! - `adapter` is the thin fuser `Filesystem`: each request is handed to a
 //!   tokio runtime, so no FUSE thread waits on the object store;
 //! - `mount` ([`mount`], [`MountOptions`], [`MountHandle`]) and `daemon`
-//!   ([`run_mount_command`]) set up mounts and run `reef mount`.
+//!   ([`run_mount_command`]) set up mounts and run `reef mount`;
+//! - `metrics` (what is measured, by name) and `metrics_server` (the
+//!   `/metrics` HTTP responder) serve `-o metrics=ADDR:PORT`.
 //!
 //! Semantics in brief:
 //!
@@ -57,6 +59,8 @@ mod inodes;
 mod invalidate;
 mod io;
 mod lookup;
+mod metrics;
+mod metrics_server;
 mod mount;
 mod names;
 mod namespace;

@@ -3,6 +3,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
@@ -14,6 +15,8 @@ use fuser::{MountOption, SessionACL, SessionUnmounter};
 use super::adapter::{Adapter, UnmounterSlot};
 use super::core::{CoreConfig, FsCore};
 use super::error::FsError;
+use super::metrics::{FuseMetrics, MountCollector};
+use super::metrics_server;
 use super::notify::{spawn_notifier, InFlight};
 use crate::store::{DiskCacheStore, MeteredStore, ObjectStore};
 
@@ -56,6 +59,9 @@ pub struct MountOptions {
     /// turns it off: the mount then shows each namespace as it was when
     /// first used.
     pub refresh_ms: Option<u64>,
+    /// `metrics=ADDR:PORT` (or `metrics=PORT`, on loopback): serve
+    /// Prometheus metrics on `http://ADDR:PORT/metrics`.
+    pub metrics: Option<String>,
     /// Kernel mount flags and options passed through (`noexec`, `max_read=N`).
     pub extra: Vec<String>,
 }
@@ -164,6 +170,7 @@ impl MountOptions {
                 ("refresh" | "refresh_ms", Some(v)) => {
                     self.refresh_ms = Some(number("refresh", v.trim_end_matches("ms"))?)
                 }
+                ("metrics", Some(v)) => self.metrics = Some(metrics_server::parse_addr(v)?),
                 ("nodev" | "nosuid" | "noexec" | "noatime", None) => self.extra.push(key),
                 ("max_read", Some(v)) => {
                     number::<u32>("max_read", v)?;
@@ -175,6 +182,7 @@ impl MountOptions {
                         "unknown mount option {opt:?} (reef accepts ro, rw, allow_other, \
                          allow_root, auto_unmount, foreground, uid=, gid=, file_mode=, dir_mode=, \
                          cache=, cache_size=, threads=, scratch_limit=, log_file=, refresh=MS, \
+                         metrics=ADDR:PORT, \
                          noexec, nosuid, nodev, noatime, max_read=, and fstab-only options)"
                     )))
                 }
@@ -271,6 +279,7 @@ pub struct MountHandle {
     events: mpsc::Receiver<Event>,
     events_tx: mpsc::Sender<Event>,
     auto_unmount: bool,
+    metrics_addr: Option<SocketAddr>,
 }
 
 /// Mounts `store` at `mountpoint`; returns once the mount is live.
@@ -308,6 +317,9 @@ pub fn mount_core(
     let fail = |what: &str, e: io::Error| {
         FsError::Mount(format!("cannot mount {}: {what}: {e}", mountpoint.display()))
     };
+    // Bound before mounting, so a bad or busy address leaves nothing mounted.
+    let metrics_listener = opts.metrics.as_deref().map(metrics_server::bind).transpose()?;
+    let fuse_metrics = metrics_listener.as_ref().map(|_| Arc::new(FuseMetrics::new()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("reef-fs")
@@ -320,7 +332,21 @@ pub fn mount_core(
         runtime.handle().clone(),
         inflight.clone(),
         slot.clone(),
+        fuse_metrics.clone(),
     );
+    let metrics_addr = match (metrics_listener, fuse_metrics) {
+        (Some(listener), Some(fuse)) => {
+            let mut registry = prometheus_client::registry::Registry::default();
+            registry.register_collector(Box::new(MountCollector {
+                core: Arc::downgrade(&core),
+                fuse,
+            }));
+            let addr = metrics_server::spawn(runtime.handle(), listener, registry)?;
+            log::info!("metrics of {} on http://{addr}/metrics", mountpoint.display());
+            Some(addr)
+        }
+        _ => None,
+    };
     let mut session = fuser::Session::new(adapter, mountpoint, &opts.fuser_config(fsname))
         .map_err(|e| fail("FUSE session", e))?;
     let unmounter = session.unmount_callable();
@@ -348,6 +374,7 @@ pub fn mount_core(
         events,
         events_tx,
         auto_unmount: opts.auto_unmount,
+        metrics_addr,
     })
 }
 
@@ -387,6 +414,11 @@ impl MountHandle {
 
     pub fn mountpoint(&self) -> &Path {
         &self.mountpoint
+    }
+
+    /// Where `-o metrics=` serves `/metrics` (the bound port, when 0 was asked).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Unmounts and waits until every request and commit has finished.

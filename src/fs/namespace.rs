@@ -140,6 +140,12 @@ impl Namespace {
         slot.as_ref().and_then(Engine::fenced_by)
     }
 
+    /// The engine if it is open and not held exclusively (`.repair`), for
+    /// metrics. Never waits and never opens it.
+    pub fn engine_if_open(&self) -> Option<Engine> {
+        self.engine.try_read().ok()?.clone()
+    }
+
     /// Fails with EROFS once another writer took the namespace over, so a
     /// change is refused when it starts rather than when it is committed.
     pub fn check_not_fenced(&self) -> FsResult<()> {

@@ -1,13 +1,17 @@
 //! `MeteredStore`: counts requests and bytes by kind, so tests can assert
 //! cost ("a cold point lookup is at most two GETs") and `.stats` can show
-//! what a workload costs on S3, where requests are billed.
+//! what a workload costs on S3, where requests are billed. It also keeps a
+//! latency histogram and an error count per request kind, which the mount's
+//! Prometheus endpoint (`-o metrics=`) exports.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use serde::Serialize;
 
 use super::{ObjectMeta, ObjectStore, StoreResult};
@@ -67,10 +71,66 @@ fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }
 
+/// The request kinds timed separately: one per `ObjectStore` method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    Get,
+    GetRange,
+    Put,
+    PutIfAbsent,
+    List,
+    ListPrefixes,
+    Delete,
+}
+
+impl RequestKind {
+    pub const ALL: [RequestKind; 7] = [
+        RequestKind::Get,
+        RequestKind::GetRange,
+        RequestKind::Put,
+        RequestKind::PutIfAbsent,
+        RequestKind::List,
+        RequestKind::ListPrefixes,
+        RequestKind::Delete,
+    ];
+
+    /// The `kind` label of the metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            RequestKind::Get => "get",
+            RequestKind::GetRange => "get_range",
+            RequestKind::Put => "put",
+            RequestKind::PutIfAbsent => "put_if_absent",
+            RequestKind::List => "list",
+            RequestKind::ListPrefixes => "list_prefixes",
+            RequestKind::Delete => "delete",
+        }
+    }
+}
+
+/// Latency (seconds) and errors of one request kind. Buckets from 100 µs
+/// (a local store) to 13 s (a slow S3 retry), doubling.
+#[derive(Debug)]
+struct KindStats {
+    latency: Histogram,
+    errors: AtomicU64,
+}
+
+impl Default for KindStats {
+    fn default() -> Self {
+        KindStats {
+            latency: Histogram::new(exponential_buckets(1e-4, 2.0, 18)),
+            errors: AtomicU64::new(0),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct MeteredStore {
     inner: Arc<dyn ObjectStore>,
     counters: Counters,
+    /// Indexed like `RequestKind::ALL`.
+    kinds: [KindStats; RequestKind::ALL.len()],
 }
 
 impl MeteredStore {
@@ -78,7 +138,33 @@ impl MeteredStore {
         MeteredStore {
             inner,
             counters: Counters::default(),
+            kinds: Default::default(),
         }
+    }
+
+    /// Latency histogram (seconds) of one request kind, failed requests
+    /// included.
+    pub fn latency(&self, kind: RequestKind) -> &Histogram {
+        &self.kinds[kind as usize].latency
+    }
+
+    /// Failed requests of one request kind.
+    pub fn errors(&self, kind: RequestKind) -> u64 {
+        self.kinds[kind as usize].errors.load(Ordering::Relaxed)
+    }
+
+    fn timed<T>(
+        &self,
+        kind: RequestKind,
+        started: Instant,
+        result: StoreResult<T>,
+    ) -> StoreResult<T> {
+        let stats = &self.kinds[kind as usize];
+        stats.latency.observe(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            add(&stats.errors, 1);
+        }
+        result
     }
 
     pub fn inner(&self) -> &Arc<dyn ObjectStore> {
@@ -122,7 +208,9 @@ impl ObjectStore for MeteredStore {
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
         add(&self.counters.put_requests, 1);
         add(&self.counters.put_bytes, data.len() as u64);
+        let started = Instant::now();
         let result = self.inner.put(key, data).await;
+        let result = self.timed(RequestKind::Put, started, result);
         self.count_result(result)
     }
 
@@ -130,23 +218,31 @@ impl ObjectStore for MeteredStore {
         add(&self.counters.put_requests, 1);
         add(&self.counters.conditional_puts, 1);
         add(&self.counters.put_bytes, data.len() as u64);
+        let started = Instant::now();
         let result = self.inner.put_if_absent(key, data).await;
+        let result = self.timed(RequestKind::PutIfAbsent, started, result);
         self.count_result(result)
     }
 
     async fn get(&self, key: &str) -> StoreResult<Bytes> {
+        let started = Instant::now();
         let result = self.inner.get(key).await;
+        let result = self.timed(RequestKind::Get, started, result);
         self.count_get(result)
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
+        let started = Instant::now();
         let result = self.inner.get_range(key, range).await;
+        let result = self.timed(RequestKind::GetRange, started, result);
         self.count_get(result)
     }
 
     async fn list(&self, prefix: &str, offset: Option<&str>) -> StoreResult<Vec<ObjectMeta>> {
         add(&self.counters.list_requests, 1);
+        let started = Instant::now();
         let result = self.inner.list(prefix, offset).await;
+        let result = self.timed(RequestKind::List, started, result);
         if let Ok(entries) = &result {
             add(&self.counters.list_entries, entries.len() as u64);
         }
@@ -157,7 +253,9 @@ impl ObjectStore for MeteredStore {
     /// prefixes it returns count as entries.
     async fn list_prefixes(&self, prefix: &str) -> StoreResult<Vec<String>> {
         add(&self.counters.list_requests, 1);
+        let started = Instant::now();
         let result = self.inner.list_prefixes(prefix).await;
+        let result = self.timed(RequestKind::ListPrefixes, started, result);
         if let Ok(names) = &result {
             add(&self.counters.list_entries, names.len() as u64);
         }
@@ -166,7 +264,9 @@ impl ObjectStore for MeteredStore {
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
         add(&self.counters.delete_requests, 1);
+        let started = Instant::now();
         let result = self.inner.delete(key).await;
+        let result = self.timed(RequestKind::Delete, started, result);
         self.count_result(result)
     }
 
@@ -213,5 +313,11 @@ mod tests {
         assert_eq!(m.since(&m), StoreMetrics::default());
         let json = serde_json::to_value(m).expect("serialize");
         assert_eq!(json["get_requests"], 3);
+        assert_eq!(store.latency(RequestKind::Get).count(), 2);
+        assert_eq!(store.latency(RequestKind::GetRange).count(), 1);
+        assert_eq!(store.latency(RequestKind::Delete).count(), 1);
+        assert_eq!(store.errors(RequestKind::Get), 1);
+        assert_eq!(store.errors(RequestKind::PutIfAbsent), 1);
+        assert_eq!(store.errors(RequestKind::Put), 0);
     }
 }

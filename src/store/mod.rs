@@ -31,7 +31,7 @@ pub use key::validate_key;
 pub use latency::LatencyStore;
 pub use local::{LocalFsStore, TEMP_PREFIX};
 pub use memory::MemoryStore;
-pub use metered::{MeteredStore, StoreMetrics};
+pub use metered::{MeteredStore, RequestKind, StoreMetrics};
 pub use url::{open_store, open_store_with_env, retry_config, s3_store};
 
 /// What a listing says about one object.
