@@ -1,6 +1,8 @@
 //! Flush (memtable -> segment) and compaction (segments -> one segment).
 //! Both build their output, upload it, then commit manifest N+1; until that
-//! commit succeeds, readers see exactly what they saw before.
+//! commit succeeds, readers see exactly what they saw before. After the
+//! commit, which proves this writer still holds the namespace, a bounded
+//! garbage-collection pass runs (`gc`); nothing is deleted here otherwise.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -16,8 +18,7 @@ use crate::types::DocId;
 
 impl Engine {
     /// Writes everything in the memtable to a segment and commits it. The
-    /// WAL objects it covers stay in place: they are what a lost manifest is
-    /// rebuilt from.
+    /// WAL objects it covers stay until GC finds them outside retention.
     pub async fn flush(&self) -> EngineResult<()> {
         let inner = &self.inner;
         inner.check_writable()?;
@@ -57,21 +58,26 @@ impl Engine {
             Ok::<_, EngineError>((next, index))
         }
         .await;
-        let mut st = inner.state.write();
         match result {
             Ok((next, index)) => {
-                st.manifest = Arc::new(next);
-                st.frozen = None;
-                drop(st);
+                let next = Arc::new(next);
+                {
+                    let mut st = inner.state.write();
+                    st.manifest = next.clone();
+                    st.frozen = None;
+                }
                 inner.reader.remember_index(index);
                 inner.counters.flushes.fetch_add(1, Ordering::Relaxed);
+                inner.auto_gc(&next).await;
                 Ok(())
             }
             Err(e) => {
-                if let Some(frozen) = st.frozen.take() {
-                    st.active.merge_older(&frozen);
+                {
+                    let mut st = inner.state.write();
+                    if let Some(frozen) = st.frozen.take() {
+                        st.active.merge_older(&frozen);
+                    }
                 }
-                drop(st);
                 inner.note_fenced(&e);
                 Err(e)
             }
@@ -79,7 +85,7 @@ impl Engine {
     }
 
     /// Merges every segment into one, dropping tombstones and overwritten
-    /// versions, then deletes the inputs.
+    /// versions.
     pub async fn compact(&self) -> EngineResult<()> {
         let inner = &self.inner;
         inner.check_writable()?;
@@ -126,33 +132,12 @@ impl Engine {
             inner.note_fenced(&e);
             return Err(e);
         }
-        let next_version = next.version;
-        inner.state.write().manifest = Arc::new(next);
+        let next = Arc::new(next);
+        inner.state.write().manifest = next.clone();
         inner.reader.remember_index(index);
         inner.counters.compactions.fetch_add(1, Ordering::Relaxed);
-        for seg in &base.segments {
-            let key = segment_key(&inner.ns, &seg.id);
-            if let Err(e) = inner.store.delete(&key).await {
-                log::warn!("namespace {}: could not delete replaced segment {key} ({e}); `reef repair` removes it", inner.ns);
-            }
-        }
-        // Old manifests are history nobody reads; keep a few for operators.
-        let versions = manifest::list_versions(&inner.store, &inner.ns).await?;
-        for v in versions
-            .iter()
-            .filter(|v| **v + KEEP_MANIFESTS <= next_version)
-        {
-            let key = super::layout::manifest_key(&inner.ns, *v);
-            if let Err(e) = inner.store.delete(&key).await {
-                log::warn!(
-                    "namespace {}: could not delete old manifest {key}: {e}",
-                    inner.ns
-                );
-            }
-        }
+        // The replaced inputs stay while retained manifests name them.
+        inner.auto_gc(&next).await;
         Ok(())
     }
 }
-
-/// Manifest versions compaction leaves in place, newest included.
-const KEEP_MANIFESTS: u64 = 10;

@@ -30,6 +30,21 @@ pub struct Manifest {
     pub segments: Vec<SegmentMeta>,
     pub vector_dims: Option<usize>,
     pub created_ms: u64,
+    /// This version is a writer's claim (its first commit after fencing the
+    /// WAL at open). Garbage collection never deletes a claim: it is the
+    /// next manifest version of whichever writer it fenced (see `gc`).
+    /// Manifests written before this field existed may be claims, so a
+    /// missing field reads as `true`.
+    #[serde(default = "legacy_claim")]
+    pub claim: bool,
+    /// Versions of every claim in this manifest's history, so GC knows them
+    /// without reading each one again.
+    #[serde(default)]
+    pub claims: Vec<u64>,
+}
+
+fn legacy_claim() -> bool {
+    true
 }
 
 impl Manifest {
@@ -55,8 +70,17 @@ impl Manifest {
             version: self.version + 1,
             writer_id: writer_id.to_string(),
             created_ms: super::layout::now_ms(),
+            claim: false,
             ..self.clone()
         }
+    }
+
+    /// The next version as a new writer's claim on the namespace.
+    pub fn claim_successor(&self, writer_id: &str) -> Manifest {
+        let mut next = self.successor(writer_id);
+        next.claim = true;
+        next.claims.push(next.version);
+        next
     }
 }
 

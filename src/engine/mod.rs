@@ -10,7 +10,10 @@
 //! create-if-absent — so any older writer's next WAL put or manifest commit
 //! fails and it stops with `EngineError::Fenced` instead of diverging.
 
+pub mod checkpoint;
 mod codec;
+pub mod gc;
+mod history;
 pub mod layout;
 mod maintenance;
 pub mod manifest;
@@ -24,10 +27,14 @@ mod write;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
+pub use checkpoint::Checkpoint;
+pub use gc::{GcOptions, GcReport};
+pub use history::At;
 pub use manifest::Manifest;
 pub use segment::SegmentMeta;
 
@@ -57,7 +64,20 @@ pub struct EngineOptions {
     pub auto_flush_wal_objects: Option<u64>,
     /// Compact automatically once a flush leaves this many segments.
     pub auto_compact_segments: Option<usize>,
+    /// How long every committed state stays readable (DESIGN.md §4); older
+    /// history not pinned by a checkpoint is garbage. Zero keeps only the
+    /// newest state.
+    pub retain: Duration,
+    /// Objects the automatic GC after a flush or compaction deletes at
+    /// most, so a pass never stalls the writer; the rest waits for the next.
+    pub gc_max_deletes_per_pass: usize,
+    /// Segments no manifest names are deleted only once this old: a
+    /// younger one may be another writer's upload that is not committed yet.
+    pub orphan_grace: Duration,
 }
+
+/// The default retention: an hour of history.
+pub const DEFAULT_RETAIN: Duration = Duration::from_secs(3600);
 
 impl Default for EngineOptions {
     fn default() -> Self {
@@ -70,6 +90,9 @@ impl Default for EngineOptions {
             auto_flush_bytes: Some(64 << 20),
             auto_flush_wal_objects: Some(2000),
             auto_compact_segments: Some(8),
+            retain: DEFAULT_RETAIN,
+            gc_max_deletes_per_pass: 10_000,
+            orphan_grace: Duration::from_secs(3600),
         }
     }
 }
@@ -96,6 +119,21 @@ pub enum EngineError {
     Busy(String),
     #[error("write of namespace {ns} failed: {message}")]
     WriteFailed { ns: String, message: String },
+    #[error("invalid checkpoint name {name:?}: {why}")]
+    BadCheckpointName { name: String, why: &'static str },
+    #[error("checkpoint {name:?} of namespace {ns} already exists; delete it first or pick another name")]
+    CheckpointExists { ns: String, name: String },
+    #[error("namespace {ns} has no checkpoint {name:?}")]
+    NoSuchCheckpoint { ns: String, name: String },
+    #[error("sequence {seq} of namespace {ns} is not retained: {retained}")]
+    NotRetained {
+        ns: String,
+        seq: u64,
+        /// What can be read instead, e.g. "sequences 120 to 180 are".
+        retained: String,
+    },
+    #[error("invalid duration {0:?}: use e.g. 0, 90s, 30m, 24h, 7d")]
+    BadDuration(String),
 }
 
 impl EngineError {
@@ -177,6 +215,9 @@ struct Inner {
     maintenance: tokio::sync::Mutex<()>,
     reader: SegmentReader,
     fenced_by: Mutex<Option<String>>,
+    /// Opened at a past state (`open_at`): reads only, never refreshed.
+    pinned: bool,
+    gc_memo: Mutex<gc::GcMemo>,
     auto_flushing: AtomicBool,
     counters: Counters,
 }

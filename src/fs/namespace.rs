@@ -42,6 +42,7 @@ struct Results {
     flush: String,
     compact: String,
     repair: String,
+    gc: String,
     changed_ms: u64,
 }
 
@@ -66,6 +67,7 @@ impl Namespace {
                 flush: NEVER_RUN.into(),
                 compact: NEVER_RUN.into(),
                 repair: NEVER_RUN.into(),
+                gc: NEVER_RUN.into(),
                 changed_ms: now_ms,
             }),
             on_open,
@@ -137,6 +139,7 @@ impl Namespace {
             ControlKind::Flush => r.flush.clone(),
             ControlKind::Compact => r.compact.clone(),
             ControlKind::Repair => r.repair.clone(),
+            ControlKind::Gc => r.gc.clone(),
             ControlKind::Verify | ControlKind::Stats => String::new(),
         }
     }
@@ -152,6 +155,7 @@ impl Namespace {
             ControlKind::Flush => r.flush = text,
             ControlKind::Compact => r.compact = text,
             ControlKind::Repair => r.repair = text,
+            ControlKind::Gc => r.gc = text,
             ControlKind::Verify | ControlKind::Stats => {}
         }
     }

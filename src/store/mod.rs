@@ -116,6 +116,16 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Removes `key`; removing a missing key succeeds.
     async fn delete(&self, key: &str) -> StoreResult<()>;
 
+    /// Removes every key, in order, stopping at the first failure (keys
+    /// before it may be gone). The default deletes one by one; S3-like
+    /// backends override it with bulk delete (up to 1000 keys a request).
+    async fn delete_many(&self, keys: &[String]) -> StoreResult<()> {
+        for key in keys {
+            self.delete(key).await?;
+        }
+        Ok(())
+    }
+
     /// A short human description, for logs and reports (`file:///data`).
     fn describe(&self) -> String;
 }
