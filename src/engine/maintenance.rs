@@ -101,7 +101,17 @@ impl Engine {
                 .map(|(_, entries)| entries)
                 .map_err(|reason| EngineError::Corrupt { key, reason })
         });
-        let inputs = futures::future::try_join_all(reads).await?;
+        let inputs = match futures::future::try_join_all(reads).await {
+            Ok(inputs) => inputs,
+            // Only a newer writer's GC deletes segments our manifest names:
+            // say so (`Fenced`) rather than report a missing object.
+            Err(EngineError::Store(e)) if e.is_not_found() => {
+                let err = inner.fenced_or(EngineError::Store(e)).await;
+                inner.note_fenced(&err);
+                return Err(err);
+            }
+            Err(e) => return Err(e),
+        };
         // Oldest first, so newer versions overwrite older ones.
         let mut merged: BTreeMap<DocId, Entry> = BTreeMap::new();
         for entries in inputs.into_iter().rev() {

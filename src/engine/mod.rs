@@ -310,6 +310,19 @@ impl Inner {
         Ok(())
     }
 
+    /// `Fenced` when another writer committed the manifest version after
+    /// ours (we lost the namespace), else `otherwise`.
+    async fn fenced_or(&self, otherwise: EngineError) -> EngineError {
+        let version = self.state.read().manifest.version + 1;
+        match manifest::read(&self.store, &self.ns, version).await {
+            Ok(m) if m.writer_id != self.writer_id => EngineError::Fenced {
+                ns: self.ns.clone(),
+                by: m.writer_id,
+            },
+            _ => otherwise,
+        }
+    }
+
     /// Records that another writer took over; every later write fails.
     fn note_fenced(&self, err: &EngineError) {
         if let EngineError::Fenced { by, .. } = err {
