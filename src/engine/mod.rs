@@ -9,6 +9,11 @@
 //! object at the next sequence and a manifest claim at the next version, both
 //! create-if-absent — so any older writer's next WAL put or manifest commit
 //! fails and it stops with `EngineError::Fenced` instead of diverging.
+//!
+//! History: every state of the last `EngineOptions::retain` stays readable
+//! (`history`, `Engine::open_at`), checkpoints pin states until deleted
+//! (`checkpoint`), and garbage collection (`gc`) deletes the rest without
+//! ever freeing a slot a fenced writer could reuse.
 
 pub mod checkpoint;
 mod codec;
