@@ -40,7 +40,8 @@ enum Command {
     /// Index the WAL into a segment. Takes the namespace over from a live
     /// mount; on a mount, `touch NAMESPACE/.flush` instead.
     Flush { source: String, namespace: String },
-    /// Merge all segments into one (takes over like flush; on a mount use `.compact`).
+    /// Major compaction: merge every segment into bounded outputs, dropping
+    /// tombstones and overwritten versions (takes over like flush; on a mount use `.compact`).
     Compact { source: String, namespace: String },
     /// Delete garbage: WAL covered by segments and outside retention,
     /// replaced segments, old manifests, old orphans. Prints a JSON report.

@@ -66,7 +66,10 @@ pub(super) async fn rebuild_fenced(
     }
 
     // A segment is superseded by one covering a strictly larger WAL range,
-    // or the same range with a greater id (two uploads of one flush).
+    // or the same range with a greater id and overlapping ids (two uploads
+    // of one flush or one merge). Outputs of one compaction share their WAL
+    // range but hold disjoint ids: siblings, all kept.
+    let overlap = |a: &SegmentMeta, b: &SegmentMeta| a.min_id <= b.max_id && b.min_id <= a.max_id;
     let superseded: HashSet<String> = valid
         .iter()
         .filter(|(s, _)| {
@@ -74,7 +77,8 @@ pub(super) async fn rebuild_fenced(
                 t.id != s.id
                     && t.wal_lo <= s.wal_lo
                     && s.wal_hi <= t.wal_hi
-                    && ((t.wal_lo, t.wal_hi) != (s.wal_lo, s.wal_hi) || t.id > s.id)
+                    && ((t.wal_lo, t.wal_hi) != (s.wal_lo, s.wal_hi)
+                        || (t.id > s.id && overlap(s, t)))
             })
         })
         .map(|(s, _)| s.id.clone())

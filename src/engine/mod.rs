@@ -17,6 +17,7 @@
 
 pub mod checkpoint;
 mod codec;
+pub mod compaction;
 pub mod gc;
 mod history;
 pub mod layout;
@@ -67,8 +68,12 @@ pub struct EngineOptions {
     /// Also flush once this many WAL objects are unflushed, so an open (which
     /// replays them one GET each) stays fast even for tiny writes.
     pub auto_flush_wal_objects: Option<u64>,
-    /// Compact automatically once a flush leaves this many segments.
+    /// Size-tiered automatic compaction after a flush: merge this many
+    /// adjacent segments of similar size (`compaction`); `None`: never.
     pub auto_compact_segments: Option<usize>,
+    /// Target size of a compaction output segment: bounds the memory a
+    /// merge needs and the bytes one rewrite touches.
+    pub compaction_segment_bytes: usize,
     /// How long every committed state stays readable (DESIGN.md §4); older
     /// history not pinned by a checkpoint is garbage. Zero keeps only the
     /// newest state.
@@ -94,7 +99,8 @@ impl Default for EngineOptions {
             cache_bytes: 64 << 20,
             auto_flush_bytes: Some(64 << 20),
             auto_flush_wal_objects: Some(2000),
-            auto_compact_segments: Some(8),
+            auto_compact_segments: Some(4),
+            compaction_segment_bytes: 64 << 20,
             retain: DEFAULT_RETAIN,
             gc_max_deletes_per_pass: 10_000,
             orphan_grace: Duration::from_secs(3600),
@@ -205,6 +211,8 @@ struct Counters {
     docs_written: AtomicU64,
     flushes: AtomicU64,
     compactions: AtomicU64,
+    /// Bytes of segments written by compaction (write amplification).
+    compaction_bytes: AtomicU64,
 }
 
 struct Inner {
@@ -295,6 +303,7 @@ impl Engine {
             "docs_written": c.docs_written.load(Ordering::Relaxed),
             "flushes": c.flushes.load(Ordering::Relaxed),
             "compactions": c.compactions.load(Ordering::Relaxed),
+            "compaction_bytes_written": c.compaction_bytes.load(Ordering::Relaxed),
             "cache_hits": inner.reader.hits.load(Ordering::Relaxed),
             "cache_misses": inner.reader.misses.load(Ordering::Relaxed),
         })
