@@ -75,6 +75,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use serde::Serialize;
 
 use super::checkpoint::{self, Checkpoint};
@@ -287,11 +288,19 @@ impl Inner {
             }
         }
         if !opts.dry_run {
-            // In plan order (segments, WAL, manifests), chunked for bulk
-            // delete; stop at the first failure so the order holds.
-            let keys: Vec<String> = todo.iter().map(|(_, k, _)| k.clone()).collect();
-            for chunk in keys.chunks(DELETE_CHUNK) {
-                self.store.delete_many(chunk).await?;
+            // Kind by kind in plan order (segments, WAL, manifests), each
+            // chunked for bulk delete; a failure stops the pass before the
+            // next kind, so the order between kinds holds.
+            let mut start = 0;
+            while start < todo.len() {
+                let kind = todo[start].0;
+                let end = start + todo[start..].iter().take_while(|d| d.0 == kind).count();
+                let keys: Vec<String> =
+                    todo[start..end].iter().map(|(_, k, _)| k.clone()).collect();
+                for chunk in keys.chunks(DELETE_CHUNK) {
+                    self.store.delete_many(chunk).await?;
+                }
+                start = end;
             }
             let mut memo = self.gc_memo.lock();
             for (kind, key, _) in &todo {
@@ -465,8 +474,15 @@ impl Inner {
                 deletes.push((Kind::Wal, obj.key, obj.size));
             }
         }
-        for (seq, key, size) in small {
-            match self.store.get(&key).await {
+        let store = &self.store;
+        let mut fetched = futures::stream::iter(small)
+            .map(|(seq, key, size)| async move {
+                let data = store.get(&key).await;
+                (seq, key, size, data)
+            })
+            .buffered(16);
+        while let Some((seq, key, size, data)) = fetched.next().await {
+            match data {
                 Ok(data) => match WalRecord::decode(data, seq) {
                     Ok(rec) if rec.kind == WalKind::Batch => deletes.push((Kind::Wal, key, size)),
                     Ok(_) => {
