@@ -16,7 +16,6 @@
 //! Under `cargo test` it only checks that it builds.
 
 #[path = "../tests/support/s3.rs"]
-#[allow(dead_code)]
 mod s3;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
