@@ -122,6 +122,10 @@ pub(super) async fn rebuild_fenced(
         created_ms: now_ms(),
         claim: true,
         claims: claims.into_iter().collect(),
+        // Which flushed WAL objects are markers is not known here; GC
+        // reads the small ones to tell (see `engine::gc`).
+        markers_known_after: None,
+        markers: Vec::new(),
     };
     manifest::commit(store, ns, &m).await?;
     let mut superseded: Vec<String> = superseded.into_iter().collect();

@@ -126,6 +126,22 @@ pub async fn repair(store: Arc<dyn ObjectStore>, ns: &str) -> AdminResult<Repair
         }
     }
 
+    // VOIDs below the flushed point are fencing boundaries like the FENCE
+    // they may replace; record them so GC keeps them (see `engine::gc`).
+    let flushed_voids: Vec<u64> = report
+        .voided_wal
+        .iter()
+        .copied()
+        .filter(|s| *s <= current.flushed_through && !current.markers.contains(s))
+        .collect();
+    if !flushed_voids.is_empty() && current.markers_known_after.is_some() {
+        let mut next = current.successor(&writer_id);
+        next.markers.extend(flushed_voids);
+        next.markers.sort_unstable();
+        manifest::commit(&store, ns, &next).await?;
+        report.manifest_version = next.version;
+    }
+
     // 3. Garbage: segments no manifest names (retained history and
     // checkpoints name older ones; see `engine::gc`).
     let listing_now = list_namespace(&store, ns).await?;

@@ -39,9 +39,13 @@
 //!    first writer to fence `A` wrote it there; every later writer fences
 //!    above). Repair replaces corrupt objects by VOID markers in place, so
 //!    a slot that held a FENCE may hold a VOID. GC deletes neither kind.
-//!    Telling kinds apart costs a GET of small WAL objects only: a marker
-//!    holds no documents, so it is at most `MARKER_MAX_BYTES` (writer ids
-//!    are bounded at open); the kinds learned are remembered in memory.
+//!    Kinds are known without reads: each writer learns every marker above
+//!    its manifest's flushed point (it replays them, or wrote them) and its
+//!    flushes list them in `Manifest::markers`. Where a manifest does not
+//!    know (`markers_known_after`: older or rebuilt manifests, VOIDs repair
+//!    wrote below the flushed point are added by repair), GC reads the WAL
+//!    objects small enough to be a marker (no documents, at most
+//!    `MARKER_MAX_BYTES`; writer ids are bounded at open).
 //! 2. **Manifests.** Version `v+1` is always committed by a writer whose
 //!    state was version `v` (create-if-absent on `v+1`), so versions form
 //!    one chain. `A`'s next version is `v_A + 1`. If another writer holds
@@ -465,6 +469,13 @@ impl Inner {
                 report.kept.wal_checkpointed += 1;
             } else if self.gc_memo.lock().markers.contains(&seq) {
                 report.kept.wal_markers += 1;
+            } else if current.markers_known_after.is_some_and(|x| seq > x) {
+                // The manifest lists every marker here: no read needed.
+                if current.markers.contains(&seq) {
+                    report.kept.wal_markers += 1;
+                } else {
+                    deletes.push((Kind::Wal, obj.key, obj.size));
+                }
             } else if obj.size <= MARKER_MAX_BYTES {
                 // Each costs a GET: bounded like the deletes themselves.
                 if deletes.len() + small.len() < budget {

@@ -19,7 +19,7 @@ impl Engine {
         let inner = &self.inner;
         inner.check_writable()?;
         let _maintenance = inner.maintenance.lock().await;
-        let (frozen, through, base, dims) = {
+        let (frozen, through, base, dims, markers) = {
             // Between commits, so the memtable holds exactly the WAL up to
             // `last_seq`.
             let _commit = inner.commit.lock().await;
@@ -29,7 +29,19 @@ impl Engine {
             }
             let frozen = Arc::new(std::mem::take(&mut st.active));
             st.frozen = Some(frozen.clone());
-            (frozen, st.last_seq, st.manifest.clone(), st.vector_dims)
+            let markers: Vec<u64> = st
+                .markers
+                .iter()
+                .copied()
+                .filter(|m| *m <= st.last_seq)
+                .collect();
+            (
+                frozen,
+                st.last_seq,
+                st.manifest.clone(),
+                st.vector_dims,
+                markers,
+            )
         };
         let result = async {
             let mut builder = SegmentBuilder::new(inner.opts.block_bytes);
@@ -50,6 +62,7 @@ impl Engine {
             next.segments.insert(0, meta);
             next.flushed_through = through;
             next.vector_dims = dims;
+            next.markers.extend(markers.iter().copied());
             manifest::commit(&inner.store, &inner.ns, &next).await?;
             Ok::<_, EngineError>((next, index))
         }
@@ -61,6 +74,7 @@ impl Engine {
                     let mut st = inner.state.write();
                     st.manifest = next.clone();
                     st.frozen = None;
+                    st.markers.retain(|m| *m > through);
                 }
                 inner.reader.remember_index(index);
                 inner.counters.flushes.fetch_add(1, Ordering::Relaxed);

@@ -41,6 +41,14 @@ pub struct Manifest {
     /// without reading each one again.
     #[serde(default)]
     pub claims: Vec<u64>,
+    /// When `Some(x)`: every FENCE or VOID WAL object with a sequence in
+    /// `(x, flushed_through]` is listed in `markers`, so GC tells them from
+    /// batches without reading them. `None` (older or rebuilt manifests):
+    /// unknown, GC reads small WAL objects to check.
+    #[serde(default)]
+    pub markers_known_after: Option<u64>,
+    #[serde(default)]
+    pub markers: Vec<u64>,
 }
 
 fn legacy_claim() -> bool {
@@ -80,6 +88,13 @@ impl Manifest {
         let mut next = self.successor(writer_id);
         next.claim = true;
         next.claims.push(next.version);
+        // The new writer learns every marker above the flushed point by
+        // replaying it; below it, only what this manifest already knew.
+        next.markers_known_after = match self.markers_known_after {
+            Some(x) => Some(x),
+            None if self.version == 0 => Some(0),
+            None => Some(self.flushed_through),
+        };
         next
     }
 }

@@ -202,6 +202,9 @@ struct State {
     vector_dims: Option<usize>,
     /// Highest WAL sequence applied to the memtable.
     last_seq: u64,
+    /// FENCE/VOID sequences above the manifest's flushed point (replayed or
+    /// written by this writer); a flush records them in the manifest.
+    markers: std::collections::BTreeSet<u64>,
 }
 
 #[derive(Default)]

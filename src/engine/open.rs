@@ -22,6 +22,8 @@ pub(super) struct Replayed {
     pub memtable: Memtable,
     pub vector_dims: Option<usize>,
     pub last_seq: u64,
+    /// Sequences of the FENCE and VOID objects replayed (or written).
+    pub markers: Vec<u64>,
 }
 
 /// Replays the WAL after `from_seq` (the manifest's flushed point; the WAL
@@ -77,9 +79,13 @@ pub(super) async fn replay(
         })
         .buffered(REPLAY_PARALLELISM);
     let mut last_seq = from_seq;
+    let mut markers = Vec::new();
     while let Some((seq, key, data)) = fetched.next().await {
         let rec =
             WalRecord::decode(data?, seq).map_err(|reason| EngineError::Corrupt { key, reason })?;
+        if rec.kind != WalKind::Batch {
+            markers.push(seq);
+        }
         if rec.vector_dims.is_some() {
             vector_dims = rec.vector_dims;
         }
@@ -99,6 +105,7 @@ pub(super) async fn replay(
         memtable,
         vector_dims,
         last_seq,
+        markers,
     })
 }
 
@@ -161,6 +168,7 @@ impl Engine {
             )
             .await?;
             let mut last_seq = replayed.last_seq;
+            let mut markers = replayed.markers.clone();
             let mut current = manifest;
             if !opts.read_only {
                 let fence_seq = last_seq + 1;
@@ -175,6 +183,7 @@ impl Engine {
                     Err(e) => return Err(e.into()),
                 }
                 last_seq = fence_seq;
+                markers.push(fence_seq);
                 let claim = current.claim_successor(&writer_id);
                 match manifest::commit(&store, ns, &claim).await {
                     Ok(()) => current = claim,
@@ -184,6 +193,7 @@ impl Engine {
             }
             let replayed = Replayed {
                 last_seq,
+                markers,
                 ..replayed
             };
             return Ok(Engine::assemble(
@@ -214,6 +224,7 @@ impl Engine {
                 manifest: Arc::new(manifest),
                 vector_dims: replayed.vector_dims,
                 last_seq: replayed.last_seq,
+                markers: replayed.markers.into_iter().collect(),
             }),
             commit: Arc::new(tokio::sync::Mutex::new(())),
             pending: Mutex::new(Vec::new()),
