@@ -41,8 +41,32 @@ enum Command {
     /// Index the WAL into a segment. Takes the namespace over from a live
     /// mount; on a mount, `touch NAMESPACE/.flush` instead.
     Flush { source: String, namespace: String },
-    /// Merge all segments into one (takes over like flush; on a mount use `.compact`).
+    /// Major compaction: merge every segment into bounded outputs, dropping
+    /// tombstones and overwritten versions (takes over like flush; on a mount use `.compact`).
     Compact { source: String, namespace: String },
+    /// Delete garbage: WAL covered by segments and outside retention,
+    /// replaced segments, old manifests, old orphans. Prints a JSON report.
+    /// Takes over like flush (on a mount, `touch NAMESPACE/.gc` instead).
+    Gc {
+        source: String,
+        namespace: String,
+        /// History to keep readable: 0, 90s, 30m, 24h, 7d (default 1h).
+        #[arg(long, value_name = "DURATION")]
+        retain: Option<String>,
+        /// Report what would be deleted without deleting (and without
+        /// taking the namespace over).
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Create, list or delete named checkpoints: pinned states that GC keeps.
+    Checkpoint {
+        #[arg(value_enum)]
+        action: CheckpointAction,
+        source: String,
+        namespace: String,
+        /// Required for create and delete.
+        name: Option<String>,
+    },
     /// Measure write, flush, compaction and read speed against the raw store.
     Bench(bench::BenchArgs),
     /// Mount SOURCE at MOUNTPOINT: namespaces as directories of <id>.json files.
@@ -60,6 +84,13 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CheckpointAction {
+    Create,
+    List,
+    Delete,
 }
 
 #[derive(clap::Args)]
@@ -88,10 +119,15 @@ struct MountArgs {
     /// binds to 127.0.0.1). Same as -o metrics=ADDR:PORT.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<String>,
+    /// Same as -o retain=DURATION: history kept readable (default 1h).
+    #[arg(long, value_name = "DURATION")]
+    retain: Option<String>,
 }
 
-const SUBCOMMANDS: [&str; 13] = [
+const SUBCOMMANDS: [&str; 15] = [
     "ls",
+    "gc",
+    "checkpoint",
     "stats",
     "verify",
     "repair",
@@ -133,6 +169,10 @@ fn mount_command(args: MountArgs) -> ExitCode {
     if let Some(addr) = &args.metrics {
         options.push_str(",metrics=");
         options.push_str(addr);
+    }
+    if let Some(retain) = &args.retain {
+        options.push_str(",retain=");
+        options.push_str(retain);
     }
     let mut opts = match reef::fs::MountOptions::parse_o(options.trim_matches(',')) {
         Ok(opts) => opts,
@@ -271,6 +311,77 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             let engine = open_writer(&source, &namespace).await?;
             engine.compact().await.map_err(|e| e.to_string())?;
             print_json(&engine.stats())?;
+        }
+        Command::Gc {
+            source,
+            namespace,
+            retain,
+            dry_run,
+        } => {
+            let retain = match retain {
+                Some(text) => engine::gc::parse_duration(&text).map_err(|e| e.to_string())?,
+                None => engine::DEFAULT_RETAIN,
+            };
+            let opts = EngineOptions {
+                read_only: dry_run,
+                retain,
+                ..EngineOptions::default()
+            };
+            let engine = Engine::open(store(&source)?, &namespace, opts)
+                .await
+                .map_err(|e| format!("cannot open namespace {namespace}: {e}"))?;
+            let gc = engine::GcOptions {
+                dry_run,
+                ..engine.gc_options()
+            };
+            let report = engine.gc(gc).await.map_err(|e| e.to_string())?;
+            print_json(&report)?;
+        }
+        Command::Checkpoint {
+            action,
+            source,
+            namespace,
+            name,
+        } => {
+            let store = store(&source)?;
+            let need_name = || {
+                name.clone()
+                    .ok_or_else(|| "this action needs a checkpoint NAME".to_string())
+            };
+            match action {
+                CheckpointAction::Create => {
+                    let name = need_name()?;
+                    // Read-only: a checkpoint is taken without fencing a
+                    // live mount of the namespace.
+                    let opts = EngineOptions {
+                        read_only: true,
+                        ..EngineOptions::default()
+                    };
+                    let engine = Engine::open(store, &namespace, opts)
+                        .await
+                        .map_err(|e| format!("cannot open namespace {namespace}: {e}"))?;
+                    let cp = engine
+                        .create_checkpoint(&name)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    print_json(&cp)?;
+                }
+                CheckpointAction::List => {
+                    reef::engine::layout::check_namespace(&namespace).map_err(|e| e.to_string())?;
+                    let cps = engine::checkpoint::list(&store, &namespace)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    print_json(&cps)?;
+                }
+                CheckpointAction::Delete => {
+                    let name = need_name()?;
+                    reef::engine::layout::check_namespace(&namespace).map_err(|e| e.to_string())?;
+                    engine::checkpoint::delete(&store, &namespace, &name)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    eprintln!("reef: deleted checkpoint {name:?} of {namespace}; the next gc frees what it pinned");
+                }
+            }
         }
         Command::Bench(args) => bench::run(args).await?,
         Command::Completions { shell } => cli_docs::completions(Cli::command(), shell)?,

@@ -205,6 +205,22 @@ async fn compaction_of_many_segments_keeps_newest_versions_and_drops_deletes() {
     assert!(before
         .iter()
         .all(|d| d.attributes.get("round") == Some(&i(11))));
+    // The inputs stay while retained history names them; GC without
+    // retention frees them.
+    assert_eq!(
+        list_keys_containing(&store, &format!("{ns}/segments/"))
+            .await
+            .len(),
+        13
+    );
+    let report = engine
+        .gc(reef::engine::GcOptions {
+            retain: std::time::Duration::ZERO,
+            ..engine.gc_options()
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.deleted.replaced_segments.objects, 12, "{report:?}");
     assert_eq!(
         list_keys_containing(&store, &format!("{ns}/segments/"))
             .await

@@ -868,7 +868,7 @@ async fn run_ops(ops: Vec<Op>) {
                 !n.starts_with(".flush")
                     && !matches!(
                         n.as_str(),
-                        "." | ".." | ".compact" | ".verify" | ".repair" | ".stats"
+                        "." | ".." | ".compact" | ".gc" | ".verify" | ".repair" | ".stats"
                     )
             })
             .collect();

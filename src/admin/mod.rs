@@ -20,7 +20,7 @@ pub use repair::{repair, RepairReport};
 pub use verify::{verify, verify_with_progress, VerifyReport};
 
 use crate::engine::layout::{
-    manifest_dir, parse_numbered, random_u64, segment_dir, wal_dir, wal_key,
+    checkpoint_dir, manifest_dir, parse_numbered, random_u64, segment_dir, wal_dir, wal_key,
 };
 use crate::engine::wal::{WalKind, WalRecord};
 use crate::engine::EngineError;
@@ -55,6 +55,8 @@ struct Listing {
     /// (sequence, key), oldest first.
     wal: Vec<(u64, String)>,
     quarantined: usize,
+    /// Checkpoint names.
+    checkpoints: Vec<String>,
     /// Keys that are none of the above (junk in reef's directories).
     unknown: Vec<String>,
 }
@@ -63,6 +65,7 @@ async fn list_namespace(store: &Arc<dyn ObjectStore>, ns: &str) -> AdminResult<L
     let mut l = Listing::default();
     let (mdir, sdir, wdir) = (manifest_dir(ns), segment_dir(ns), wal_dir(ns));
     let qdir = format!("{ns}/quarantine/");
+    let cdir = checkpoint_dir(ns);
     for meta in store.list(&format!("{ns}/"), None).await? {
         let key = meta.key;
         if let Some(v) = parse_numbered(&mdir, &key) {
@@ -73,6 +76,8 @@ async fn list_namespace(store: &Arc<dyn ObjectStore>, ns: &str) -> AdminResult<L
             l.segments.push((key, meta.size));
         } else if key.starts_with(&qdir) {
             l.quarantined += 1;
+        } else if let Some(name) = key.strip_prefix(&cdir) {
+            l.checkpoints.push(name.to_string());
         } else {
             l.unknown.push(key);
         }
@@ -107,6 +112,31 @@ async fn fence_wal(store: &Arc<dyn ObjectStore>, ns: &str, writer_id: &str) -> A
         }
     }
     Err(AdminError::Busy(ns.to_string()))
+}
+
+/// The WAL sequences missing between the previous object seen (`expected`
+/// is one past it) and `seq`, counting only those above the flushed point:
+/// GC deletes flushed WAL, so holes at or below it are normal.
+fn wal_gap(expected: u64, seq: u64, flushed_through: u64) -> Option<(u64, u64)> {
+    let from = expected.max(flushed_through + 1);
+    (seq > from).then(|| (from, seq - 1))
+}
+
+/// Segment ids some manifest or checkpoint of the namespace still names:
+/// not orphans, even when the newest manifest no longer uses them
+/// (retained history, see `engine::gc`).
+async fn named_segments(
+    store: &Arc<dyn ObjectStore>,
+    ns: &str,
+    listing: &Listing,
+) -> std::collections::HashSet<String> {
+    let mut named = std::collections::HashSet::new();
+    for (version, _) in &listing.manifests {
+        if let Ok(m) = crate::engine::manifest::read(store, ns, *version).await {
+            named.extend(m.segments.into_iter().map(|s| s.id));
+        }
+    }
+    named
 }
 
 fn quarantine_stamp() -> String {

@@ -1,8 +1,10 @@
 //! `rebuild_manifest`: recreate the manifest from segments and the WAL.
 //!
 //! Every segment records the WAL range it covers and the segments it
-//! replaced, and WAL objects are never deleted, so the newest state is
-//! recoverable: keep every valid segment not superseded by another whose
+//! replaced, and garbage collection deletes a WAL object only once a
+//! segment covers it (and never a replaced segment before its
+//! replacement is committed), so the newest state is recoverable from what
+//! remains: keep every valid segment not superseded by another whose
 //! WAL range contains its own (a compaction output, or a retried flush of a
 //! flush that never committed), mark the WAL as flushed up to the first gap
 //! in coverage, and let open replay the rest.
@@ -64,7 +66,10 @@ pub(super) async fn rebuild_fenced(
     }
 
     // A segment is superseded by one covering a strictly larger WAL range,
-    // or the same range with a greater id (two uploads of one flush).
+    // or the same range with a greater id and overlapping ids (two uploads
+    // of one flush or one merge). Outputs of one compaction share their WAL
+    // range but hold disjoint ids: siblings, all kept.
+    let overlap = |a: &SegmentMeta, b: &SegmentMeta| a.min_id <= b.max_id && b.min_id <= a.max_id;
     let superseded: HashSet<String> = valid
         .iter()
         .filter(|(s, _)| {
@@ -72,7 +77,8 @@ pub(super) async fn rebuild_fenced(
                 t.id != s.id
                     && t.wal_lo <= s.wal_lo
                     && s.wal_hi <= t.wal_hi
-                    && ((t.wal_lo, t.wal_hi) != (s.wal_lo, s.wal_hi) || t.id > s.id)
+                    && ((t.wal_lo, t.wal_hi) != (s.wal_lo, s.wal_hi)
+                        || (t.id > s.id && overlap(s, t)))
             })
         })
         .map(|(s, _)| s.id.clone())
@@ -94,6 +100,19 @@ pub(super) async fn rebuild_fenced(
     live.sort_by(|a, b| b.0.wal_hi.cmp(&a.0.wal_hi).then(b.0.id.cmp(&a.0.id)));
     let vector_dims = live.iter().find_map(|(_, ix)| ix.vector_dims);
     let version = listing.manifests.last().map_or(0, |(v, _)| *v) + 1;
+    // The rebuilt manifest is a claim (this tool fenced the namespace), and
+    // it keeps every claim the readable manifests knew of, so garbage
+    // collection keeps sparing them (see `engine::gc`).
+    let mut claims = std::collections::BTreeSet::new();
+    for (v, _) in &listing.manifests {
+        if let Ok(old) = manifest::read(store, ns, *v).await {
+            claims.extend(old.claims.iter().copied());
+            if old.claim {
+                claims.insert(*v);
+            }
+        }
+    }
+    claims.insert(version);
     let m = Manifest {
         version,
         writer_id: writer_id.to_string(),
@@ -101,6 +120,12 @@ pub(super) async fn rebuild_fenced(
         segments: live.into_iter().map(|(s, _)| s).collect(),
         vector_dims,
         created_ms: now_ms(),
+        claim: true,
+        claims: claims.into_iter().collect(),
+        // Which flushed WAL objects are markers is not known here; GC
+        // reads the small ones to tell (see `engine::gc`).
+        markers_known_after: None,
+        markers: Vec::new(),
     };
     manifest::commit(store, ns, &m).await?;
     let mut superseded: Vec<String> = superseded.into_iter().collect();

@@ -6,7 +6,8 @@
 //!    replaced; the first unflushed one and every later one (which may depend
 //!    on it) are copied to quarantine and replaced by VOID markers, so the
 //!    sequence stays dense and no zombie writer can reuse those slots;
-//! 3. delete orphan segments and quarantine junk and corrupt old manifests.
+//! 3. delete orphan segments (named by no manifest) and quarantine junk and
+//!    corrupt old manifests. Checkpoints are kept.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -16,7 +17,8 @@ use serde::Serialize;
 
 use super::rebuild::rebuild_fenced;
 use super::{
-    admin_writer_id, fence_wal, list_namespace, quarantine_stamp, AdminResult, Issue, Listing,
+    admin_writer_id, fence_wal, list_namespace, named_segments, quarantine_stamp, wal_gap,
+    AdminResult, Issue, Listing,
 };
 use crate::engine::layout::{quarantine_key, segment_key, wal_key};
 use crate::engine::manifest::{self, Manifest};
@@ -54,7 +56,7 @@ pub async fn repair(store: Arc<dyn ObjectStore>, ns: &str) -> AdminResult<Repair
     // 1. The manifest.
     let current = match check_newest_manifest(&store, ns, &listing, &mut report).await? {
         Some(m) => {
-            let claim = m.successor(&writer_id);
+            let claim = m.claim_successor(&writer_id);
             manifest::commit(&store, ns, &claim).await?;
             claim
         }
@@ -88,12 +90,12 @@ pub async fn repair(store: Arc<dyn ObjectStore>, ns: &str) -> AdminResult<Repair
     let mut expected = 1;
     let mut first_bad: Option<u64> = None;
     for (seq, key) in listing.wal.iter().filter(|(s, _)| *s < fenced_at) {
-        if *seq != expected && *seq > current.flushed_through {
+        if let Some((from, to)) = wal_gap(expected, *seq, current.flushed_through) {
             report.problems_found.push(Issue {
                 object: key.clone(),
-                problem: format!("WAL objects {expected} to {} are missing", seq - 1),
+                problem: format!("WAL objects {from} to {to} are missing"),
             });
-            first_bad = Some(expected);
+            first_bad = Some(from);
             break;
         }
         expected = seq + 1;
@@ -124,11 +126,29 @@ pub async fn repair(store: Arc<dyn ObjectStore>, ns: &str) -> AdminResult<Repair
         }
     }
 
-    // 3. Garbage.
-    let referenced: HashSet<String> = current
-        .segments
+    // VOIDs below the flushed point are fencing boundaries like the FENCE
+    // they may replace; record them so GC keeps them (see `engine::gc`).
+    let flushed_voids: Vec<u64> = report
+        .voided_wal
         .iter()
-        .map(|s| segment_key(ns, &s.id))
+        .copied()
+        .filter(|s| *s <= current.flushed_through && !current.markers.contains(s))
+        .collect();
+    if !flushed_voids.is_empty() && current.markers_known_after.is_some() {
+        let mut next = current.successor(&writer_id);
+        next.markers.extend(flushed_voids);
+        next.markers.sort_unstable();
+        manifest::commit(&store, ns, &next).await?;
+        report.manifest_version = next.version;
+    }
+
+    // 3. Garbage: segments no manifest names (retained history and
+    // checkpoints name older ones; see `engine::gc`).
+    let listing_now = list_namespace(&store, ns).await?;
+    let referenced: HashSet<String> = named_segments(&store, ns, &listing_now)
+        .await
+        .iter()
+        .map(|id| segment_key(ns, id))
         .collect();
     for meta in store
         .list(&crate::engine::layout::segment_dir(ns), None)

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{list_namespace, AdminResult, Issue};
-use crate::engine::layout::segment_key;
+use super::{list_namespace, named_segments, wal_gap, AdminResult, Issue};
+use crate::engine::checkpoint;
+use crate::engine::layout::{checkpoint_key, segment_key};
 use crate::engine::manifest::Manifest;
 use crate::engine::segment::decode_all;
 use crate::engine::wal::WalRecord;
@@ -19,7 +20,7 @@ pub struct VerifyReport {
     /// No issues (orphans are garbage, not damage, and do not count).
     pub healthy: bool,
     pub issues: Vec<Issue>,
-    /// Objects no manifest needs; `repair` deletes them.
+    /// Segments no manifest names, and junk; `repair` deletes them.
     pub orphan_files: Vec<String>,
     pub manifest_version: Option<u64>,
     pub flushed_through: Option<u64>,
@@ -27,6 +28,7 @@ pub struct VerifyReport {
     pub segments_checked: usize,
     pub wal_objects_checked: usize,
     pub quarantined_objects: usize,
+    pub checkpoints: Vec<String>,
     pub live_documents_in_segments: u64,
 }
 
@@ -83,10 +85,25 @@ pub async fn verify_with_progress(
         );
     }
 
-    let referenced: HashSet<String> = newest
+    let referenced: HashSet<String> = named_segments(&store, ns, &listing)
+        .await
         .iter()
-        .flat_map(|m| m.segments.iter().map(|s| segment_key(ns, &s.id)))
+        .map(|id| segment_key(ns, id))
         .collect();
+    for name in &listing.checkpoints {
+        match checkpoint::read(&store, ns, name).await {
+            Ok(cp)
+                if listing
+                    .manifests
+                    .iter()
+                    .any(|(v, _)| *v == cp.manifest_version) => {}
+            Ok(cp) => issue(
+                &checkpoint_key(ns, name),
+                format!("pins manifest {}, which is missing", cp.manifest_version),
+            ),
+            Err(e) => issue(&checkpoint_key(ns, name), e.to_string()),
+        }
+    }
     let mut live_docs = 0;
     let mut segments_checked = 0;
     if let Some(m) = &newest {
@@ -132,10 +149,8 @@ pub async fn verify_with_progress(
     let flushed = newest.as_ref().map_or(0, |m| m.flushed_through);
     let mut expected = None;
     for (seq, key) in &listing.wal {
-        if let Some(exp) = expected {
-            if *seq != exp && *seq > flushed {
-                issue(key, format!("WAL objects {exp} to {} are missing", seq - 1));
-            }
+        if let Some((from, to)) = expected.and_then(|exp| wal_gap(exp, *seq, flushed)) {
+            issue(key, format!("WAL objects {from} to {to} are missing"));
         }
         expected = Some(seq + 1);
         tick();
@@ -160,6 +175,7 @@ pub async fn verify_with_progress(
         segments_checked,
         wal_objects_checked: listing.wal.len(),
         quarantined_objects: listing.quarantined,
+        checkpoints: listing.checkpoints.clone(),
         live_documents_in_segments: live_docs,
     })
 }

@@ -1,6 +1,7 @@
 //! Object keys of a namespace (DESIGN.md §3):
 //!
 //! ```text
+//! <ns>/checkpoints/<name>
 //! <ns>/manifest/<version, 20 digits>
 //! <ns>/quarantine/<when>/<original key below ns>
 //! <ns>/segments/<wal_hi, 20 digits>-<random>
@@ -12,6 +13,12 @@
 
 use super::{EngineError, EngineResult};
 
+pub fn checkpoint_dir(ns: &str) -> String {
+    format!("{ns}/checkpoints/")
+}
+pub fn checkpoint_key(ns: &str, name: &str) -> String {
+    format!("{ns}/checkpoints/{name}")
+}
 pub fn manifest_dir(ns: &str) -> String {
     format!("{ns}/manifest/")
 }

@@ -1,28 +1,25 @@
-//! Flush (memtable -> segment) and compaction (segments -> one segment).
-//! Both build their output, upload it, then commit manifest N+1; until that
-//! commit succeeds, readers see exactly what they saw before.
+//! Flush (memtable -> segment). It builds the segment, uploads it, then
+//! commits manifest N+1; until that commit succeeds, readers see exactly
+//! what they saw before. After the commit, which proves this writer still
+//! holds the namespace, a bounded garbage-collection pass runs (`gc`).
+//! Compaction works the same way (`compaction`).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use super::layout::{new_segment_id, segment_key};
 use super::manifest;
-use super::segment::{decode_all, Entry, SegmentBuilder};
+use super::segment::SegmentBuilder;
 use super::{Engine, EngineError, EngineResult};
-use crate::types::DocId;
 
 impl Engine {
     /// Writes everything in the memtable to a segment and commits it. The
-    /// WAL objects it covers stay in place: they are what a lost manifest is
-    /// rebuilt from.
+    /// WAL objects it covers stay until GC finds them outside retention.
     pub async fn flush(&self) -> EngineResult<()> {
         let inner = &self.inner;
         inner.check_writable()?;
         let _maintenance = inner.maintenance.lock().await;
-        let (frozen, through, base, dims) = {
+        let (frozen, through, base, dims, markers) = {
             // Between commits, so the memtable holds exactly the WAL up to
             // `last_seq`.
             let _commit = inner.commit.lock().await;
@@ -32,7 +29,19 @@ impl Engine {
             }
             let frozen = Arc::new(std::mem::take(&mut st.active));
             st.frozen = Some(frozen.clone());
-            (frozen, st.last_seq, st.manifest.clone(), st.vector_dims)
+            let markers: Vec<u64> = st
+                .markers
+                .iter()
+                .copied()
+                .filter(|m| *m <= st.last_seq)
+                .collect();
+            (
+                frozen,
+                st.last_seq,
+                st.manifest.clone(),
+                st.vector_dims,
+                markers,
+            )
         };
         let result = async {
             let mut builder = SegmentBuilder::new(inner.opts.block_bytes);
@@ -53,106 +62,35 @@ impl Engine {
             next.segments.insert(0, meta);
             next.flushed_through = through;
             next.vector_dims = dims;
+            next.markers.extend(markers.iter().copied());
             manifest::commit(&inner.store, &inner.ns, &next).await?;
             Ok::<_, EngineError>((next, index))
         }
         .await;
-        let mut st = inner.state.write();
         match result {
             Ok((next, index)) => {
-                st.manifest = Arc::new(next);
-                st.frozen = None;
-                drop(st);
+                let next = Arc::new(next);
+                {
+                    let mut st = inner.state.write();
+                    st.manifest = next.clone();
+                    st.frozen = None;
+                    st.markers.retain(|m| *m > through);
+                }
                 inner.reader.remember_index(index);
                 inner.counters.flushes.fetch_add(1, Ordering::Relaxed);
+                inner.auto_gc(&next).await;
                 Ok(())
             }
             Err(e) => {
-                if let Some(frozen) = st.frozen.take() {
-                    st.active.merge_older(&frozen);
+                {
+                    let mut st = inner.state.write();
+                    if let Some(frozen) = st.frozen.take() {
+                        st.active.merge_older(&frozen);
+                    }
                 }
-                drop(st);
                 inner.note_fenced(&e);
                 Err(e)
             }
         }
     }
-
-    /// Merges every segment into one, dropping tombstones and overwritten
-    /// versions, then deletes the inputs.
-    pub async fn compact(&self) -> EngineResult<()> {
-        let inner = &self.inner;
-        inner.check_writable()?;
-        let _maintenance = inner.maintenance.lock().await;
-        let base = inner.state.read().manifest.clone();
-        if base.segments.len() < 2 && base.segments.iter().all(|s| s.tombstones == 0) {
-            return Ok(());
-        }
-        let reads = base.segments.iter().map(|seg| async move {
-            let key = segment_key(&inner.ns, &seg.id);
-            let data: Bytes = inner.store.get(&key).await?;
-            decode_all(&data)
-                .map(|(_, entries)| entries)
-                .map_err(|reason| EngineError::Corrupt { key, reason })
-        });
-        let inputs = futures::future::try_join_all(reads).await?;
-        // Oldest first, so newer versions overwrite older ones.
-        let mut merged: BTreeMap<DocId, Entry> = BTreeMap::new();
-        for entries in inputs.into_iter().rev() {
-            for e in entries {
-                merged.insert(e.id.clone(), e);
-            }
-        }
-        let mut builder = SegmentBuilder::new(inner.opts.block_bytes);
-        for e in merged.values().filter(|e| e.json.is_some()) {
-            builder.add(&e.id, e.seq, e.mtime_ms, e.json.as_ref());
-        }
-        let wal_lo = base.segments.iter().map(|s| s.wal_lo).min().unwrap_or(1);
-        let wal_hi = base.segments.iter().map(|s| s.wal_hi).max().unwrap_or(0);
-        let replaces: Vec<String> = base.segments.iter().map(|s| s.id.clone()).collect();
-        let (bytes, meta, index) = builder.finish(
-            new_segment_id(wal_hi, 'c'),
-            (wal_lo, wal_hi),
-            replaces,
-            base.vector_dims,
-        );
-        inner
-            .store
-            .put(&segment_key(&inner.ns, &meta.id), bytes)
-            .await?;
-        let mut next = base.successor(&inner.writer_id);
-        next.segments = vec![meta];
-        if let Err(e) = manifest::commit(&inner.store, &inner.ns, &next).await {
-            inner.note_fenced(&e);
-            return Err(e);
-        }
-        let next_version = next.version;
-        inner.state.write().manifest = Arc::new(next);
-        inner.reader.remember_index(index);
-        inner.counters.compactions.fetch_add(1, Ordering::Relaxed);
-        for seg in &base.segments {
-            let key = segment_key(&inner.ns, &seg.id);
-            if let Err(e) = inner.store.delete(&key).await {
-                log::warn!("namespace {}: could not delete replaced segment {key} ({e}); `reef repair` removes it", inner.ns);
-            }
-        }
-        // Old manifests are history nobody reads; keep a few for operators.
-        let versions = manifest::list_versions(&inner.store, &inner.ns).await?;
-        for v in versions
-            .iter()
-            .filter(|v| **v + KEEP_MANIFESTS <= next_version)
-        {
-            let key = super::layout::manifest_key(&inner.ns, *v);
-            if let Err(e) = inner.store.delete(&key).await {
-                log::warn!(
-                    "namespace {}: could not delete old manifest {key}: {e}",
-                    inner.ns
-                );
-            }
-        }
-        Ok(())
-    }
 }
-
-/// Manifest versions compaction leaves in place, newest included.
-const KEEP_MANIFESTS: u64 = 10;

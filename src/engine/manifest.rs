@@ -30,6 +30,29 @@ pub struct Manifest {
     pub segments: Vec<SegmentMeta>,
     pub vector_dims: Option<usize>,
     pub created_ms: u64,
+    /// This version is a writer's claim (its first commit after fencing the
+    /// WAL at open). Garbage collection never deletes a claim: it is the
+    /// next manifest version of whichever writer it fenced (see `gc`).
+    /// Manifests written before this field existed may be claims, so a
+    /// missing field reads as `true`.
+    #[serde(default = "legacy_claim")]
+    pub claim: bool,
+    /// Versions of every claim in this manifest's history, so GC knows them
+    /// without reading each one again.
+    #[serde(default)]
+    pub claims: Vec<u64>,
+    /// When `Some(x)`: every FENCE or VOID WAL object with a sequence in
+    /// `(x, flushed_through]` is listed in `markers`, so GC tells them from
+    /// batches without reading them. `None` (older or rebuilt manifests):
+    /// unknown, GC reads small WAL objects to check.
+    #[serde(default)]
+    pub markers_known_after: Option<u64>,
+    #[serde(default)]
+    pub markers: Vec<u64>,
+}
+
+fn legacy_claim() -> bool {
+    true
 }
 
 impl Manifest {
@@ -55,8 +78,24 @@ impl Manifest {
             version: self.version + 1,
             writer_id: writer_id.to_string(),
             created_ms: super::layout::now_ms(),
+            claim: false,
             ..self.clone()
         }
+    }
+
+    /// The next version as a new writer's claim on the namespace.
+    pub fn claim_successor(&self, writer_id: &str) -> Manifest {
+        let mut next = self.successor(writer_id);
+        next.claim = true;
+        next.claims.push(next.version);
+        // The new writer learns every marker above the flushed point by
+        // replaying it; below it, only what this manifest already knew.
+        next.markers_known_after = match self.markers_known_after {
+            Some(x) => Some(x),
+            None if self.version == 0 => Some(0),
+            None => Some(self.flushed_through),
+        };
+        next
     }
 }
 

@@ -9,9 +9,18 @@
 //! object at the next sequence and a manifest claim at the next version, both
 //! create-if-absent — so any older writer's next WAL put or manifest commit
 //! fails and it stops with `EngineError::Fenced` instead of diverging.
+//!
+//! History: every state of the last `EngineOptions::retain` stays readable
+//! (`history`, `Engine::open_at`), checkpoints pin states until deleted
+//! (`checkpoint`), and garbage collection (`gc`) deletes the rest without
+//! ever freeing a slot a fenced writer could reuse.
 
+pub mod checkpoint;
 mod codec;
 mod group_sizes;
+pub mod compaction;
+pub mod gc;
+mod history;
 pub mod layout;
 mod maintenance;
 pub mod manifest;
@@ -26,11 +35,15 @@ mod write;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
 pub use group_sizes::{GroupSizeHistogram, GROUP_SIZE_BOUNDS};
+pub use checkpoint::Checkpoint;
+pub use gc::{GcOptions, GcReport};
+pub use history::At;
 pub use manifest::Manifest;
 pub use segment::SegmentMeta;
 
@@ -58,9 +71,26 @@ pub struct EngineOptions {
     /// Also flush once this many WAL objects are unflushed, so an open (which
     /// replays them one GET each) stays fast even for tiny writes.
     pub auto_flush_wal_objects: Option<u64>,
-    /// Compact automatically once a flush leaves this many segments.
+    /// Size-tiered automatic compaction after a flush: merge this many
+    /// adjacent segments of similar size (`compaction`); `None`: never.
     pub auto_compact_segments: Option<usize>,
+    /// Target size of a compaction output segment: bounds the memory a
+    /// merge needs and the bytes one rewrite touches.
+    pub compaction_segment_bytes: usize,
+    /// How long every committed state stays readable (DESIGN.md §4); older
+    /// history not pinned by a checkpoint is garbage. Zero keeps only the
+    /// newest state.
+    pub retain: Duration,
+    /// Objects the automatic GC after a flush or compaction deletes at
+    /// most, so a pass never stalls the writer; the rest waits for the next.
+    pub gc_max_deletes_per_pass: usize,
+    /// Segments no manifest names are deleted only once this old: a
+    /// younger one may be another writer's upload that is not committed yet.
+    pub orphan_grace: Duration,
 }
+
+/// The default retention: an hour of history.
+pub const DEFAULT_RETAIN: Duration = Duration::from_secs(3600);
 
 impl Default for EngineOptions {
     fn default() -> Self {
@@ -72,7 +102,11 @@ impl Default for EngineOptions {
             cache_bytes: 64 << 20,
             auto_flush_bytes: Some(64 << 20),
             auto_flush_wal_objects: Some(2000),
-            auto_compact_segments: Some(8),
+            auto_compact_segments: Some(4),
+            compaction_segment_bytes: 64 << 20,
+            retain: DEFAULT_RETAIN,
+            gc_max_deletes_per_pass: 10_000,
+            orphan_grace: Duration::from_secs(3600),
         }
     }
 }
@@ -99,6 +133,21 @@ pub enum EngineError {
     Busy(String),
     #[error("write of namespace {ns} failed: {message}")]
     WriteFailed { ns: String, message: String },
+    #[error("invalid checkpoint name {name:?}: {why}")]
+    BadCheckpointName { name: String, why: &'static str },
+    #[error("checkpoint {name:?} of namespace {ns} already exists; delete it first or pick another name")]
+    CheckpointExists { ns: String, name: String },
+    #[error("namespace {ns} has no checkpoint {name:?}")]
+    NoSuchCheckpoint { ns: String, name: String },
+    #[error("sequence {seq} of namespace {ns} is not retained: {retained}")]
+    NotRetained {
+        ns: String,
+        seq: u64,
+        /// What can be read instead, e.g. "sequences 120 to 180 are".
+        retained: String,
+    },
+    #[error("invalid duration {0:?}: use e.g. 0, 90s, 30m, 24h, 7d")]
+    BadDuration(String),
 }
 
 impl EngineError {
@@ -178,6 +227,9 @@ struct State {
     vector_dims: Option<usize>,
     /// Highest WAL sequence applied to the memtable.
     last_seq: u64,
+    /// FENCE/VOID sequences above the manifest's flushed point (replayed or
+    /// written by this writer); a flush records them in the manifest.
+    markers: std::collections::BTreeSet<u64>,
 }
 
 #[derive(Default)]
@@ -188,6 +240,8 @@ struct Counters {
     flushes: AtomicU64,
     compactions: AtomicU64,
     group_sizes: group_sizes::GroupSizes,
+    /// Bytes of segments written by compaction (write amplification).
+    compaction_bytes: AtomicU64,
 }
 
 struct Inner {
@@ -203,6 +257,9 @@ struct Inner {
     maintenance: tokio::sync::Mutex<()>,
     reader: SegmentReader,
     fenced_by: Mutex<Option<String>>,
+    /// Opened at a past state (`open_at`): reads only, never refreshed.
+    pinned: bool,
+    gc_memo: Mutex<gc::GcMemo>,
     auto_flushing: AtomicBool,
     counters: Counters,
 }
@@ -275,6 +332,7 @@ impl Engine {
             "docs_written": c.docs_written.load(Ordering::Relaxed),
             "flushes": c.flushes.load(Ordering::Relaxed),
             "compactions": c.compactions.load(Ordering::Relaxed),
+            "compaction_bytes_written": c.compaction_bytes.load(Ordering::Relaxed),
             "cache_hits": inner.reader.hits.load(Ordering::Relaxed),
             "cache_misses": inner.reader.misses.load(Ordering::Relaxed),
         })
@@ -298,6 +356,19 @@ impl Inner {
             });
         }
         Ok(())
+    }
+
+    /// `Fenced` when another writer committed the manifest version after
+    /// ours (we lost the namespace), else `otherwise`.
+    async fn fenced_or(&self, otherwise: EngineError) -> EngineError {
+        let version = self.state.read().manifest.version + 1;
+        match manifest::read(&self.store, &self.ns, version).await {
+            Ok(m) if m.writer_id != self.writer_id => EngineError::Fenced {
+                ns: self.ns.clone(),
+                by: m.writer_id,
+            },
+            _ => otherwise,
+        }
     }
 
     /// Records that another writer took over; every later write fails.

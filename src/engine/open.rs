@@ -18,21 +18,40 @@ use crate::store::{ObjectStore, StoreError};
 
 /// The memtable, dims and last sequence rebuilt from WAL objects after
 /// `from_seq`.
-struct Replayed {
-    memtable: Memtable,
-    vector_dims: Option<usize>,
-    last_seq: u64,
+pub(super) struct Replayed {
+    pub memtable: Memtable,
+    pub vector_dims: Option<usize>,
+    pub last_seq: u64,
+    /// Sequences of the FENCE and VOID objects replayed (or written).
+    pub markers: Vec<u64>,
 }
 
-async fn replay(
+/// Replays the WAL after `from_seq` (the manifest's flushed point; the WAL
+/// below it may have holes where GC deleted what segments cover), up to
+/// and including `upto` when given. The replayed range must be dense.
+pub(super) async fn replay(
     store: &Arc<dyn ObjectStore>,
     ns: &str,
     from_seq: u64,
+    upto: Option<u64>,
     mut memtable: Memtable,
     mut vector_dims: Option<usize>,
 ) -> EngineResult<Replayed> {
     let dir = wal_dir(ns);
-    let listed = store.list(&dir, Some(&wal_key(ns, from_seq))).await?;
+    let mut listed = store.list(&dir, Some(&wal_key(ns, from_seq))).await?;
+    if let Some(upto) = upto {
+        listed.retain(|m| layout::parse_numbered(&dir, &m.key).is_none_or(|s| s <= upto));
+        let last = listed
+            .last()
+            .and_then(|m| layout::parse_numbered(&dir, &m.key))
+            .unwrap_or(from_seq);
+        if last < upto {
+            return Err(EngineError::Corrupt {
+                key: wal_key(ns, last + 1),
+                reason: format!("WAL objects {} to {upto} are missing", last + 1),
+            });
+        }
+    }
     let mut expected = from_seq + 1;
     let mut keyed = Vec::with_capacity(listed.len());
     for meta in listed {
@@ -60,9 +79,13 @@ async fn replay(
         })
         .buffered(REPLAY_PARALLELISM);
     let mut last_seq = from_seq;
+    let mut markers = Vec::new();
     while let Some((seq, key, data)) = fetched.next().await {
         let rec =
             WalRecord::decode(data?, seq).map_err(|reason| EngineError::Corrupt { key, reason })?;
+        if rec.kind != WalKind::Batch {
+            markers.push(seq);
+        }
         if rec.vector_dims.is_some() {
             vector_dims = rec.vector_dims;
         }
@@ -82,6 +105,7 @@ async fn replay(
         memtable,
         vector_dims,
         last_seq,
+        markers,
     })
 }
 
@@ -117,6 +141,17 @@ impl Engine {
     ) -> EngineResult<Engine> {
         check_namespace(ns)?;
         let writer_id = opts.writer_id.clone().unwrap_or_else(default_writer_id);
+        if writer_id.len() > super::gc::MAX_WRITER_ID_BYTES {
+            // GC tells fence markers apart from batches by size.
+            return Err(EngineError::WriteFailed {
+                ns: ns.to_string(),
+                message: format!(
+                    "writer id is {} bytes, at most {} are allowed",
+                    writer_id.len(),
+                    super::gc::MAX_WRITER_ID_BYTES
+                ),
+            });
+        }
         for _attempt in 0..8 {
             let manifest = manifest::load_latest(&store, ns).await?;
             if opts.read_only && manifest.is_none() {
@@ -127,11 +162,13 @@ impl Engine {
                 &store,
                 ns,
                 manifest.flushed_through,
+                None,
                 Memtable::default(),
                 manifest.vector_dims,
             )
             .await?;
             let mut last_seq = replayed.last_seq;
+            let mut markers = replayed.markers.clone();
             let mut current = manifest;
             if !opts.read_only {
                 let fence_seq = last_seq + 1;
@@ -146,45 +183,73 @@ impl Engine {
                     Err(e) => return Err(e.into()),
                 }
                 last_seq = fence_seq;
-                let claim = current.successor(&writer_id);
+                markers.push(fence_seq);
+                let claim = current.claim_successor(&writer_id);
                 match manifest::commit(&store, ns, &claim).await {
                     Ok(()) => current = claim,
                     Err(EngineError::Fenced { .. }) => continue,
                     Err(e) => return Err(e),
                 }
             }
-            let reader = SegmentReader::new(store.clone(), ns, opts.cache_bytes);
-            let inner = Inner {
-                store,
-                ns: ns.to_string(),
-                writer_id,
-                state: RwLock::new(State {
-                    active: replayed.memtable,
-                    frozen: None,
-                    manifest: Arc::new(current),
-                    vector_dims: replayed.vector_dims,
-                    last_seq,
-                }),
-                commit: Arc::new(tokio::sync::Mutex::new(())),
-                pending: Mutex::new(Vec::new()),
-                maintenance: tokio::sync::Mutex::new(()),
-                reader,
-                fenced_by: Mutex::new(None),
-                auto_flushing: AtomicBool::new(false),
-                counters: Counters::default(),
-                opts,
+            let replayed = Replayed {
+                last_seq,
+                markers,
+                ..replayed
             };
-            return Ok(Engine {
-                inner: Arc::new(inner),
-            });
+            return Ok(Engine::assemble(
+                store, ns, opts, writer_id, current, replayed, false,
+            ));
         }
         Err(EngineError::Busy(ns.to_string()))
+    }
+
+    /// An engine over an already loaded state.
+    pub(super) fn assemble(
+        store: Arc<dyn ObjectStore>,
+        ns: &str,
+        opts: EngineOptions,
+        writer_id: String,
+        manifest: manifest::Manifest,
+        replayed: Replayed,
+        pinned: bool,
+    ) -> Engine {
+        let reader = SegmentReader::new(store.clone(), ns, opts.cache_bytes);
+        let inner = Inner {
+            store,
+            ns: ns.to_string(),
+            writer_id,
+            state: RwLock::new(State {
+                active: replayed.memtable,
+                frozen: None,
+                manifest: Arc::new(manifest),
+                vector_dims: replayed.vector_dims,
+                last_seq: replayed.last_seq,
+                markers: replayed.markers.into_iter().collect(),
+            }),
+            commit: Arc::new(tokio::sync::Mutex::new(())),
+            pending: Mutex::new(Vec::new()),
+            maintenance: tokio::sync::Mutex::new(()),
+            reader,
+            fenced_by: Mutex::new(None),
+            pinned,
+            gc_memo: Mutex::new(Default::default()),
+            auto_flushing: AtomicBool::new(false),
+            counters: Counters::default(),
+            opts,
+        };
+        Engine {
+            inner: Arc::new(inner),
+        }
     }
 
     /// For followers (read-only): pick up what the writer committed since the
     /// last open or refresh. Writers see their own writes and need not call it.
     pub async fn refresh(&self) -> EngineResult<()> {
         let inner = &self.inner;
+        if inner.pinned {
+            // A past state never changes.
+            return Ok(());
+        }
         // Followers never flush or compact, so this lock only orders
         // refreshes: a slow one cannot install an older state.
         let _serial = inner.maintenance.lock().await;
@@ -214,6 +279,7 @@ impl Engine {
                     &inner.store,
                     &inner.ns,
                     m.flushed_through,
+                    None,
                     Memtable::default(),
                     m.vector_dims,
                 )
@@ -228,8 +294,15 @@ impl Engine {
             // Same segments (nothing new, or only a writer's claim): apply
             // the WAL written since; with nothing new this is one LIST.
             claim => {
-                let replayed =
-                    replay(&inner.store, &inner.ns, last_seq, Memtable::default(), dims).await?;
+                let replayed = replay(
+                    &inner.store,
+                    &inner.ns,
+                    last_seq,
+                    None,
+                    Memtable::default(),
+                    dims,
+                )
+                .await?;
                 let mut st = inner.state.write();
                 for (id, entry) in replayed.memtable.map {
                     st.active.insert(id, entry);

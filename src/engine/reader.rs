@@ -160,7 +160,11 @@ impl SegmentReader {
         max: usize,
     ) -> EngineResult<Vec<Entry>> {
         let mut out = Vec::new();
-        if seg.doc_count + seg.tombstones == 0 {
+        // Past this segment's ids (common with the disjoint outputs of a
+        // compaction): no index read at all.
+        if seg.doc_count + seg.tombstones == 0
+            || after.is_some_and(|a| a.as_str() >= seg.max_id.as_str())
+        {
             return Ok(out);
         }
         let index = self.index(seg).await?;

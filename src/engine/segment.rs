@@ -312,6 +312,12 @@ impl SegmentBuilder {
         }
     }
 
+    /// Bytes encoded so far (blocks and the open block), for cutting
+    /// outputs at a size bound.
+    pub fn bytes(&self) -> usize {
+        self.out.len() + self.block.len()
+    }
+
     fn finish_block(&mut self) {
         let (Some(first_id), Some(last_id)) = (self.block_first.take(), self.block_last.clone())
         else {

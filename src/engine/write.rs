@@ -94,7 +94,7 @@ impl Engine {
     }
 
     /// Flushes in the background once the memtable or the unflushed WAL is
-    /// big enough, and compacts once flushes have piled up segments.
+    /// big enough, and compacts by the size-tiered policy after each flush.
     fn maybe_auto_flush(&self) {
         if !self.flush_due() || self.inner.auto_flushing.swap(true, Ordering::AcqRel) {
             return;
@@ -113,15 +113,15 @@ impl Engine {
                     failed = true;
                     break;
                 }
-                let segments = engine.inner.state.read().manifest.segments.len();
-                if engine
-                    .inner
-                    .opts
-                    .auto_compact_segments
-                    .is_some_and(|n| segments >= n)
-                {
-                    if let Err(e) = engine.compact().await {
-                        log::warn!("namespace {ns}: automatic compaction failed: {e}");
+                // Size-tiered: a merge may complete the next tier up.
+                for _ in 0..MAX_COMPACTIONS_PER_FLUSH {
+                    match engine.compact_tiered().await {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(e) => {
+                            log::warn!("namespace {ns}: automatic compaction failed: {e}");
+                            break;
+                        }
                     }
                 }
                 if !engine.flush_due() {
@@ -148,6 +148,9 @@ impl Engine {
                 .is_some_and(|n| st.last_seq - st.manifest.flushed_through >= n)
     }
 }
+
+/// Tiered merges one automatic flush may trigger (one per tier it fills).
+const MAX_COMPACTIONS_PER_FLUSH: usize = 16;
 
 /// Bytes of JSON after which a group stops taking queued batches; the rest
 /// wait for the next WAL object. Keeps WAL objects, and replay, bounded.

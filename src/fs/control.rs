@@ -1,4 +1,4 @@
-//! Control files: `.flush`, `.compact`, `.repair` run their operation when
+//! Control files: `.flush`, `.compact`, `.repair`, `.gc` run their operation when
 //! a handle opened for writing is closed and show the last result when read;
 //! `.verify` and `.stats` generate a JSON report when looked up or stat'd
 //! (while no handle has them open) and when opened for reading; an open
@@ -117,6 +117,17 @@ impl FsCore {
                 Err(e) => Err(FsError::from(e)),
             },
             ControlKind::Repair => self.run_repair(ns).await,
+            // With the mount's retention (`-o retain=`); the report is what
+            // reading `.gc` shows.
+            ControlKind::Gc => {
+                let engine = ns.engine().await?;
+                match engine.gc(engine.gc_options()).await {
+                    Ok(report) => {
+                        serde_json::to_value(&report).map_err(|e| FsError::Io(e.to_string()))
+                    }
+                    Err(e) => Err(FsError::from(e)),
+                }
+            }
             ControlKind::Verify | ControlKind::Stats => return Ok(()),
         };
         let finished = now_ms();

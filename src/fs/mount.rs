@@ -62,6 +62,9 @@ pub struct MountOptions {
     /// `metrics=ADDR:PORT` (or `metrics=PORT`, on loopback): serve
     /// Prometheus metrics on `http://ADDR:PORT/metrics`.
     pub metrics: Option<String>,
+    /// `retain=DURATION` (`0`, `30m`, `24h`): how long every committed
+    /// state stays readable before garbage collection may free it.
+    pub retain: Option<Duration>,
     /// Kernel mount flags and options passed through (`noexec`, `max_read=N`).
     pub extra: Vec<String>,
 }
@@ -171,6 +174,12 @@ impl MountOptions {
                     self.refresh_ms = Some(number("refresh", v.trim_end_matches("ms"))?)
                 }
                 ("metrics", Some(v)) => self.metrics = Some(metrics_server::parse_addr(v)?),
+                ("retain", Some(v)) => {
+                    self.retain = Some(
+                        crate::engine::gc::parse_duration(v)
+                            .map_err(|e| FsError::Mount(e.to_string()))?,
+                    )
+                }
                 ("nodev" | "nosuid" | "noexec" | "noatime", None) => self.extra.push(key),
                 ("max_read", Some(v)) => {
                     number::<u32>("max_read", v)?;
@@ -181,7 +190,7 @@ impl MountOptions {
                     return Err(FsError::Mount(format!(
                         "unknown mount option {opt:?} (reef accepts ro, rw, allow_other, \
                          allow_root, auto_unmount, foreground, uid=, gid=, file_mode=, dir_mode=, \
-                         cache=, cache_size=, threads=, scratch_limit=, log_file=, refresh=MS, \
+                         cache=, cache_size=, threads=, scratch_limit=, log_file=, refresh=MS, retain=, \
                          metrics=ADDR:PORT, \
                          noexec, nosuid, nodev, noatime, max_read=, and fstab-only options)"
                     )))
@@ -214,6 +223,9 @@ impl MountOptions {
         }
         if let Some(ms) = self.refresh_ms {
             cfg.refresh = (ms > 0).then(|| Duration::from_millis(ms));
+        }
+        if let Some(retain) = self.retain {
+            cfg.engine.retain = retain;
         }
         cfg
     }

@@ -25,12 +25,14 @@ pub enum ControlKind {
     Verify,
     Repair,
     Stats,
+    Gc,
 }
 
 impl ControlKind {
-    pub const ALL: [ControlKind; 5] = [
+    pub const ALL: [ControlKind; 6] = [
         ControlKind::Compact,
         ControlKind::Flush,
+        ControlKind::Gc,
         ControlKind::Repair,
         ControlKind::Stats,
         ControlKind::Verify,
@@ -43,6 +45,7 @@ impl ControlKind {
             ControlKind::Verify => ".verify",
             ControlKind::Repair => ".repair",
             ControlKind::Stats => ".stats",
+            ControlKind::Gc => ".gc",
         }
     }
 
@@ -65,7 +68,7 @@ impl ControlKind {
     pub fn is_action(self) -> bool {
         matches!(
             self,
-            ControlKind::Flush | ControlKind::Compact | ControlKind::Repair
+            ControlKind::Flush | ControlKind::Compact | ControlKind::Repair | ControlKind::Gc
         )
     }
 }

@@ -44,6 +44,7 @@ struct Results {
     flush: String,
     compact: String,
     repair: String,
+    gc: String,
     changed_ms: u64,
     /// The last rendering of `.verify` and `.stats`.
     verify: Option<Report>,
@@ -88,6 +89,7 @@ impl Namespace {
                 flush: NEVER_RUN.into(),
                 compact: NEVER_RUN.into(),
                 repair: NEVER_RUN.into(),
+                gc: NEVER_RUN.into(),
                 changed_ms: now_ms,
                 verify: None,
                 stats: None,
@@ -167,6 +169,7 @@ impl Namespace {
             ControlKind::Flush => r.flush.clone(),
             ControlKind::Compact => r.compact.clone(),
             ControlKind::Repair => r.repair.clone(),
+            ControlKind::Gc => r.gc.clone(),
             ControlKind::Verify | ControlKind::Stats => String::new(),
         }
     }
@@ -217,6 +220,7 @@ impl Namespace {
             ControlKind::Flush => r.flush = text,
             ControlKind::Compact => r.compact = text,
             ControlKind::Repair => r.repair = text,
+            ControlKind::Gc => r.gc = text,
             ControlKind::Verify | ControlKind::Stats => {}
         }
     }

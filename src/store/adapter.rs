@@ -216,6 +216,25 @@ impl ObjectStore for ObjectStoreAdapter {
         }
     }
 
+    /// One bulk request per 1000 keys on S3 (`delete_stream`), instead of
+    /// a round trip per key.
+    async fn delete_many(&self, keys: &[String]) -> StoreResult<()> {
+        use futures::StreamExt;
+        let paths: Vec<Path> = keys.iter().map(|k| to_path(k)).collect::<StoreResult<_>>()?;
+        let input = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
+        let mut results = self.inner.delete_stream(input);
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    let key = keys.first().cloned().unwrap_or_default();
+                    return Err(map_error(&key, e));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         self.description.clone()
     }

@@ -1,7 +1,10 @@
-//! `FailpointStore`: wraps a store and fails chosen puts once, to simulate a
-//! crash at an exact point of a flush, compaction or commit.
+//! `FailpointStore`: wraps a store and fails chosen puts or deletes once, to
+//! simulate a crash at an exact point of a flush, compaction, commit or
+//! garbage collection. It also counts both, so a test can sweep every
+//! failure point of an operation.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -21,6 +24,9 @@ struct Failpoint {
 pub struct FailpointStore {
     inner: Arc<dyn ObjectStore>,
     failpoints: Mutex<Vec<Failpoint>>,
+    delete_failpoints: Mutex<Vec<Failpoint>>,
+    puts: AtomicU64,
+    deletes: AtomicU64,
 }
 
 impl FailpointStore {
@@ -28,7 +34,29 @@ impl FailpointStore {
         FailpointStore {
             inner,
             failpoints: Mutex::new(Vec::new()),
+            delete_failpoints: Mutex::new(Vec::new()),
+            puts: AtomicU64::new(0),
+            deletes: AtomicU64::new(0),
         }
+    }
+
+    /// Makes the `n`-th delete (1-based; single or within `delete_many`)
+    /// whose key contains `substr` fail once, deleting nothing.
+    pub fn fail_nth_delete_matching(&self, substr: &str, n: usize) {
+        self.delete_failpoints.lock().push(Failpoint {
+            substr: substr.to_string(),
+            remaining: n.saturating_sub(1),
+        });
+    }
+
+    /// Puts (of any kind) attempted so far, failed ones included.
+    pub fn puts(&self) -> u64 {
+        self.puts.load(Ordering::Relaxed)
+    }
+
+    /// Deletes attempted so far (each key of a `delete_many` counts).
+    pub fn deletes(&self) -> u64 {
+        self.deletes.load(Ordering::Relaxed)
     }
 
     /// Makes the `n`-th put (1-based; plain or create-if-absent) whose key
@@ -41,27 +69,37 @@ impl FailpointStore {
     }
 
     fn should_fail(&self, key: &str) -> bool {
-        let mut failpoints = self.failpoints.lock();
-        // Every armed failpoint counts every matching put, including one that
-        // another failpoint fails, so each fires at its own n-th put.
-        let mut fire = None;
-        for (i, fp) in failpoints.iter_mut().enumerate() {
-            if !key.contains(&fp.substr) {
-                continue;
-            }
-            if fp.remaining > 0 {
-                fp.remaining -= 1;
-            } else if fire.is_none() {
-                fire = Some(i);
-            }
+        self.puts.fetch_add(1, Ordering::Relaxed);
+        fire(&mut self.failpoints.lock(), key)
+    }
+
+    fn should_fail_delete(&self, key: &str) -> bool {
+        self.deletes.fetch_add(1, Ordering::Relaxed);
+        fire(&mut self.delete_failpoints.lock(), key)
+    }
+}
+
+/// Whether an armed failpoint fires for `key` (then it is disarmed).
+fn fire(failpoints: &mut Vec<Failpoint>, key: &str) -> bool {
+    // Every armed failpoint counts every matching call, including one that
+    // another failpoint fails, so each fires at its own n-th call.
+    let mut fire = None;
+    for (i, fp) in failpoints.iter_mut().enumerate() {
+        if !key.contains(&fp.substr) {
+            continue;
         }
-        match fire {
-            Some(i) => {
-                failpoints.remove(i);
-                true
-            }
-            None => false,
+        if fp.remaining > 0 {
+            fp.remaining -= 1;
+        } else if fire.is_none() {
+            fire = Some(i);
         }
+    }
+    match fire {
+        Some(i) => {
+            failpoints.remove(i);
+            true
+        }
+        None => false,
     }
 }
 
@@ -98,7 +136,18 @@ impl ObjectStore for FailpointStore {
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
+        if self.should_fail_delete(key) {
+            return Err(StoreError::Injected(key.to_string()));
+        }
         self.inner.delete(key).await
+    }
+
+    /// One key at a time, so every key is its own failure point.
+    async fn delete_many(&self, keys: &[String]) -> StoreResult<()> {
+        for key in keys {
+            self.delete(key).await?;
+        }
+        Ok(())
     }
 
     fn describe(&self) -> String {

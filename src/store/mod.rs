@@ -116,6 +116,19 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Removes `key`; removing a missing key succeeds.
     async fn delete(&self, key: &str) -> StoreResult<()>;
 
+    /// Removes every key; on failure returns the first error, and any of
+    /// the keys may be gone. The default runs up to 16 deletes at once;
+    /// S3-like backends override it with bulk delete (1000 keys a request).
+    async fn delete_many(&self, keys: &[String]) -> StoreResult<()> {
+        use futures::{StreamExt, TryStreamExt};
+        let deletes: Vec<_> = keys.iter().map(|key| self.delete(key)).collect();
+        futures::stream::iter(deletes)
+            .buffer_unordered(16)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
     /// A short human description, for logs and reports (`file:///data`).
     fn describe(&self) -> String;
 }

@@ -515,6 +515,18 @@ impl ObjectStore for DiskCacheStore {
         result
     }
 
+    /// Forwarded (bulk delete on S3), invalidating like `delete`.
+    async fn delete_many(&self, keys: &[String]) -> StoreResult<()> {
+        for key in keys {
+            self.invalidate(key).await;
+        }
+        let result = self.inner.delete_many(keys).await;
+        for key in keys {
+            self.invalidate(key).await;
+        }
+        result
+    }
+
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
         self.inner.put_if_absent(key, data).await?;
         // The key was free, so anything cached under it is from an object
