@@ -46,6 +46,20 @@ impl Manifest {
         if m.version != version {
             return Err(format!("holds version {}, expected {version}", m.version));
         }
+        // Readers fetch `index_offset..index_offset + index_len` and the
+        // footer after it: numbers that do not add up are refused here.
+        for s in &m.segments {
+            let end = s
+                .index_offset
+                .checked_add(s.index_len)
+                .and_then(|e| e.checked_add(super::segment::FOOTER_LEN));
+            if end != Some(s.size) {
+                return Err(format!(
+                    "segment {}: index at {}+{} and a footer do not end at its size {}",
+                    s.id, s.index_offset, s.index_len, s.size
+                ));
+            }
+        }
         Ok(m)
     }
 
