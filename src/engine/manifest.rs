@@ -103,11 +103,12 @@ pub async fn load_latest(store: &Arc<dyn ObjectStore>, ns: &str) -> EngineResult
     }
 }
 
-/// Commits `m` (create-if-absent at its version). Losing the race means
-/// another writer owns the namespace now.
+/// Commits `m` (create-if-absent at its version, an ambiguous answer
+/// settled by `create_resolved`). Losing the race means another writer owns
+/// the namespace now.
 pub async fn commit(store: &Arc<dyn ObjectStore>, ns: &str, m: &Manifest) -> EngineResult<()> {
     let key = manifest_key(ns, m.version);
-    match store.put_if_absent(&key, m.encode()).await {
+    match crate::store::create_resolved(&**store, &key, m.encode()).await {
         Ok(()) => Ok(()),
         Err(StoreError::AlreadyExists(_)) => {
             let by = match read(store, ns, m.version).await {
