@@ -29,12 +29,16 @@ const BACKOFF: [Duration; 3] = [
     Duration::from_secs(3),
 ];
 
+/// No attempt starts later than this after the first one did.
+const ASK_AGAIN_WITHIN: Duration = Duration::from_secs(10);
+
 /// Creates `key` with `data` unless it exists. `Ok` means the object now
 /// holds `data` (put now or by an earlier ambiguous attempt);
 /// `AlreadyExists` means it holds something else. Any other error means
 /// the store stayed unreachable through every attempt: the outcome is
 /// still unknown (the object may appear as written).
 pub async fn create_resolved(store: &dyn ObjectStore, key: &str, data: Bytes) -> StoreResult<()> {
+    let started = std::time::Instant::now();
     let mut attempt = 0;
     loop {
         let result = match store.put_if_absent(key, data.clone()).await {
@@ -51,7 +55,12 @@ pub async fn create_resolved(store: &dyn ObjectStore, key: &str, data: Bytes) ->
             other => other,
         };
         match result {
-            Err(e @ StoreError::Backend { .. }) if attempt < BACKOFF.len() => {
+            // A store that kept failing through object_store's own retries
+            // (503s for many seconds) is down, not ambiguous: no more
+            // attempts once ASK_AGAIN_WITHIN has passed.
+            Err(e @ StoreError::Backend { .. })
+                if attempt < BACKOFF.len() && started.elapsed() < ASK_AGAIN_WITHIN =>
+            {
                 log::warn!(
                     "{key}: create-if-absent answered ambiguously ({e}); asking again in {:?}",
                     BACKOFF[attempt]
