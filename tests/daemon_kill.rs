@@ -74,7 +74,7 @@ impl Moment {
         match rng.below(100) {
             0..=19 => Moment::Startup(us(rng, 60)),
             20..=44 => Moment::MountAppears,
-            45..=64 => Moment::Serving(us(rng, 30)),
+            45..=64 => Moment::Serving(us(rng, 80)),
             65..=84 => Moment::AfterSigterm(us(rng, 20)),
             _ => Moment::DuringUmount(us(rng, 20)),
         }
@@ -123,6 +123,15 @@ fn fuse_connections_at(path: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// Whether FUSE connection `conn` is mounted anywhere in this namespace.
+fn mounted_anywhere(conn: u32) -> bool {
+    let dev = format!("0:{conn}");
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(2) == Some(dev.as_str()))
+}
+
 /// Makes /sys/fs/fuse/connections usable (a clean machine may not have
 /// fusectl mounted), so a wedged connection can always be aborted.
 fn ensure_fusectl() {
@@ -157,13 +166,21 @@ fn detach_all(path: &Path) {
     }
 }
 
-/// The store and the mountpoint; Drop aborts every connection seen and
-/// detaches what is still mounted, so no test run leaves a mount behind.
+/// The store and the mountpoint; Drop aborts the connection of whatever is
+/// still mounted there and detaches it, so no test run leaves a mount
+/// behind.
+///
+/// Connection numbers are reused as soon as a mount is gone, so only a
+/// number that is ours *now* is ever aborted: one mounted at our
+/// mountpoint, or the current daemon's, provided nothing else is mounted
+/// with it. Aborting a number remembered from an earlier round would kill
+/// some other program's mount.
 struct Mountpoint {
     dir: tempfile::TempDir,
     src: PathBuf,
     mnt: PathBuf,
-    seen: Mutex<Vec<u32>>,
+    /// The FUSE connection of the current round's daemon, once seen.
+    current: Mutex<Option<u32>>,
 }
 
 impl Mountpoint {
@@ -180,7 +197,7 @@ impl Mountpoint {
             dir,
             src,
             mnt,
-            seen: Mutex::new(Vec::new()),
+            current: Mutex::new(None),
         }
     }
 
@@ -210,7 +227,7 @@ impl Mountpoint {
         loop {
             let conns = fuse_connections_at(&self.mnt);
             if !conns.is_empty() && std::fs::read_dir(&self.mnt).is_ok() {
-                self.seen.lock().expect("lock").extend(conns);
+                *self.current.lock().expect("lock") = conns.last().copied();
                 return;
             }
             if let Some(status) = child.try_wait().expect("try_wait") {
@@ -238,8 +255,14 @@ impl Mountpoint {
             }
             if Instant::now() >= deadline {
                 let state = proc_state(child.id());
-                let mut conns = self.seen.lock().expect("lock").clone();
-                conns.extend(fuse_connections_at(&self.mnt));
+                let mut conns = fuse_connections_at(&self.mnt);
+                if let Some(c) = *self.current.lock().expect("lock") {
+                    // Detached already (shutdown was under way), but only
+                    // if no other mount uses that number now.
+                    if !mounted_anywhere(c) {
+                        conns.push(c);
+                    }
+                }
                 for conn in conns {
                     abort_connection(conn);
                 }
@@ -258,10 +281,7 @@ impl Mountpoint {
 
 impl Drop for Mountpoint {
     fn drop(&mut self) {
-        let mut conns = self.seen.lock().map(|c| c.clone()).unwrap_or_default();
-        conns.extend(fuse_connections_at(&self.mnt));
-        for conn in conns {
-            // A connection that already ended has no directory: harmless.
+        for conn in fuse_connections_at(&self.mnt) {
             abort_connection(conn);
         }
         detach_all(&self.mnt);
@@ -384,6 +404,7 @@ fn kill_9_at_random_moments_never_wedges_and_the_mount_recovers() {
             detach_all(&mp.mnt);
         }
         let parent_dev = std::fs::metadata(mp.dir.path()).expect("stat").dev();
+        *mp.current.lock().expect("lock") = None;
         let mut child = mp.spawn();
         let mut umount = None;
         let mut writing = None;
@@ -404,10 +425,7 @@ fn kill_9_at_random_moments_never_wedges_and_the_mount_recovers() {
                     std::thread::sleep(Duration::from_micros(200));
                 }
                 kill9(&child);
-                mp.seen
-                    .lock()
-                    .expect("lock")
-                    .extend(fuse_connections_at(&mp.mnt));
+                *mp.current.lock().expect("lock") = fuse_connections_at(&mp.mnt).last().copied();
                 *counts.entry("mount appears").or_default() += 1;
             }
             Moment::Serving(after) => {
