@@ -61,7 +61,8 @@ pub async fn create_resolved(store: &dyn ObjectStore, key: &str, data: Bytes) ->
             Err(e @ StoreError::Backend { .. })
                 if attempt < BACKOFF.len() && started.elapsed() < ASK_AGAIN_WITHIN =>
             {
-                log::warn!(
+                // Not a failure yet: the caller logs the one line if it becomes one.
+                log::info!(
                     "{key}: create-if-absent answered ambiguously ({e}); asking again in {:?}",
                     BACKOFF[attempt]
                 );
