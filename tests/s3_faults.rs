@@ -293,3 +293,49 @@ async fn reads_under_faults_return_the_document_or_an_error() {
         assert_eq!(d.map(|d| d.attributes["n"].clone()), Some(42.into()));
     }
 }
+
+/// The one case left ambiguous, as README describes it: the WAL object
+/// landed but every answer about it was lost until reef gave up. `close`
+/// failed (EIO); a restart at that point replays the object, and the next
+/// write of the same mount reuses the slot and replaces it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_put_unanswered_until_reef_gives_up_is_settled_by_the_next_write() {
+    let Some(s) = setup("faults-unanswered") else {
+        return;
+    };
+    let ns = "unanswered";
+    let engine = open(&s.faulty, ns).await;
+    engine
+        .write(WriteBatch::new().upsert(doc("before", 1)))
+        .await
+        .expect("write before the fault");
+    s.proxy.arm(Rule::new(
+        "PUT",
+        &format!("/{ns}/wal/"),
+        Fault::ResetResponse,
+        1000,
+    ));
+    s.proxy.arm(Rule::new(
+        "GET",
+        &format!("/{ns}/wal/"),
+        Fault::ResetResponse,
+        1000,
+    ));
+    let refused = engine
+        .write(WriteBatch::new().upsert(doc("lost-answer", 2)))
+        .await;
+    s.proxy.disarm();
+    let err = refused.expect_err("every answer reset: the write cannot be confirmed");
+    eprintln!("refused: {err}");
+    // A reader that opens now sees the object that did land.
+    assert_eq!(durable(&s.clean, ns, "lost-answer").await, Some(2));
+    // The writer's next write takes the same slot and replaces it.
+    engine
+        .write(WriteBatch::new().upsert(doc("next", 3)))
+        .await
+        .expect("next write");
+    assert_eq!(durable(&s.clean, ns, "lost-answer").await, None);
+    assert_eq!(durable(&s.clean, ns, "next").await, Some(3));
+    assert_eq!(durable(&s.clean, ns, "before").await, Some(1));
+    healthy(&s.clean, ns).await;
+}
