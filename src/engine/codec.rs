@@ -106,6 +106,22 @@ impl Decoder {
         let n = self.u32()? as usize;
         self.take(n)
     }
+    /// A u32 count of items that each take at least `min_item_bytes` of
+    /// what follows. A count the remaining input cannot hold is refused
+    /// here, before anyone sizes an allocation by it: a corrupt or hostile
+    /// count of 4 Gi must cost an error, not 4 Gi entries of memory.
+    pub fn count(&mut self, min_item_bytes: usize) -> Result<usize, DecodeError> {
+        let at = self.pos;
+        let n = self.u32()? as usize;
+        if n.saturating_mul(min_item_bytes.max(1)) > self.remaining() {
+            return Err(format!(
+                "count {n} at offset {at} needs at least {} bytes, {} left",
+                n.saturating_mul(min_item_bytes.max(1)),
+                self.remaining()
+            ));
+        }
+        Ok(n)
+    }
     pub fn string(&mut self) -> Result<String, DecodeError> {
         let b = self.bytes()?;
         String::from_utf8(b.to_vec()).map_err(|_| "string is not UTF-8".to_string())

@@ -69,6 +69,20 @@ impl Manifest {
         if m.version != version {
             return Err(format!("holds version {}, expected {version}", m.version));
         }
+        // Readers fetch `index_offset..index_offset + index_len` and the
+        // footer after it: numbers that do not add up are refused here.
+        for s in &m.segments {
+            let end = s
+                .index_offset
+                .checked_add(s.index_len)
+                .and_then(|e| e.checked_add(super::segment::FOOTER_LEN));
+            if end != Some(s.size) {
+                return Err(format!(
+                    "segment {}: index at {}+{} and a footer do not end at its size {}",
+                    s.id, s.index_offset, s.index_len, s.size
+                ));
+            }
+        }
         Ok(m)
     }
 
@@ -128,11 +142,12 @@ pub async fn load_latest(store: &Arc<dyn ObjectStore>, ns: &str) -> EngineResult
     }
 }
 
-/// Commits `m` (create-if-absent at its version). Losing the race means
-/// another writer owns the namespace now.
+/// Commits `m` (create-if-absent at its version, an ambiguous answer
+/// settled by `create_resolved`). Losing the race means another writer owns
+/// the namespace now.
 pub async fn commit(store: &Arc<dyn ObjectStore>, ns: &str, m: &Manifest) -> EngineResult<()> {
     let key = manifest_key(ns, m.version);
-    match store.put_if_absent(&key, m.encode()).await {
+    match crate::store::create_resolved(&**store, &key, m.encode()).await {
         Ok(()) => Ok(()),
         Err(StoreError::AlreadyExists(_)) => {
             let by = match read(store, ns, m.version).await {

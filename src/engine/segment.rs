@@ -120,23 +120,38 @@ impl SegmentIndex {
         let wal_lo = dec.u64()?;
         let wal_hi = dec.u64()?;
         let created_ms = dec.u64()?;
-        let n = dec.u32()? as usize;
-        let mut replaces = Vec::with_capacity(n.min(4096));
+        let n = dec.count(4)?;
+        let mut replaces = Vec::with_capacity(n);
         for _ in 0..n {
             replaces.push(dec.string()?);
         }
         let doc_count = dec.u64()?;
         let tombstones = dec.u64()?;
         let dims = dec.u32()? as usize;
-        let n = dec.u32()? as usize;
-        let mut blocks = Vec::with_capacity(n.min(1 << 20));
+        // A handle is at least two id lengths, an offset and a length.
+        let n = dec.count(20)?;
+        let mut blocks: Vec<BlockHandle> = Vec::with_capacity(n);
         for _ in 0..n {
-            blocks.push(BlockHandle {
+            let b = BlockHandle {
                 first_id: DocId::from(dec.string()?),
                 last_id: DocId::from(dec.string()?),
                 offset: dec.u64()?,
                 len: dec.u32()?,
-            });
+            };
+            // Blocks tile the object from offset 0 in id order: readers
+            // compute ranges and binary-search on that, so an index that
+            // says otherwise is refused here, not trusted there.
+            let (expected_offset, in_order) = match blocks.last() {
+                None => (0, b.first_id <= b.last_id),
+                Some(p) => (
+                    p.offset + u64::from(p.len),
+                    p.last_id < b.first_id && b.first_id <= b.last_id,
+                ),
+            };
+            if b.offset != expected_offset || !in_order {
+                return Err("block handles do not tile the segment in id order".into());
+            }
+            blocks.push(b);
         }
         dec.finish()?;
         Ok(SegmentIndex {
@@ -159,8 +174,9 @@ pub fn decode_block(data: Bytes) -> Result<Vec<Entry>, DecodeError> {
         return Err("block too short".into());
     }
     let mut dec = Decoder::new(strip_crc(&data).map_err(|e| format!("block: {e}"))?);
-    let n = dec.u32()? as usize;
-    let mut entries = Vec::with_capacity(n.min(1 << 16));
+    // An entry is at least an id length, seq, mtime and tag.
+    let n = dec.count(21)?;
+    let mut entries = Vec::with_capacity(n);
     for _ in 0..n {
         let id = DocId::from(dec.string()?);
         let seq = dec.u64()?;
@@ -216,13 +232,19 @@ pub fn decode_all(data: &Bytes) -> Result<(SegmentIndex, Vec<Entry>), DecodeErro
         return Err("too short to be a segment".into());
     }
     let (index_offset, index_len) = decode_footer(&data[(size - FOOTER_LEN) as usize..])?;
-    if index_offset + index_len + FOOTER_LEN != size {
+    let end = index_offset
+        .checked_add(index_len)
+        .and_then(|e| e.checked_add(FOOTER_LEN));
+    if end != Some(size) {
         return Err("footer points outside the object".into());
     }
     let index = SegmentIndex::decode(
         data.slice(index_offset as usize..(index_offset + index_len) as usize),
     )?;
-    let mut entries = Vec::with_capacity(index.doc_count as usize);
+    // doc_count is only a claim until the blocks are read: bound it by
+    // what the blocks could hold.
+    let claimed = index.doc_count.saturating_add(index.tombstones);
+    let mut entries = Vec::with_capacity(claimed.min(index_offset / 21) as usize);
     let mut expected_offset = 0;
     for b in &index.blocks {
         if b.offset != expected_offset || b.offset + u64::from(b.len) > index_offset {

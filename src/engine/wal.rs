@@ -122,8 +122,9 @@ impl WalRecord {
             k => return Err(format!("unknown record kind {k}")),
         };
         let dims = dec.u32()? as usize;
-        let n = dec.u32()? as usize;
-        let mut ops = Vec::with_capacity(n.min(1 << 16));
+        // An op is at least a tag and an id length.
+        let n = dec.count(5)?;
+        let mut ops = Vec::with_capacity(n);
         for _ in 0..n {
             let tag = dec.u8()?;
             let id = DocId::from(dec.string()?);

@@ -406,14 +406,15 @@ impl Inner {
         }
     }
 
-    /// Create-if-absent put of a WAL object. Finding the slot taken means
-    /// another writer owns the namespace — unless the object there is our
-    /// own from an earlier put whose outcome we never learned (a timeout
-    /// that did land), which this write then replaces.
+    /// Create-if-absent put of a WAL object; an ambiguous answer is settled
+    /// by `create_resolved`. Finding the slot taken means another writer
+    /// owns the namespace — unless the object there is our own from an
+    /// earlier group whose put failed without an answer and landed anyway,
+    /// which this write then replaces.
     async fn put_wal(&self, record: &WalRecord) -> EngineResult<()> {
         let key = wal_key(&self.ns, record.seq);
         let data = record.encode();
-        match self.store.put_if_absent(&key, data.clone()).await {
+        match crate::store::create_resolved(&*self.store, &key, data.clone()).await {
             Ok(()) => Ok(()),
             Err(StoreError::AlreadyExists(_)) => {
                 let existing = self.store.get(&key).await?;

@@ -4,6 +4,17 @@
 //! Detaching forks before any thread exists. The parent waits on a pipe
 //! until the child reports the mount live (exit 0) or sends its error
 //! (printed, exit 1), so `reef mount` returns only once the mount works.
+//!
+//! Readiness is the FUSE INIT handshake: `fuser::Session::new` (inside
+//! `mount`) mounts, reads the kernel's INIT request and answers it before it
+//! returns, and from then on the kernel queues every request until a serving
+//! thread reads it. The daemon never probes its own mountpoint (nor unmounts
+//! it with a call that could wait on it, see `MountHandle::shutdown`): a
+//! request of its own in flight when SIGKILL lands would be waited for
+//! uninterruptibly by a thread whose process can no longer answer it, and
+//! since that thread keeps the process's /dev/fuse descriptors open the
+//! kernel never aborts the connection. The process would stay in D state
+//! for good, and every process touching the mount with it.
 
 use std::fs::File;
 use std::io::{BufRead, ErrorKind, Write};
@@ -191,14 +202,6 @@ fn serve(
             return Err(e);
         }
     };
-    if let Err(e) = std::fs::metadata(mountpoint).and_then(|_| std::fs::read_dir(mountpoint)) {
-        let e = FsError::Mount(format!(
-            "{} mounted but does not answer: {e}",
-            mountpoint.display()
-        ));
-        report(&e.to_string());
-        return Err(e);
-    }
     if let Err(e) = handle.watch_signals() {
         report(&e.to_string());
         return Err(e);

@@ -466,6 +466,12 @@ impl MountHandle {
         Ok(())
     }
 
+    /// Unmounting from the daemon's own process is safe where probing its
+    /// mount is not: umount(2) of a `/dev/fuse` mount sends the daemon no
+    /// request (the kernel sends FUSE_DESTROY only for fuseblk), it aborts
+    /// the connection itself, and fusermount3 (used when not root) is a
+    /// process of its own. So no thread of ours can be left waiting for an
+    /// answer only we could give (tests/daemon_kill.rs kills us here).
     pub(crate) fn shutdown(&mut self, unmount: bool) -> Result<(), FsError> {
         let mut result = Ok(());
         if let Some(mut unmounter) = self.unmounter.take() {

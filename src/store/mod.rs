@@ -7,6 +7,7 @@
 //! `put` may overwrite (repair and tests need it).
 
 mod adapter;
+mod conditional;
 mod disk_cache;
 mod failpoint;
 mod key;
@@ -25,6 +26,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use adapter::ObjectStoreAdapter;
+pub use conditional::create_resolved;
 pub use disk_cache::DiskCacheStore;
 pub use failpoint::FailpointStore;
 pub use key::validate_key;

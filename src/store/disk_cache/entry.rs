@@ -266,3 +266,85 @@ pub(super) fn remove_file(path: &Path) -> io::Result<()> {
         _ => Ok(()),
     }
 }
+
+/// Hostile cache files (the cache directory is only as trustworthy as the
+/// disk under it): mutated valid entries and random bytes must decode to
+/// an error or to exactly the entry that was written, never panic.
+/// `REEF_FUZZ_CASES` scales the pass (tests/fuzz_decoders.rs has the rest).
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    #[test]
+    fn hostile_cache_files_are_refused_without_panic() {
+        let cases = std::env::var("REEF_FUZZ_CASES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(20_000);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("entry.blk");
+        let strategy = (
+            "[a-z/]{0,40}",
+            proptest::option::of((0u64..1 << 40, 0u64..64)),
+            proptest::collection::vec(any::<u8>(), 0..64),
+            proptest::collection::vec((0u8..4, any::<u32>(), any::<u8>()), 0..4),
+            proptest::collection::vec(any::<u8>(), 0..96),
+        );
+        let mut runner = TestRunner::new(Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let (inputs, hits) = (std::cell::Cell::new(0u64), std::cell::Cell::new(0u64));
+        let result = runner.run(&strategy, |(key, range, payload, muts, random)| {
+            let range = range.map(|(start, _)| start..start + payload.len() as u64);
+            let slot = Slot::new(&key, range);
+            let use_random = muts.is_empty() && random.len() % 3 == 0;
+            let clean = muts.is_empty() && !use_random;
+            let mut file = if use_random {
+                random
+            } else {
+                let mut f = encode_header(&slot, &payload).expect("encode");
+                f.extend_from_slice(&payload);
+                f
+            };
+            for (op, at, v) in muts {
+                let n = file.len().max(1);
+                let at = at as usize % n;
+                match op {
+                    0 if !file.is_empty() => file[at] ^= v | 1,
+                    1 => file.truncate(at),
+                    2 if file.len() >= at + 4 => {
+                        file[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes())
+                    }
+                    _ => file.insert(at.min(file.len()), v),
+                }
+            }
+            inputs.set(inputs.get() + 1);
+            let _ = decode_header(&file);
+            std::fs::write(&path, &file).expect("write cache file");
+            let header = read_header(&path).expect("read header");
+            prop_assert!(header.is_ok() || !clean, "a clean entry must decode");
+            match read_entry(&path, &slot) {
+                Lookup::Hit(data) => {
+                    hits.set(hits.get() + 1);
+                    // A hit is exactly what was cached for this slot.
+                    prop_assert_eq!(&data[..], &payload[..]);
+                }
+                Lookup::Failed(e) => prop_assert!(false, "reading {path:?}: {e}"),
+                Lookup::Collision | Lookup::Corrupt(_) => prop_assert!(!clean),
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+        eprintln!(
+            "fuzz disk-cache entry: {} inputs, {} hits, the rest refused",
+            inputs.get(),
+            hits.get()
+        );
+    }
+}

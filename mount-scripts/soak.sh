@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# soak.sh: many kill -9 rounds of crash-test.sh under concurrent load, on
+# the local store and on S3 (a moto server it starts on loopback), and one
+# summary line per store: rounds, acknowledged writes, lost.
+#
+# Each batch is one crash-test.sh run (--rounds BATCH, a fresh seed and
+# namespace): N writers write, overwrite and delete documents while .flush
+# and .compact run, the daemon is killed with SIGKILL at a random moment (in
+# two rounds of three while a flush or compaction runs), the mountpoint is
+# remounted, and every acknowledged write is checked, then `reef verify`.
+# Every other batch leaves the dead mount for `reef mount` to recover
+# (--stale-recovery).
+#
+# Usage: mount-scripts/soak.sh [--local-rounds N] [--s3-rounds N]
+#            [--batch N] [--writers N] [--minutes M]
+#   --local-rounds  rounds on a temporary local directory (default 1000)
+#   --s3-rounds     rounds on S3 through moto (default 200; 0 skips S3;
+#                   needs .venv/bin/moto_server from scripts/moto-venv.sh)
+#   --batch         rounds per crash-test.sh run (default 50)
+#   --minutes       stop starting new batches after M minutes per store
+# Exits 0 only if no acknowledged write was lost and every round passed.
+set -u
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$here/.."
+local_rounds=1000
+s3_rounds=200
+batch=50
+writers=4
+minutes=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --local-rounds) local_rounds="$2"; shift 2 ;;
+        --s3-rounds) s3_rounds="$2"; shift 2 ;;
+        --batch) batch="$2"; shift 2 ;;
+        --writers) writers="$2"; shift 2 ;;
+        --minutes) minutes="$2"; shift 2 ;;
+        -h | --help) sed -n '2,/^set -u/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "soak.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+
+work="$(mktemp -d /tmp/reef-soak.XXXXXX)"
+failed=0
+
+# soak NAME ROUNDS SOURCE_PREFIX: runs batches, prints the store's summary.
+soak() {
+    local name="$1" rounds="$2" source="$3"
+    local done_rounds=0 acked=0 lost=0 failed_rounds=0 b=0
+    local started=$SECONDS
+    while [ "$done_rounds" -lt "$rounds" ]; do
+        if [ "$minutes" -gt 0 ] && [ $((SECONDS - started)) -ge $((minutes * 60)) ]; then
+            break
+        fi
+        local n=$((rounds - done_rounds))
+        [ "$n" -gt "$batch" ] && n="$batch"
+        b=$((b + 1))
+        local args=(--rounds "$n" --writers "$writers" --max-delay-ms 600 --mountpoint "$work/mnt-$name")
+        [ $((b % 2)) -eq 0 ] && args+=(--stale-recovery)
+        case "$source" in
+            "") ;;
+            *) args+=(--source "$source") ;;
+        esac
+        mkdir -p "$work/mnt-$name"
+        local out="$work/$name-batch$b.log"
+        "$here/crash-test.sh" "${args[@]}" >"$out" 2>&1
+        local totals passed
+        totals="$(grep '^totals:' "$out" | tail -1)"
+        passed="$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -1)"
+        local a l p f
+        a="$(sed -n 's/^totals: \([0-9]*\) writes acknowledged.*/\1/p' <<<"$totals")"
+        l="$(sed -n 's/.* \([0-9]*\) documents lost or wrong.*/\1/p' <<<"$totals")"
+        p="$(sed -n 's/^\([0-9]*\) passed.*/\1/p' <<<"$passed")"
+        f="$(sed -n 's/.* \([0-9]*\) failed.*/\1/p' <<<"$passed")"
+        if [ -z "$a" ] || [ -z "$p" ]; then
+            echo "$name batch $b: crash-test.sh gave no summary; log kept: $out"
+            failed=1
+            failed_rounds=$((failed_rounds + n))
+            done_rounds=$((done_rounds + n))
+            continue
+        fi
+        acked=$((acked + a))
+        lost=$((lost + ${l:-0}))
+        failed_rounds=$((failed_rounds + ${f:-0}))
+        done_rounds=$((done_rounds + p + ${f:-0}))
+        echo "$name batch $b: $p passed, ${f:-0} failed, $a acknowledged, ${l:-0} lost"
+        if [ "${f:-0}" -gt 0 ] || [ "${l:-0}" -gt 0 ]; then
+            failed=1
+            echo "  log kept: $out"
+        else
+            rm -f "$out"
+        fi
+    done
+    echo "SOAK $name: $done_rounds kill -9 rounds, $acked writes acknowledged, $lost lost, $failed_rounds rounds failed"
+}
+
+if [ "$local_rounds" -gt 0 ]; then
+    soak local "$local_rounds" ""
+fi
+
+if [ "$s3_rounds" -gt 0 ]; then
+    moto="$root/.venv/bin/moto_server"
+    if [ ! -x "$moto" ]; then
+        echo "soak.sh: $moto is missing: run scripts/moto-venv.sh (or --s3-rounds 0)" >&2
+        exit 2
+    fi
+    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    "$moto" -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
+    moto_pid=$!
+    trap 'kill $moto_pid 2>/dev/null' EXIT
+    for _ in $(seq 1 300); do
+        curl -s -o /dev/null -X PUT "http://127.0.0.1:$port/reef-soak" && break
+        sleep 0.1
+    done
+    export AWS_ENDPOINT="http://127.0.0.1:$port" AWS_ALLOW_HTTP=true AWS_REGION=us-east-1 \
+        AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+    soak s3 "$s3_rounds" "s3://reef-soak/soak"
+fi
+
+[ "$failed" -eq 0 ] && rm -rf "$work"
+exit "$failed"

@@ -1,0 +1,486 @@
+//! `kill -9` of a real `reef mount --foreground` daemon at random moments of
+//! its life — while it opens the store and mounts, the instant its mount
+//! appears (the moment `mountpoint -q` first answers), while it serves
+//! writes, after SIGTERM while it unmounts, and while an outside `umount`
+//! runs — must never leave a process in uninterruptible sleep (D state),
+//! and the next `reef mount` on the same mountpoint must clear whatever
+//! dead mount is left and serve every acknowledged document.
+//!
+//! Each round starts a daemon on the mountpoint the previous round left
+//! (dead or empty), so stale-mount recovery runs in most rounds. A daemon
+//! that does not exit within `EXIT_TIMEOUT` of SIGKILL fails the test; its
+//! connection is aborted through /sys/fs/fuse/connections/N/abort first,
+//! so even a failure leaves no wedged mount behind ([`Mountpoint`]'s Drop
+//! detaches whatever is still there).
+//!
+//! `REEF_KILL_ROUNDS` (default 100) sets the number of rounds and
+//! `REEF_KILL_SEED` replays a run (the seed is printed).
+
+#[path = "support/mounted.rs"]
+mod mounted;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mounted::{fuse_available, write_close};
+
+const REEF: &str = env!("CARGO_BIN_EXE_reef");
+/// A killed process is reaped within milliseconds; D state never ends.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound for a mount to become live (debug build, loaded machine).
+const LIVE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// xorshift64*: reproducible from the printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// When in the daemon's life the SIGKILL lands.
+#[derive(Debug, Clone, Copy)]
+enum Moment {
+    /// This long after spawn: store open, stale-mount recovery, mount(2),
+    /// the INIT handshake.
+    Startup(Duration),
+    /// As soon as a stat of the mountpoint shows the new mount (the stat
+    /// returns once INIT is answered): the issue's reproduction.
+    MountAppears,
+    /// This long into a stream of document writes.
+    Serving(Duration),
+    /// This long after SIGTERM (a clean unmount in progress).
+    AfterSigterm(Duration),
+    /// This long after an outside `umount` started.
+    DuringUmount(Duration),
+}
+
+impl Moment {
+    fn pick(rng: &mut Rng) -> Moment {
+        let us = |rng: &mut Rng, max_ms: u64| Duration::from_micros(rng.below(max_ms * 1000));
+        match rng.below(100) {
+            0..=19 => Moment::Startup(us(rng, 60)),
+            20..=44 => Moment::MountAppears,
+            45..=64 => Moment::Serving(us(rng, 80)),
+            65..=84 => Moment::AfterSigterm(us(rng, 20)),
+            _ => Moment::DuringUmount(us(rng, 20)),
+        }
+    }
+}
+
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 4 <= b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The FUSE connection numbers (the minor device, which names the
+/// connection under /sys/fs/fuse/connections) of what is mounted at `path`.
+fn fuse_connections_at(path: &Path) -> Vec<u32> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mut fields = left.split(' ');
+            let dev = fields.nth(2)?;
+            let point = unescape(fields.next().and(fields.next())?);
+            let fstype = right.split(' ').next()?;
+            let minor = dev.split_once(':')?.1.parse().ok()?;
+            (Path::new(&point) == path && fstype.starts_with("fuse")).then_some(minor)
+        })
+        .collect()
+}
+
+/// Whether FUSE connection `conn` is mounted anywhere in this namespace.
+fn mounted_anywhere(conn: u32) -> bool {
+    let dev = format!("0:{conn}");
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(2) == Some(dev.as_str()))
+}
+
+/// Makes /sys/fs/fuse/connections usable (a clean machine may not have
+/// fusectl mounted), so a wedged connection can always be aborted.
+fn ensure_fusectl() {
+    let dir = Path::new("/sys/fs/fuse/connections");
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.contains(" - fusectl "));
+    if !mounted && dir.is_dir() {
+        let _ = Command::new("mount")
+            .args(["-t", "fusectl", "fusectl"])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn abort_connection(conn: u32) -> bool {
+    std::fs::write(format!("/sys/fs/fuse/connections/{conn}/abort"), "1").is_ok()
+}
+
+/// Detaches everything mounted at `path` (what `fusermount3 -u -z` does).
+fn detach_all(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
+    while !fuse_connections_at(path).is_empty() {
+        // SAFETY: c is a valid NUL-terminated path for the call's duration.
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+            break;
+        }
+    }
+}
+
+/// The store and the mountpoint; Drop aborts the connection of whatever is
+/// still mounted there and detaches it, so no test run leaves a mount
+/// behind.
+///
+/// Connection numbers are reused as soon as a mount is gone, so only a
+/// number that is ours *now* is ever aborted: one mounted at our
+/// mountpoint, or the current daemon's, provided nothing else is mounted
+/// with it. Aborting a number remembered from an earlier round would kill
+/// some other program's mount.
+struct Mountpoint {
+    dir: tempfile::TempDir,
+    src: PathBuf,
+    mnt: PathBuf,
+    /// The FUSE connection of the current round's daemon, once seen.
+    current: Mutex<Option<u32>>,
+}
+
+impl Mountpoint {
+    fn new() -> Mountpoint {
+        let dir = tempfile::Builder::new()
+            .prefix("reliability-kill.")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let base = dir.path().canonicalize().expect("canonical");
+        let (src, mnt) = (base.join("src"), base.join("mnt"));
+        std::fs::create_dir(&src).expect("mkdir src");
+        std::fs::create_dir(&mnt).expect("mkdir mnt");
+        Mountpoint {
+            dir,
+            src,
+            mnt,
+            current: Mutex::new(None),
+        }
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("daemon.log")
+    }
+
+    fn spawn(&self) -> Child {
+        let log = std::fs::File::create(self.log()).expect("log");
+        Command::new(REEF)
+            .arg("mount")
+            .arg(&self.src)
+            .arg(&self.mnt)
+            .arg("--foreground")
+            .env("RUST_LOG", "info,fuser=error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn reef mount --foreground")
+    }
+
+    /// Polls until `child` serves the mountpoint (a listing answers: a dead
+    /// mount gives ENOTCONN, no mount is not `fuse.reef`).
+    fn wait_live(&self, child: &mut Child) {
+        let deadline = Instant::now() + LIVE_TIMEOUT;
+        loop {
+            let conns = fuse_connections_at(&self.mnt);
+            if !conns.is_empty() && std::fs::read_dir(&self.mnt).is_ok() {
+                *self.current.lock().expect("lock") = conns.last().copied();
+                return;
+            }
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                panic!(
+                    "reef mount exited ({status}) before it served:\n{}",
+                    std::fs::read_to_string(self.log()).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no live mount within {LIVE_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Waits for the killed `child` to be reaped. A process still there
+    /// after `EXIT_TIMEOUT` is wedged: its connection is aborted (so the
+    /// machine recovers) and the round fails.
+    fn reap(&self, child: &mut Child, what: &str) {
+        let deadline = Instant::now() + EXIT_TIMEOUT;
+        loop {
+            if child.try_wait().expect("try_wait").is_some() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                let state = proc_state(child.id());
+                let mut conns = fuse_connections_at(&self.mnt);
+                if let Some(c) = *self.current.lock().expect("lock") {
+                    // Detached already (shutdown was under way), but only
+                    // if no other mount uses that number now.
+                    if !mounted_anywhere(c) {
+                        conns.push(c);
+                    }
+                }
+                for conn in conns {
+                    abort_connection(conn);
+                }
+                let _ = child.wait();
+                panic!(
+                    "{what} (pid {}) was still there {EXIT_TIMEOUT:?} after SIGKILL, in state \
+                     {state:?}; its FUSE connection had to be aborted. Log:\n{}",
+                    child.id(),
+                    std::fs::read_to_string(self.log()).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Mountpoint {
+    fn drop(&mut self) {
+        for conn in fuse_connections_at(&self.mnt) {
+            abort_connection(conn);
+        }
+        detach_all(&self.mnt);
+    }
+}
+
+fn kill9(child: &Child) {
+    // SAFETY: kill(2) on a child this test started and has not reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+}
+
+/// Writes `r<round>-<k>.json` until the mount fails; returns what was
+/// acknowledged (close returned 0).
+fn writer(ns: PathBuf, round: u64, stop: Arc<AtomicBool>) -> BTreeMap<String, String> {
+    let mut acked = BTreeMap::new();
+    for k in 0.. {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let name = format!("r{round}-{k}.json");
+        let body = format!(r#"{{"round":{round},"k":{k}}}"#);
+        if write_close(&ns.join(&name), &body).is_err() {
+            break;
+        }
+        acked.insert(name, body);
+    }
+    acked
+}
+
+/// A document's attributes: a daemon may render a document it did not
+/// write itself canonically (with its `id`), so contents compare as JSON.
+fn attributes(json: &str) -> serde_json::Value {
+    let mut v: serde_json::Value =
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {json:?}"));
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("id");
+    }
+    v
+}
+
+/// A fresh daemon recovers the mountpoint, shows every acknowledged
+/// document, takes a write, and exits 0 on SIGTERM having unmounted.
+fn check_recovery(mp: &Mountpoint, acked: &BTreeMap<String, String>, rounds_done: u64) {
+    let mut child = mp.spawn();
+    mp.wait_live(&mut child);
+    let ns = mp.mnt.join("k");
+    for (name, body) in acked {
+        let got = std::fs::read_to_string(ns.join(name))
+            .unwrap_or_else(|e| panic!("after {rounds_done} rounds: acknowledged {name}: {e}"));
+        assert_eq!(
+            attributes(&got),
+            attributes(body),
+            "after {rounds_done} rounds: {name}"
+        );
+    }
+    write_close(&ns.join("recovered.json"), r#"{"ok":true}"#).expect("write after recovery");
+    // SAFETY: kill(2) on our unreaped child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + LIVE_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "SIGTERM did not stop the daemon");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(
+        status.success(),
+        "clean SIGTERM shutdown exited {status}:\n{}",
+        std::fs::read_to_string(mp.log()).unwrap_or_default()
+    );
+    assert!(
+        fuse_connections_at(&mp.mnt).is_empty(),
+        "SIGTERM left the mount behind"
+    );
+}
+
+#[test]
+fn kill_9_at_random_moments_never_wedges_and_the_mount_recovers() {
+    if !fuse_available() {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping: needs root (outside umount, fusectl abort)");
+        return;
+    }
+    ensure_fusectl();
+    let rounds: u64 = std::env::var("REEF_KILL_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100);
+    let seed: u64 = std::env::var("REEF_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+                | 1
+        });
+    eprintln!("REEF_KILL_SEED={seed} REEF_KILL_ROUNDS={rounds}");
+    let mut rng = Rng(seed);
+    let mp = Mountpoint::new();
+    // The namespace exists before the first kill.
+    let mut child = mp.spawn();
+    mp.wait_live(&mut child);
+    std::fs::create_dir(mp.mnt.join("k")).expect("mkdir namespace");
+    kill9(&child);
+    mp.reap(&mut child, "the first daemon");
+
+    let mut acked = BTreeMap::new();
+    let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
+    for round in 0..rounds {
+        let moment = Moment::pick(&mut rng);
+        let what = format!("round {round}: the daemon killed at {moment:?}");
+        if matches!(moment, Moment::MountAppears) {
+            // Appearing must mean this daemon's mount, not the dead one.
+            detach_all(&mp.mnt);
+        }
+        let parent_dev = std::fs::metadata(mp.dir.path()).expect("stat").dev();
+        *mp.current.lock().expect("lock") = None;
+        let mut child = mp.spawn();
+        let mut umount = None;
+        let mut writing = None;
+        match moment {
+            Moment::Startup(after) => {
+                std::thread::sleep(after);
+                kill9(&child);
+                *counts.entry("startup").or_default() += 1;
+            }
+            Moment::MountAppears => {
+                let deadline = Instant::now() + LIVE_TIMEOUT;
+                while !std::fs::metadata(&mp.mnt).is_ok_and(|m| m.dev() != parent_dev) {
+                    assert!(
+                        child.try_wait().expect("try_wait").is_none(),
+                        "{what}: it exited"
+                    );
+                    assert!(Instant::now() < deadline, "{what}: no mount appeared");
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                kill9(&child);
+                *mp.current.lock().expect("lock") = fuse_connections_at(&mp.mnt).last().copied();
+                *counts.entry("mount appears").or_default() += 1;
+            }
+            Moment::Serving(after) => {
+                mp.wait_live(&mut child);
+                let stop = Arc::new(AtomicBool::new(false));
+                let (ns, stop2) = (mp.mnt.join("k"), stop.clone());
+                writing = Some((stop, std::thread::spawn(move || writer(ns, round, stop2))));
+                std::thread::sleep(after);
+                kill9(&child);
+                *counts.entry("serving writes").or_default() += 1;
+            }
+            Moment::AfterSigterm(after) => {
+                mp.wait_live(&mut child);
+                // SAFETY: kill(2) on our unreaped child.
+                unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+                std::thread::sleep(after);
+                kill9(&child);
+                *counts.entry("after SIGTERM").or_default() += 1;
+            }
+            Moment::DuringUmount(after) => {
+                mp.wait_live(&mut child);
+                umount = Some(
+                    Command::new("umount")
+                        .arg(&mp.mnt)
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .expect("spawn umount"),
+                );
+                std::thread::sleep(after);
+                kill9(&child);
+                *counts.entry("during umount").or_default() += 1;
+            }
+        }
+        mp.reap(&mut child, &what);
+        if let Some(mut umount) = umount {
+            mp.reap(&mut umount, &format!("{what}: the outside umount"));
+        }
+        if let Some((stop, thread)) = writing {
+            stop.store(true, Ordering::Relaxed);
+            acked.extend(thread.join().expect("writer thread"));
+        }
+        if round % 20 == 19 {
+            check_recovery(&mp, &acked, round + 1);
+        }
+    }
+    check_recovery(&mp, &acked, rounds);
+    eprintln!(
+        "{rounds} kill -9 rounds {counts:?}; {} acknowledged writes all present; no process \
+         left in D state",
+        acked.len()
+    );
+    assert!(
+        !acked.is_empty(),
+        "no round acknowledged a write: the check checked nothing"
+    );
+}
