@@ -87,7 +87,7 @@ fn files_read_back_canonical_and_survive_a_remount() {
     std::fs::write(m.join("articles/a1.json"), r#"{"title":"Hello","n":3}"#).unwrap();
     assert_eq!(
         names(&m.join("articles")),
-        vec![".compact", ".flush", ".repair", ".stats", ".verify", "a1.json"]
+        vec![".compact", ".flush", ".gc", ".repair", ".stats", ".verify", "a1.json"]
     );
     assert_eq!(names(m.path()), vec!["articles"]);
     m.unmount();
