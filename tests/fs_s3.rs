@@ -713,8 +713,10 @@ fn a_follower_core_survives_its_writer_compacting() {
         rt.block_on(async {
             // Documents bigger than a block (512 bytes at least), so
             // reading `a` caches nothing of `b`.
+            // No retention: the compaction's GC deletes the replaced segments.
             let opts = EngineOptions {
                 block_bytes: 512,
+                retain: Duration::ZERO,
                 ..EngineOptions::default()
             };
             let writer = Engine::open(source.open(), "ns", opts).await.unwrap();
