@@ -482,7 +482,7 @@ async fn listings_page_through_large_namespaces_exactly_once() {
             assert!(unique.contains(fixed), "{fixed} missing");
         }
         // Control files are reachable by name only.
-        for control in [".flush", ".compact", ".verify", ".repair", ".stats"] {
+        for control in [".flush", ".compact", ".gc", ".verify", ".repair", ".stats"] {
             assert!(!unique.contains(control), "{control} listed");
         }
     }
@@ -558,7 +558,7 @@ async fn control_files_run_on_close_and_reading_never_mutates() {
         async move { s.list("", None).await.unwrap() }
     };
     let before = objects(&store).await;
-    for name in [".flush", ".compact", ".verify", ".repair", ".stats"] {
+    for name in [".flush", ".compact", ".gc", ".verify", ".repair", ".stats"] {
         read_file(&core, ns, name).await.unwrap();
     }
     assert_eq!(objects(&store).await, before);

@@ -296,7 +296,7 @@ fn special_entries_are_unlisted_reachable_by_name_and_exactly_sized() {
     let m = src.mount();
     std::fs::create_dir(m.join("n")).unwrap();
     write_close(&m.join("n/a.json"), "{\"v\": 1}\n").unwrap();
-    let controls = [".flush", ".compact", ".verify", ".repair", ".stats"];
+    let controls = [".flush", ".compact", ".gc", ".verify", ".repair", ".stats"];
 
     let listed = run(Command::new("ls").arg("-a").arg(m.join("n")));
     assert_eq!(
@@ -328,7 +328,7 @@ fn special_entries_are_unlisted_reachable_by_name_and_exactly_sized() {
     assert_eq!(objects(copy.path()), vec!["n/a.json", "r/n/a.json"]);
 
     // Reachable by name, with st_size the length of what a read returns.
-    for name in [".stats", ".verify", ".flush"] {
+    for name in [".stats", ".verify", ".flush", ".gc"] {
         let path = m.join(&format!("n/{name}"));
         let size = std::fs::metadata(&path).unwrap().len();
         let bytes = std::fs::read(&path).unwrap();

@@ -17,9 +17,9 @@
 
 pub mod checkpoint;
 mod codec;
-mod group_sizes;
 pub mod compaction;
 pub mod gc;
+mod group_sizes;
 mod history;
 pub mod layout;
 mod maintenance;
@@ -40,9 +40,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
-pub use group_sizes::{GroupSizeHistogram, GROUP_SIZE_BOUNDS};
 pub use checkpoint::Checkpoint;
 pub use gc::{GcOptions, GcReport};
+pub use group_sizes::{GroupSizeHistogram, GROUP_SIZE_BOUNDS};
 pub use history::At;
 pub use manifest::Manifest;
 pub use segment::SegmentMeta;

@@ -79,5 +79,5 @@ pub use self::error::{FsError, FsResult};
 pub use self::inodes::ROOT_INO;
 pub use self::invalidate::Invalidation;
 pub use self::mount::{mount, mount_core, MountHandle, MountOptions};
-pub use self::names::{classify, doc_file_name, ControlKind, NameKind};
+pub use self::names::{classify, classify_in, doc_file_name, ControlKind, NameKind};
 pub use self::rename::RenameFlags;
