@@ -9,10 +9,13 @@
 #      fsync() or close() fails (bash itself ignores close() errors of a
 #      `> FILE` redirection, which is where reef reports a failed commit).
 #      Only after dd (or rm) exits 0 is the write logged as acknowledged, in a
-#      log outside the mount. Meanwhile `.flush`/`.compact` run now and then.
-#   2. The daemon gets SIGKILL at a random moment; in every second and third
-#      round right after `touch NS/.flush` (or `.compact`) started, so that
-#      the kill usually lands in the middle of the flush or compaction.
+#      log outside the mount. Meanwhile `.flush`/`.compact`/`.gc` run now
+#      and then.
+#   2. The daemon gets SIGKILL at a random moment; in rounds 2, 3 and 4 of
+#      every four right after `touch NS/.flush` (`.compact`, `.gc`) started,
+#      so that the kill usually lands in the middle of the flush, compaction
+#      or garbage collection. With --retain 0 GC really deletes (WAL objects
+#      and segments no retained state names), so those kills land in deletes.
 #   3. The dead mountpoint (ENOTCONN) is cleared with `fusermount3 -u -z`
 #      (or, with --stale-recovery, left for `reef mount` to clear), and
 #      SOURCE is mounted again.
@@ -28,7 +31,7 @@
 # Usage: mount-scripts/crash-test.sh [--source SOURCE] [--rounds N]
 #            [--writers N] [--docs-per-writer N] [--seed S] [--namespace NS]
 #            [--mountpoint DIR] [--max-delay-ms MS] [--delete-percent P]
-#            [--tool dd|python3] [--stale-recovery] [--keep]
+#            [--tool dd|python3] [--retain D] [--stale-recovery] [--keep]
 #   SOURCE    any reef store URL (default: a new temporary directory); S3
 #             settings come from the AWS_* environment variables as usual
 #   NS        default crash-<seed>-<pid>, so an existing SOURCE is left alone
@@ -36,6 +39,8 @@
 #             which like a shell `>` opens the file, dup2()s it to stdout and
 #             closes the first descriptor before writing) or python3 (open,
 #             write, fsync, close on one descriptor)
+#   --retain  mount with -o retain=D (default: the daemon's own, 1h); 0 lets
+#             every .gc and automatic GC delete what no live state names
 #   --keep    keep the work directory (logs) even when every round passed
 # The reef binary: $REEF, else `reef` on PATH, else this checkout's
 # target/{release,debug}/reef (the newer one).
@@ -55,6 +60,7 @@ mnt=""
 max_delay_ms=1500
 delete_pct=5
 tool="dd"
+retain=""
 stale_recovery=0
 keep=0
 
@@ -85,6 +91,7 @@ while [ $# -gt 0 ]; do
         --max-delay-ms) need_value "$@"; max_delay_ms="$2"; shift 2 ;;
         --delete-percent) need_value "$@"; delete_pct="$2"; shift 2 ;;
         --tool) need_value "$@"; tool="$2"; shift 2 ;;
+        --retain) need_value "$@"; retain="$2"; shift 2 ;;
         --stale-recovery) stale_recovery=1; shift ;;
         --keep) keep=1; shift ;;
         -h | --help) usage; exit 0 ;;
@@ -209,7 +216,9 @@ wait_dead() {
 
 do_mount() {
     local out rc
-    out="$("$reef" mount "$source_url" "$mnt" -o "log_file=$work/daemon.log" 2>&1)"
+    local opts="log_file=$work/daemon.log"
+    [ -z "$retain" ] || opts="$opts,retain=$retain"
+    out="$("$reef" mount "$source_url" "$mnt" -o "$opts" 2>&1)"
     rc=$?
     [ -z "$out" ] || note "reef mount: $out"
     if [ "$rc" -ne 0 ]; then
@@ -339,15 +348,18 @@ writer() {
     exec 3>&-
 }
 
-# flusher ROUND LOG: `touch .flush` (now and then `.compact`) at random
-# intervals until the daemon is gone.
+# flusher ROUND LOG: `touch .flush` (now and then `.compact` or `.gc`) at
+# random intervals until the daemon is gone.
 flusher() {
     local r="$1" out="$2" op rc
     RANDOM=$(((seed * 31 + r * 7) % 32768))
     while :; do
         ms_sleep $((50 + RANDOM % 250))
         op=.flush
-        [ $((RANDOM % 5)) -eq 0 ] && op=.compact
+        case $((RANDOM % 6)) in
+            0) op=.compact ;;
+            1) op=.gc ;;
+        esac
         touch "$nsdir/$op" 2>>"$work/flusher.err"
         rc=$?
         if [ "$rc" -eq 0 ]; then
@@ -443,7 +455,7 @@ check_round() {
         bad=1
     fi
     if grep -q '^error' "$work/round-$r/flusher.log" 2>/dev/null; then
-        note ".flush/.compact failed while the daemon was up: $(grep -c '^error' "$work/round-$r/flusher.log") times (see $work/flusher.err)"
+        note ".flush/.compact/.gc failed while the daemon was up: $(grep -c '^error' "$work/round-$r/flusher.log") times (see $work/flusher.err)"
         bad=1
     fi
 
@@ -534,7 +546,7 @@ check_round() {
 # --- the rounds ------------------------------------------------------------------
 log "reef crash test: reef=$reef"
 log "  source=$source_url namespace=$ns mountpoint=$mnt"
-log "  rounds=$rounds writers=$writers docs-per-writer=$docs tool=$tool seed=$seed (rerun with --seed $seed)"
+log "  rounds=$rounds writers=$writers docs-per-writer=$docs tool=$tool retain=${retain:-default} seed=$seed (rerun with --seed $seed)"
 RANDOM=$((seed % 32768))
 
 if ! do_mount; then
@@ -554,7 +566,7 @@ failed=0
 aborted=0
 for ((r = 1; r <= rounds; r++)); do
     mkdir -p "$work/round-$r"
-    mode=$(((r - 1) % 3)) # 0: kill at a random moment, 1: during .flush, 2: during .compact
+    mode=$(((r - 1) % 4)) # 0: kill at a random moment, 1: during .flush, 2: .compact, 3: .gc
     bg_pids=()
     for ((w = 0; w < writers; w++)); do
         writer "$w" "$r" "${nextk[$w]}" "$work/round-$r/writer-$w.log" &
@@ -575,6 +587,7 @@ for ((r = 1; r <= rounds; r++)); do
         # the end and kill within that time, to land inside it.
         op=.flush
         [ "$mode" -eq 2 ] && op=.compact
+        [ "$mode" -eq 3 ] && op=.gc
         ms_sleep $((delay / 2))
         t0="$(date +%s%N)"
         if touch "$nsdir/$op" 2>>"$work/flusher.err"; then

@@ -5,11 +5,16 @@
 #
 # Each batch is one crash-test.sh run (--rounds BATCH, a fresh seed and
 # namespace): N writers write, overwrite and delete documents while .flush
-# and .compact run, the daemon is killed with SIGKILL at a random moment (in
-# two rounds of three while a flush or compaction runs), the mountpoint is
-# remounted, and every acknowledged write is checked, then `reef verify`.
-# Every other batch leaves the dead mount for `reef mount` to recover
-# (--stale-recovery).
+# .compact and .gc run, the daemon is killed with SIGKILL at a random moment
+# (in three rounds of four while a flush, compaction or GC runs), the
+# mountpoint is remounted, and every acknowledged write is checked, then
+# `reef verify`. Every other batch leaves the dead mount for `reef mount` to
+# recover (--stale-recovery); batches 2 and 3 of every four mount with
+# `-o retain=0`, so every GC (on .gc and after each flush and compaction)
+# really deletes and kills land in the middle of those deletes.
+# The stores run one after the other, or at once with --parallel (each on
+# its own mountpoint under the soak's work directory). Only the soak's own
+# mountpoints are ever unmounted: crash-test.sh acts on its --mountpoint.
 #
 # Usage: mount-scripts/soak.sh [--local-rounds N] [--s3-rounds N]
 #            [--batch N] [--writers N] [--minutes M]
@@ -18,6 +23,7 @@
 #                   needs .venv/bin/moto_server from scripts/moto-venv.sh)
 #   --batch         rounds per crash-test.sh run (default 50)
 #   --minutes       stop starting new batches after M minutes per store
+#   --parallel      run the local and the S3 soak at the same time
 # Exits 0 only if no acknowledged write was lost and every round passed.
 set -u
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,6 +33,7 @@ s3_rounds=200
 batch=50
 writers=4
 minutes=0
+parallel=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --local-rounds) local_rounds="$2"; shift 2 ;;
@@ -34,6 +41,7 @@ while [ $# -gt 0 ]; do
         --batch) batch="$2"; shift 2 ;;
         --writers) writers="$2"; shift 2 ;;
         --minutes) minutes="$2"; shift 2 ;;
+        --parallel) parallel=1; shift ;;
         -h | --help) sed -n '2,/^set -u/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "soak.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -56,6 +64,7 @@ soak() {
         b=$((b + 1))
         local args=(--rounds "$n" --writers "$writers" --max-delay-ms 600 --mountpoint "$work/mnt-$name")
         [ $((b % 2)) -eq 0 ] && args+=(--stale-recovery)
+        [ $((b % 4)) -ge 2 ] && args+=(--retain 0)
         case "$source" in
             "") ;;
             *) args+=(--source "$source") ;;
@@ -93,11 +102,7 @@ soak() {
     echo "SOAK $name: $done_rounds kill -9 rounds, $acked writes acknowledged, $lost lost, $failed_rounds rounds failed"
 }
 
-if [ "$local_rounds" -gt 0 ]; then
-    soak local "$local_rounds" ""
-fi
-
-if [ "$s3_rounds" -gt 0 ]; then
+start_moto() {
     moto="$root/.venv/bin/moto_server"
     if [ ! -x "$moto" ]; then
         echo "soak.sh: $moto is missing: run scripts/moto-venv.sh (or --s3-rounds 0)" >&2
@@ -107,13 +112,38 @@ if [ "$s3_rounds" -gt 0 ]; then
     "$moto" -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
     moto_pid=$!
     trap 'kill $moto_pid 2>/dev/null' EXIT
+    local ready=0
     for _ in $(seq 1 300); do
-        curl -s -o /dev/null -X PUT "http://127.0.0.1:$port/reef-soak" && break
+        curl -s -o /dev/null -X PUT "http://127.0.0.1:$port/reef-soak" && { ready=1; break; }
         sleep 0.1
     done
-    export AWS_ENDPOINT="http://127.0.0.1:$port" AWS_ALLOW_HTTP=true AWS_REGION=us-east-1 \
+    if [ "$ready" -eq 0 ]; then
+        echo "soak.sh: moto did not answer on 127.0.0.1:$port; log: $work/moto.log" >&2
+        exit 2
+    fi
+}
+
+# The S3 settings only for the S3 soak's processes.
+soak_s3() {
+    AWS_ENDPOINT="http://127.0.0.1:$port" AWS_ALLOW_HTTP=true AWS_REGION=us-east-1 \
         AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+    export AWS_ENDPOINT AWS_ALLOW_HTTP AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
     soak s3 "$s3_rounds" "s3://reef-soak/soak"
+}
+
+[ "$s3_rounds" -gt 0 ] && start_moto
+if [ "$parallel" -eq 1 ]; then
+    pids=()
+    [ "$local_rounds" -gt 0 ] && { ( soak local "$local_rounds" ""; exit "$failed" ) & pids+=($!); }
+    [ "$s3_rounds" -gt 0 ] && { ( soak_s3; exit "$failed" ) & pids+=($!); }
+    for pid in "${pids[@]}"; do
+        wait "$pid" || failed=1
+    done
+else
+    [ "$local_rounds" -gt 0 ] && soak local "$local_rounds" ""
+    if [ "$s3_rounds" -gt 0 ]; then
+        ( soak_s3; exit "$failed" ) || failed=1
+    fi
 fi
 
 [ "$failed" -eq 0 ] && rm -rf "$work"
