@@ -1,8 +1,10 @@
 //! `kill -9` of a real `reef mount --foreground` daemon at random moments of
 //! its life — while it opens the store and mounts, the instant its mount
 //! appears (the moment `mountpoint -q` first answers), while it serves
-//! writes, after SIGTERM while it unmounts, and while an outside `umount`
-//! runs — must never leave a process in uninterruptible sleep (D state),
+//! writes, while it collects garbage (`.flush` then `.gc` in a loop beside
+//! the writes; the daemon runs with `--retain 0`, so each GC really deletes
+//! WAL objects and segments), after SIGTERM while it unmounts, and while an
+//! outside `umount` runs — must never leave a process in uninterruptible sleep (D state),
 //! and the next `reef mount` on the same mountpoint must clear whatever
 //! dead mount is left and serve every acknowledged document.
 //!
@@ -62,6 +64,8 @@ enum Moment {
     MountAppears,
     /// This long into a stream of document writes.
     Serving(Duration),
+    /// This long into document writes beside a `.flush` + `.gc` loop.
+    CollectingGarbage(Duration),
     /// This long after SIGTERM (a clean unmount in progress).
     AfterSigterm(Duration),
     /// This long after an outside `umount` started.
@@ -74,7 +78,8 @@ impl Moment {
         match rng.below(100) {
             0..=19 => Moment::Startup(us(rng, 60)),
             20..=44 => Moment::MountAppears,
-            45..=64 => Moment::Serving(us(rng, 80)),
+            45..=54 => Moment::Serving(us(rng, 80)),
+            55..=64 => Moment::CollectingGarbage(us(rng, 80)),
             65..=84 => Moment::AfterSigterm(us(rng, 20)),
             _ => Moment::DuringUmount(us(rng, 20)),
         }
@@ -212,6 +217,8 @@ impl Mountpoint {
             .arg(&self.src)
             .arg(&self.mnt)
             .arg("--foreground")
+            // Nothing retained: every GC deletes what no live state names.
+            .args(["--retain", "0"])
             .env("RUST_LOG", "info,fuser=error")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -311,6 +318,26 @@ fn writer(ns: PathBuf, round: u64, stop: Arc<AtomicBool>) -> BTreeMap<String, St
     acked
 }
 
+/// Touches `.flush` then `.gc` (closing the handle runs the operation) until
+/// `stop` or the mount fails; returns how many GCs completed.
+fn collector(ns: PathBuf, stop: Arc<AtomicBool>) -> u32 {
+    let mut done = 0;
+    while !stop.load(Ordering::Relaxed) {
+        for op in [".flush", ".gc"] {
+            let touched = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .open(ns.join(op))
+                .map(drop);
+            if touched.is_err() {
+                return done;
+            }
+        }
+        done += 1;
+    }
+    done
+}
+
 /// A document's attributes: a daemon may render a document it did not
 /// write itself canonically (with its `id`), so contents compare as JSON.
 fn attributes(json: &str) -> serde_json::Value {
@@ -396,6 +423,7 @@ fn kill_9_at_random_moments_never_wedges_and_the_mount_recovers() {
 
     let mut acked = BTreeMap::new();
     let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut gcs_run = 0;
     for round in 0..rounds {
         let moment = Moment::pick(&mut rng);
         let what = format!("round {round}: the daemon killed at {moment:?}");
@@ -408,6 +436,7 @@ fn kill_9_at_random_moments_never_wedges_and_the_mount_recovers() {
         let mut child = mp.spawn();
         let mut umount = None;
         let mut writing = None;
+        let mut collecting = None;
         match moment {
             Moment::Startup(after) => {
                 std::thread::sleep(after);
@@ -436,6 +465,18 @@ fn kill_9_at_random_moments_never_wedges_and_the_mount_recovers() {
                 std::thread::sleep(after);
                 kill9(&child);
                 *counts.entry("serving writes").or_default() += 1;
+            }
+            Moment::CollectingGarbage(after) => {
+                mp.wait_live(&mut child);
+                let stop = Arc::new(AtomicBool::new(false));
+                let (ns, stop2) = (mp.mnt.join("k"), stop.clone());
+                writing = Some((stop, std::thread::spawn(move || writer(ns, round, stop2))));
+                let gc_stop = Arc::new(AtomicBool::new(false));
+                let (ns, stop3) = (mp.mnt.join("k"), gc_stop.clone());
+                collecting = Some((gc_stop, std::thread::spawn(move || collector(ns, stop3))));
+                std::thread::sleep(after);
+                kill9(&child);
+                *counts.entry("collecting garbage").or_default() += 1;
             }
             Moment::AfterSigterm(after) => {
                 mp.wait_live(&mut child);
@@ -469,14 +510,18 @@ fn kill_9_at_random_moments_never_wedges_and_the_mount_recovers() {
             stop.store(true, Ordering::Relaxed);
             acked.extend(thread.join().expect("writer thread"));
         }
+        if let Some((stop, thread)) = collecting {
+            stop.store(true, Ordering::Relaxed);
+            gcs_run += thread.join().expect("collector thread");
+        }
         if round % 20 == 19 {
             check_recovery(&mp, &acked, round + 1);
         }
     }
     check_recovery(&mp, &acked, rounds);
     eprintln!(
-        "{rounds} kill -9 rounds {counts:?}; {} acknowledged writes all present; no process \
-         left in D state",
+        "{rounds} kill -9 rounds {counts:?}; {gcs_run} GCs completed before kills; {} \
+         acknowledged writes all present; no process left in D state",
         acked.len()
     );
     assert!(
