@@ -327,6 +327,7 @@ fn collector(ns: PathBuf, stop: Arc<AtomicBool>) -> u32 {
             let touched = std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
+                .truncate(false)
                 .open(ns.join(op))
                 .map(drop);
             if touched.is_err() {
