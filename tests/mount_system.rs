@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 const REEF: &str = env!("CARGO_BIN_EXE_reef");
 /// Bound for any single command or wait (mounts answer in milliseconds).
 const TIMEOUT: Duration = Duration::from_secs(20);
-/// Bound for one run of crash-test.sh (3 rounds take 3-10 s).
+/// Bound for one run of crash-test.sh (4 rounds take 4-14 s).
 const CRASH_TIMEOUT: Duration = Duration::from_secs(50);
 
 fn repo() -> PathBuf {
@@ -801,7 +801,10 @@ fn auto_unmount_mount_returns_and_is_detached_after_kill_9() {
 fn crash_script(fix: &Fixture, source: &str, env: &[(String, String)]) {
     let mut cmd = Command::new("bash");
     cmd.arg(repo().join("mount-scripts/crash-test.sh"))
-        .args(["--rounds", "3", "--writers", "4", "--max-delay-ms", "1000"])
+        // Four rounds: one of each kill moment (random, .flush, .compact,
+        // .gc); nothing retained, so the GC round's kill lands in deletes.
+        .args(["--rounds", "4", "--writers", "4", "--max-delay-ms", "1000"])
+        .args(["--retain", "0"])
         .args(["--source", source, "--mountpoint", fix.mnt_str()])
         .env("REEF", REEF)
         .envs(env.iter().map(|(k, v)| (k, v)));
@@ -811,7 +814,7 @@ fn crash_script(fix: &Fixture, source: &str, env: &[(String, String)]) {
     let (status, out) = run_timeout(&mut cmd, CRASH_TIMEOUT);
     eprintln!("{out}");
     assert!(
-        status.success() && out.contains("3 passed, 0 failed"),
+        status.success() && out.contains("4 passed, 0 failed"),
         "crash-test.sh on {source} failed ({status}):\n{out}"
     );
     assert!(
