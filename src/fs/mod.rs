@@ -70,6 +70,7 @@ mod open;
 mod readdir;
 mod rename;
 mod setattr;
+mod snapshots;
 mod subdirs;
 
 pub use self::attr::{Attr, DirEntry, FileKind, OpenInfo, OpenMode, SetAttr};
