@@ -107,6 +107,7 @@ impl FsCore {
     /// writer took the namespace over).
     pub(crate) async fn run_action(&self, ns: &Arc<Namespace>, kind: ControlKind) -> FsResult<()> {
         self.check_writable()?;
+        ns.check_not_view()?;
         let outcome: FsResult<serde_json::Value> = match kind {
             ControlKind::Flush => match ns.engine().await?.flush().await {
                 Ok(()) => Ok(serde_json::Value::Null),

@@ -285,7 +285,9 @@ impl FsCore {
     pub(crate) fn attr_locked(&self, t: &InodeTable, ino: u64) -> Option<Attr> {
         let inode = t.get(ino)?;
         Some(match &inode.node {
-            Node::Root | Node::Namespace(_) | Node::Dir(_) => self.dir_attr(t, ino),
+            Node::Root | Node::Namespace(_) | Node::Snapshots(_) | Node::Dir(_) => {
+                self.dir_attr(t, ino)
+            }
             Node::Control(kind) => {
                 let ns = ns_of(t, inode.parent)?;
                 let size = if kind.is_report() {

@@ -111,6 +111,11 @@ impl From<EngineError> for FsError {
             EngineError::NoSuchNamespace(_) => FsError::NotFound,
             EngineError::NotEmpty(_) => FsError::NotEmpty,
             EngineError::Busy(_) => FsError::Busy(e.to_string()),
+            EngineError::BadCheckpointName { .. } => FsError::Invalid(e.to_string()),
+            EngineError::CheckpointExists { .. } => FsError::Exists,
+            EngineError::NoSuchCheckpoint { .. } | EngineError::NotRetained { .. } => {
+                FsError::NotFound
+            }
             // Store failures, corrupt objects, failed WAL writes, and
             // anything the engine adds later: the data did not move.
             #[allow(unreachable_patterns)]

@@ -72,6 +72,9 @@ pub(crate) struct DirNode {
 pub(crate) enum Node {
     Root,
     Namespace(Arc<Namespace>),
+    /// A namespace's `.snapshots` directory: its entries are checkpoints,
+    /// each a `Namespace` view (see `snapshots`).
+    Snapshots(Arc<Namespace>),
     Dir(DirNode),
     Doc(DocNode),
     Scratch(ScratchNode),

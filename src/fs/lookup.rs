@@ -9,6 +9,7 @@ use super::error::{FsError, FsResult};
 use super::inodes::{DirNode, DocMeta, DocNode, Inode, InodeTable, Node, ROOT_INO};
 use super::names::{decode_dir, NameKind};
 use super::namespace::{get_stored, scan, Namespace};
+use super::snapshots::SNAPSHOTS_DIR;
 use crate::types::DocId;
 
 impl FsCore {
@@ -25,8 +26,14 @@ impl FsCore {
         if parent == ROOT_INO {
             return self.lookup_namespace(name).await;
         }
+        if let Some(ns) = self.snapshots_of(parent) {
+            return self.lookup_snapshot(&ns, parent, name).await;
+        }
         let dir = self.dir_of(parent)?;
         let ns = &dir.ns;
+        if dir.ino == ns.ino && name == SNAPSHOTS_DIR {
+            return self.snapshots_dir(ns);
+        }
         let attr = match self.classify(&dir, name) {
             NameKind::Doc(id) => self.lookup_doc(&dir, name, id).await?,
             NameKind::Control(kind) => {

@@ -44,6 +44,8 @@
 //!   their last result; `.verify` and `.stats` report on stat and open, with
 //!   an exact `st_size`. Control files are never listed, only reached by
 //!   name. Reading never changes anything; unlinking one is a no-op.
+//! - `.snapshots/` (unlisted, see `snapshots`): `mkdir`/`rmdir` of a name in
+//!   it creates/deletes a checkpoint; each is a read-only view (EROFS).
 
 mod adapter;
 mod attr;
@@ -70,6 +72,7 @@ mod open;
 mod readdir;
 mod rename;
 mod setattr;
+mod snapshots;
 mod subdirs;
 
 pub use self::attr::{Attr, DirEntry, FileKind, OpenInfo, OpenMode, SetAttr};

@@ -11,7 +11,7 @@ use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::error::{FsError, FsResult};
 use super::names::ControlKind;
-use crate::engine::{Engine, EngineError, EngineOptions, EngineResult, StoredDoc};
+use crate::engine::{At, Engine, EngineError, EngineOptions, EngineResult, StoredDoc};
 use crate::store::{ObjectStore, StoreError};
 use crate::types::DocId;
 
@@ -32,6 +32,9 @@ pub(crate) struct Namespace {
     engine: RwLock<Option<Engine>>,
     /// Set once `rmdir` removed it; stale inodes then see ENOENT.
     removed: AtomicBool,
+    /// A read-only view of a past state (`.snapshots/NAME`): its engine is
+    /// opened with `Engine::open_at` and every change fails with EROFS.
+    at: Option<At>,
     results: Mutex<Results>,
     on_open: Option<OpenHook>,
     /// Read-only mounts: set when a document's stored state was recorded
@@ -85,6 +88,7 @@ impl Namespace {
             opts,
             engine: RwLock::new(engine),
             removed: AtomicBool::new(false),
+            at: None,
             results: Mutex::new(Results {
                 flush: NEVER_RUN.into(),
                 compact: NEVER_RUN.into(),
@@ -96,6 +100,28 @@ impl Namespace {
             }),
             on_open,
             raced: AtomicBool::new(false),
+        }
+    }
+
+    /// This namespace, shown read-only as it was at `at`.
+    pub fn into_view(mut self, at: At) -> Namespace {
+        self.at = Some(at);
+        self
+    }
+
+    /// A read-only view of a past state (never the live namespace).
+    pub fn is_view(&self) -> bool {
+        self.at.is_some()
+    }
+
+    /// EROFS in a view: nothing in it can change.
+    pub fn check_not_view(&self) -> FsResult<()> {
+        match self.at {
+            Some(_) => Err(FsError::ReadOnly(format!(
+                "namespace {}: a view of the past is read-only",
+                self.name
+            ))),
+            None => Ok(()),
         }
     }
 
@@ -119,7 +145,14 @@ impl Namespace {
             }
             let mut slot = self.engine.write().await;
             if slot.is_none() {
-                match Engine::open(self.store.clone(), &self.name, self.opts.clone()).await {
+                let opened = match &self.at {
+                    Some(at) => {
+                        let (store, opts) = (self.store.clone(), self.opts.clone());
+                        Engine::open_at(store, &self.name, at.clone(), opts).await
+                    }
+                    None => Engine::open(self.store.clone(), &self.name, self.opts.clone()).await,
+                };
+                match opened {
                     Ok(engine) => {
                         if let Some(hook) = &self.on_open {
                             hook(self, &engine);
@@ -151,6 +184,7 @@ impl Namespace {
     /// Fails with EROFS once another writer took the namespace over, so a
     /// change is refused when it starts rather than when it is committed.
     pub fn check_not_fenced(&self) -> FsResult<()> {
+        self.check_not_view()?;
         match self.fenced_by() {
             Some(_) => Err(FsError::Fenced(self.name.clone())),
             None => Ok(()),

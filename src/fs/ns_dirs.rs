@@ -76,6 +76,9 @@ impl FsCore {
 
     pub async fn mkdir(&self, parent: u64, name: &str) -> FsResult<Attr> {
         self.check_name(name)?;
+        if let Some(ns) = self.snapshots_of(parent) {
+            return self.create_snapshot(&ns, parent, name).await;
+        }
         if parent != ROOT_INO {
             return self.mkdir_below(parent, name).await;
         }
@@ -99,6 +102,9 @@ impl FsCore {
 
     pub async fn rmdir(&self, parent: u64, name: &str) -> FsResult<()> {
         self.check_name(name)?;
+        if let Some(ns) = self.snapshots_of(parent) {
+            return self.delete_snapshot(&ns, parent, name).await;
+        }
         if parent != ROOT_INO {
             return self.rmdir_below(parent, name).await;
         }

@@ -36,7 +36,9 @@ impl FsCore {
             let t = self.table.lock();
             match t.get(ino).map(|i| &i.node) {
                 None => return Err(FsError::NotFound),
-                Some(Node::Root | Node::Namespace(_) | Node::Dir(_)) => return Err(FsError::IsDir),
+                Some(Node::Root | Node::Namespace(_) | Node::Snapshots(_) | Node::Dir(_)) => {
+                    return Err(FsError::IsDir)
+                }
                 Some(Node::Doc(_)) => Target::Doc,
                 Some(Node::Scratch(_)) => Target::Scratch,
                 Some(Node::Control(k)) => Target::Control(*k),
@@ -84,7 +86,7 @@ impl FsCore {
     /// EROFS for opening a file for writing in a namespace another writer
     /// took over (known once a commit there failed): refuse it up front
     /// rather than at close.
-    fn check_not_fenced_at(&self, ino: u64) -> FsResult<()> {
+    pub(crate) fn check_not_fenced_at(&self, ino: u64) -> FsResult<()> {
         let ns = {
             let t = self.table.lock();
             let parent = t.get(ino).map(|i| i.parent);

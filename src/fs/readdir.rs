@@ -14,6 +14,9 @@ use super::inodes::{DirNode, DocNode, InodeTable, Node, ROOT_INO};
 
 impl FsCore {
     pub async fn opendir(&self, ino: u64) -> FsResult<u64> {
+        if let Some(ns) = self.snapshots_of(ino) {
+            return self.open_snapshots(&ns, ino).await;
+        }
         let stream = if ino == ROOT_INO {
             self.refresh_namespaces().await?;
             let t = self.table.lock();
@@ -50,7 +53,7 @@ impl FsCore {
             return Err(FsError::BadHandle);
         }
         let e0 = self.epoch();
-        let raw = if ino == ROOT_INO {
+        let raw = if ino == ROOT_INO || self.snapshots_of(ino).is_some() {
             stream.entries_after(offset, None, |_| false, e0).await?
         } else {
             let ns = self.namespace(ino)?;

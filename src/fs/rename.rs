@@ -99,6 +99,7 @@ impl FsCore {
         let dir = self.dir_of(parent)?;
         let ns = dir.ns.clone();
         self.check_writable()?;
+        ns.check_not_view()?;
         match self.classify(&dir, name) {
             // Control files always exist; removing one is a no-op so that
             // `rm -rf namespace` works.
@@ -201,6 +202,8 @@ impl FsCore {
         }
         let from = self.dir_of(parent)?;
         let to = self.dir_of(new_parent)?;
+        from.ns.check_not_view()?;
+        to.ns.check_not_view()?;
         if from.ns.ino != to.ns.ino {
             return Err(FsError::CrossDevice);
         }

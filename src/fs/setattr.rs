@@ -32,6 +32,7 @@ impl FsCore {
         }
         if let Some(size) = change.size {
             self.check_writable()?;
+            self.check_not_fenced_at(ino)?;
             self.truncate(ino, size, change.fh).await?;
         }
         self.set_times(ino, change.atime, change.mtime).await?;
@@ -66,7 +67,7 @@ impl FsCore {
                     Some(m) => Some((d.id.clone(), m)),
                     None => None,
                 },
-                Some(Node::Dir(_) | Node::Namespace(_)) => {
+                Some(Node::Dir(_) | Node::Namespace(_) | Node::Snapshots(_)) => {
                     // Kept while the daemon runs (directories are not stored).
                     if let Some(m) = mtime {
                         t.set_dir_mtime(ino, m);
@@ -81,6 +82,7 @@ impl FsCore {
         };
         self.check_writable()?;
         let (ns, _) = self.doc_of(ino)?;
+        ns.check_not_view()?;
         let what = self.path_of(ino);
         let result = async {
             let engine = ns.engine().await?;
@@ -110,7 +112,9 @@ impl FsCore {
             let mut t = self.table.lock();
             match t.get(ino).map(|i| &i.node) {
                 None => return Err(FsError::NotFound),
-                Some(Node::Root | Node::Namespace(_) | Node::Dir(_)) => return Err(FsError::IsDir),
+                Some(Node::Root | Node::Namespace(_) | Node::Snapshots(_) | Node::Dir(_)) => {
+                    return Err(FsError::IsDir)
+                }
                 Some(Node::Control(_)) => return Ok(()),
                 Some(Node::Scratch(_)) => {
                     return set_scratch_len(&mut t, ino, size, self.cfg.scratch_limit);
