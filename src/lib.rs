@@ -9,4 +9,5 @@ pub mod admin;
 pub mod engine;
 pub mod fs;
 pub mod store;
+pub mod transfer;
 pub mod types;

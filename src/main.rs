@@ -72,6 +72,38 @@ enum Command {
     /// Mount SOURCE at MOUNTPOINT: namespaces as directories of <id>.json files.
     /// Returns once the mount is live; the daemon runs on in the background.
     Mount(MountArgs),
+    /// Load documents from a directory tree of .json files (named and nested
+    /// as the mount shows them; bytes and mtimes kept), a JSON Lines file, or
+    /// JSON Lines on stdin (PATH `-`; each line an object with an "id").
+    /// Prints a JSON report: imported, skipped (already stored), refused
+    /// (each with its reason); exits 1 if any was refused. Takes the
+    /// namespace over like flush: a live mount of it is fenced.
+    Import {
+        source: String,
+        namespace: String,
+        /// A directory, a .jsonl file, or `-` for stdin.
+        path: PathBuf,
+        /// Documents per engine write (one WAL object each).
+        #[arg(long, default_value_t = 2000)]
+        batch: usize,
+    },
+    /// Write one state of a namespace out: a directory tree (bytes as
+    /// stored, mtimes kept) or JSON Lines (`--format jsonl`, or PATH `-` for
+    /// stdout). Read-only: a live mount keeps writing.
+    Export {
+        source: String,
+        namespace: String,
+        /// A new or empty directory, a file, or `-` for stdout.
+        path: PathBuf,
+        #[arg(long, value_enum)]
+        format: Option<ExportFormatArg>,
+        /// The state just after this WAL sequence (within retention).
+        #[arg(long, value_name = "SEQ", conflicts_with = "checkpoint")]
+        at: Option<u64>,
+        /// The state a checkpoint pins.
+        #[arg(long, value_name = "NAME")]
+        checkpoint: Option<String>,
+    },
     /// Print a shell completion script: `reef completions bash > /etc/bash_completion.d/reef`.
     Completions {
         #[arg(value_enum)]
@@ -91,6 +123,12 @@ enum CheckpointAction {
     Create,
     List,
     Delete,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExportFormatArg {
+    Tree,
+    Jsonl,
 }
 
 #[derive(clap::Args)]
@@ -124,7 +162,7 @@ struct MountArgs {
     retain: Option<String>,
 }
 
-const SUBCOMMANDS: [&str; 15] = [
+const SUBCOMMANDS: [&str; 17] = [
     "ls",
     "gc",
     "checkpoint",
@@ -138,6 +176,8 @@ const SUBCOMMANDS: [&str; 15] = [
     "mount",
     "completions",
     "man",
+    "import",
+    "export",
     "help",
     "version",
 ];
@@ -383,12 +423,163 @@ async fn run(command: Command) -> Result<ExitCode, String> {
                 }
             }
         }
+        Command::Import {
+            source,
+            namespace,
+            path,
+            batch,
+        } => return import_command(&source, &namespace, &path, batch).await,
+        Command::Export {
+            source,
+            namespace,
+            path,
+            format,
+            at,
+            checkpoint,
+        } => {
+            let at = match (at, checkpoint) {
+                (Some(seq), _) => Some(engine::At::Seq(seq)),
+                (None, Some(name)) => Some(engine::At::Checkpoint(name)),
+                (None, None) => None,
+            };
+            export_command(&source, &namespace, &path, format, at).await?;
+        }
         Command::Bench(args) => bench::run(args).await?,
         Command::Completions { shell } => cli_docs::completions(Cli::command(), shell)?,
         Command::Man { dir } => cli_docs::man(Cli::command(), dir.as_deref())?,
         Command::Mount(_) => unreachable!("mount runs before the runtime starts"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A spinner with counts and rates on stderr when it is a terminal
+/// (indicatif draws nothing otherwise, so pipes and logs stay clean).
+fn transfer_bar(verb: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    let style = indicatif::ProgressStyle::with_template(
+        "{spinner} {prefix} {pos} documents, {msg} ({per_sec}, {elapsed})",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+    bar.set_style(style);
+    bar.set_prefix(verb);
+    bar
+}
+
+fn show_progress(bar: &indicatif::ProgressBar, p: reef::transfer::Progress) {
+    // Updating a hidden bar costs next to nothing, but formatting the
+    // byte count does: do it every 1024 items.
+    bar.set_position(p.items);
+    if p.items.is_multiple_of(1024) {
+        bar.set_message(indicatif::HumanBytes(p.bytes).to_string());
+    }
+}
+
+async fn import_command(
+    source: &str,
+    ns: &str,
+    path: &std::path::Path,
+    batch: usize,
+) -> Result<ExitCode, String> {
+    use reef::transfer::{self, ImportOptions, TransferError};
+    let opts = ImportOptions {
+        batch_ops: batch.max(1),
+        ..ImportOptions::default()
+    };
+    let is_stdin = path.as_os_str() == "-";
+    let is_dir = !is_stdin && path.is_dir();
+    // Open the input before taking the namespace over, so a typo in PATH
+    // does not fence a mount for nothing.
+    let mut reader: Option<Box<dyn std::io::BufRead + Send>> = if is_stdin {
+        Some(Box::new(std::io::BufReader::with_capacity(
+            1 << 20,
+            std::io::stdin(),
+        )))
+    } else if is_dir {
+        None
+    } else {
+        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Some(Box::new(std::io::BufReader::with_capacity(1 << 20, file)))
+    };
+    let engine = open_writer(source, ns).await?;
+    let bar = transfer_bar("importing");
+    let progress = |p| show_progress(&bar, p);
+    let result = match reader.as_mut() {
+        None => transfer::import_tree(&engine, path, opts, &progress).await,
+        Some(r) => transfer::import_jsonl(&engine, r.as_mut(), path, opts, &progress).await,
+    };
+    bar.finish_and_clear();
+    match result {
+        Ok(report) => {
+            print_json(&report)?;
+            if report.refused > 0 {
+                eprintln!(
+                    "reef: {} files or lines were refused (see \"refusals\"); the rest is stored",
+                    report.refused
+                );
+                return Ok(ExitCode::from(1));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(TransferError::Interrupted { done, source }) => {
+            print_json(&done)?;
+            Err(TransferError::Interrupted { done, source }.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn export_command(
+    source: &str,
+    ns: &str,
+    path: &std::path::Path,
+    format: Option<ExportFormatArg>,
+    at: Option<engine::At>,
+) -> Result<(), String> {
+    use reef::transfer::{self, ExportFormat};
+    let to_stdout = path.as_os_str() == "-";
+    let format = format.unwrap_or(if to_stdout {
+        ExportFormatArg::Jsonl
+    } else {
+        ExportFormatArg::Tree
+    });
+    let store = store(source)?;
+    let bar = transfer_bar("exporting");
+    let progress = |p| show_progress(&bar, p);
+    let result = match (format, to_stdout) {
+        (ExportFormatArg::Tree, true) => {
+            return Err("a tree export needs a directory, not `-`; use --format jsonl".into())
+        }
+        (ExportFormatArg::Tree, false) => {
+            let to = ExportFormat::Tree(path.to_path_buf());
+            transfer::export(store, ns, at, to, &progress).await
+        }
+        (ExportFormatArg::Jsonl, true) => {
+            let mut out = std::io::stdout();
+            transfer::export(store, ns, at, ExportFormat::JsonLines(&mut out), &progress).await
+        }
+        (ExportFormatArg::Jsonl, false) => {
+            let mut file = std::fs::File::create_new(path)
+                .map_err(|e| format!("{}: {e} (export writes a new file)", path.display()))?;
+            let result =
+                transfer::export(store, ns, at, ExportFormat::JsonLines(&mut file), &progress)
+                    .await;
+            if result.is_ok() {
+                file.sync_all()
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            result
+        }
+    };
+    bar.finish_and_clear();
+    let report = result.map_err(|e| e.to_string())?;
+    let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    // The documents may be on stdout: the report goes to stderr then.
+    if to_stdout {
+        eprintln!("{text}");
+    } else {
+        println!("{text}");
+    }
+    Ok(())
 }
 
 /// A one-line progress bar on stderr, drawn only when stderr is a terminal

@@ -64,7 +64,7 @@ mod lookup;
 mod metrics;
 mod metrics_server;
 mod mount;
-mod names;
+pub(crate) mod names;
 mod namespace;
 mod notify;
 mod ns_dirs;
