@@ -193,6 +193,25 @@ enum Shape {
     Random,
 }
 
+/// One fuzz input from a sealed seed: mutated as raw bytes, mutated inside
+/// a valid seal (so the checksum passes and the body parser is reached), or
+/// random bytes.
+fn sealed_input(seed: &[u8], shape: Shape, muts: &[Mutation], random: Vec<u8>) -> Vec<u8> {
+    match shape {
+        Shape::Raw => {
+            let mut b = seed.to_vec();
+            mutate(&mut b, muts);
+            b
+        }
+        Shape::Body => {
+            let mut body = body_of(seed);
+            mutate(&mut body, muts);
+            reseal(seed, &body)
+        }
+        Shape::Random => random,
+    }
+}
+
 fn shape() -> impl Strategy<Value = Shape> {
     prop_oneof![2 => Just(Shape::Raw), 5 => Just(Shape::Body), 1 => Just(Shape::Random)]
 }
@@ -368,19 +387,7 @@ fn wal_records() {
     let mut runner = runner();
     let result = runner.run(&strategy, |(i, shape, muts, random)| {
         let (seed, seq) = &seeds[i];
-        let input = match shape {
-            Shape::Raw => {
-                let mut b = seed.clone();
-                mutate(&mut b, &muts);
-                b
-            }
-            Shape::Body => {
-                let mut body = body_of(seed);
-                mutate(&mut body, &muts);
-                reseal(seed, &body)
-            }
-            Shape::Random => random,
-        };
+        let input = sealed_input(seed, shape, &muts, random);
         let decoded = bounded("wal", &input, || {
             WalRecord::decode(Bytes::from(input.clone()), *seq)
         })?;
@@ -576,17 +583,7 @@ fn manifests() {
             }
             .encode()
             .to_vec(),
-            (None, Shape::Raw) => {
-                let mut b = seed.clone();
-                mutate(&mut b, &muts);
-                b
-            }
-            (None, Shape::Body) => {
-                let mut body = body_of(seed);
-                mutate(&mut body, &muts);
-                reseal(seed, &body)
-            }
-            (None, Shape::Random) => random,
+            (None, shape) => sealed_input(seed, shape, &muts, random),
         };
         let decoded = bounded("manifest", &input, || {
             Manifest::decode(Bytes::from(input.clone()), *version)
@@ -636,19 +633,7 @@ fn checkpoints() {
     let mut runner = runner();
     let result = runner.run(&strategy, |(i, shape, muts, random)| {
         let seed = &seeds[i];
-        let input = match shape {
-            Shape::Raw => {
-                let mut b = seed.clone();
-                mutate(&mut b, &muts);
-                b
-            }
-            Shape::Body => {
-                let mut body = body_of(seed);
-                mutate(&mut body, &muts);
-                reseal(seed, &body)
-            }
-            Shape::Random => random,
-        };
+        let input = sealed_input(seed, shape, &muts, random);
         let name = names[i];
         let decoded = bounded("checkpoint", &input, || {
             Checkpoint::decode(Bytes::from(input.clone()), name)
