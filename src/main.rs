@@ -67,6 +67,19 @@ enum Command {
         /// Required for create and delete.
         name: Option<String>,
     },
+    /// Print committed operations as JSON lines in sequence order
+    /// (`{"seq":…,"time":"…","op":"upsert"|"delete","id":"…"}`), read-only.
+    /// Resume with `--from` the last `seq` seen: no gap, no duplicate.
+    Changes {
+        source: String,
+        namespace: String,
+        /// Start after this WAL sequence (default: the oldest retained).
+        #[arg(long, value_name = "SEQ")]
+        from: Option<u64>,
+        /// Keep running and print new commits as they land.
+        #[arg(long)]
+        follow: bool,
+    },
     /// Measure write, flush, compaction and read speed against the raw store.
     Bench(bench::BenchArgs),
     /// Mount SOURCE at MOUNTPOINT: namespaces as directories of <id>.json files.
@@ -97,9 +110,11 @@ enum Command {
         path: PathBuf,
         #[arg(long, value_enum)]
         format: Option<ExportFormatArg>,
-        /// The state just after this WAL sequence (within retention).
-        #[arg(long, value_name = "SEQ", conflicts_with = "checkpoint")]
-        at: Option<u64>,
+        /// The state just after this WAL sequence, or the newest committed
+        /// at or before this RFC 3339 time (`2026-12-01T07:00:00Z`), within
+        /// retention.
+        #[arg(long, value_name = "SEQ|TIME", conflicts_with = "checkpoint")]
+        at: Option<String>,
         /// The state a checkpoint pins.
         #[arg(long, value_name = "NAME")]
         checkpoint: Option<String>,
@@ -162,7 +177,8 @@ struct MountArgs {
     retain: Option<String>,
 }
 
-const SUBCOMMANDS: [&str; 17] = [
+const SUBCOMMANDS: [&str; 18] = [
+    "changes",
     "ls",
     "gc",
     "checkpoint",
@@ -438,11 +454,33 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             checkpoint,
         } => {
             let at = match (at, checkpoint) {
-                (Some(seq), _) => Some(engine::At::Seq(seq)),
+                (Some(at), _) => Some(match at.parse::<u64>() {
+                    Ok(seq) => engine::At::Seq(seq),
+                    Err(_) => engine::At::Time(engine::timeline::parse_time(
+                        at.strip_prefix('@').unwrap_or(&at),
+                    )?),
+                }),
                 (None, Some(name)) => Some(engine::At::Checkpoint(name)),
                 (None, None) => None,
             };
             export_command(&source, &namespace, &path, format, at).await?;
+        }
+        Command::Changes {
+            source,
+            namespace,
+            from,
+            follow,
+        } => {
+            let store = store(&source)?;
+            let every = follow.then_some(std::time::Duration::from_millis(200));
+            let mut out = std::io::stdout();
+            match engine::changes::copy_to(&store, &namespace, from, every, &mut out).await {
+                Ok(_) => {}
+                // A consumer that stopped reading (`| head`) is not an error.
+                Err(engine::EngineError::WriteFailed { message, .. })
+                    if message.contains("Broken pipe") => {}
+                Err(e) => return Err(format!("changes of {namespace}: {e}")),
+            }
         }
         Command::Bench(args) => bench::run(args).await?,
         Command::Completions { shell } => cli_docs::completions(Cli::command(), shell)?,

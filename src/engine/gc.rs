@@ -138,6 +138,9 @@ pub struct Kept {
     pub wal_markers: u64,
     /// WAL pinned by a checkpoint.
     pub wal_checkpointed: u64,
+    /// Past states that views open in this process are reading (kept like
+    /// checkpoints).
+    pub open_views: u64,
     pub manifests_retained: u64,
     /// Older claims: fencing boundaries.
     pub manifests_claims: u64,
@@ -353,8 +356,19 @@ impl Inner {
             .manifests
             .insert(current.version, Arc::new(Summary::of(current)));
 
-        let checkpoints: Vec<Checkpoint> = checkpoint::list(&self.store, ns).await?;
+        let mut checkpoints: Vec<Checkpoint> = checkpoint::list(&self.store, ns).await?;
         report.kept.checkpoints = checkpoints.iter().map(|c| c.name.clone()).collect();
+        // States that views in this process are reading count as
+        // checkpoints while they are open (`pins`).
+        let pins = self.opts.pins.of(ns);
+        report.kept.open_views = pins.len() as u64;
+        checkpoints.extend(pins.into_iter().map(|(manifest_version, seq)| Checkpoint {
+            name: String::new(),
+            seq,
+            manifest_version,
+            created_ms: 0,
+            created_by: String::new(),
+        }));
         let pinned_versions: HashSet<u64> =
             checkpoints.iter().map(|c| c.manifest_version).collect();
         let claims: HashSet<u64> = current.claims.iter().copied().collect();

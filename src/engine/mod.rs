@@ -15,6 +15,7 @@
 //! (`checkpoint`), and garbage collection (`gc`) deletes the rest without
 //! ever freeing a slot a fenced writer could reuse.
 
+pub mod changes;
 pub mod checkpoint;
 mod codec;
 pub mod compaction;
@@ -26,10 +27,12 @@ mod maintenance;
 pub mod manifest;
 mod memtable;
 mod open;
+pub mod pins;
 mod read;
 mod reader;
 pub mod segment;
 pub mod stamp;
+pub mod timeline;
 pub mod wal;
 mod write;
 
@@ -43,7 +46,7 @@ use parking_lot::{Mutex, RwLock};
 pub use checkpoint::Checkpoint;
 pub use gc::{GcOptions, GcReport};
 pub use group_sizes::{GroupSizeHistogram, GROUP_SIZE_BOUNDS};
-pub use history::At;
+pub use history::{check_retained, describe_retained, retained_range, At};
 pub use manifest::Manifest;
 pub use segment::SegmentMeta;
 
@@ -87,6 +90,9 @@ pub struct EngineOptions {
     /// Segments no manifest names are deleted only once this old: a
     /// younger one may be another writer's upload that is not committed yet.
     pub orphan_grace: Duration,
+    /// Past states that engines opened with `open_at` from clones of these
+    /// options are reading; GC by a writer sharing it keeps them (`pins`).
+    pub pins: Arc<pins::Pins>,
 }
 
 /// The default retention: an hour of history.
@@ -107,6 +113,7 @@ impl Default for EngineOptions {
             retain: DEFAULT_RETAIN,
             gc_max_deletes_per_pass: 10_000,
             orphan_grace: Duration::from_secs(3600),
+            pins: Arc::default(),
         }
     }
 }
@@ -144,6 +151,13 @@ pub enum EngineError {
         ns: String,
         seq: u64,
         /// What can be read instead, e.g. "sequences 120 to 180 are".
+        retained: String,
+    },
+    #[error("namespace {ns} has no retained state committed at or before {time}: {retained}")]
+    TimeNotRetained {
+        ns: String,
+        time: String,
+        /// What can be read instead, with commit times.
         retained: String,
     },
     #[error("invalid duration {0:?}: use e.g. 0, 90s, 30m, 24h, 7d")]
@@ -259,6 +273,8 @@ struct Inner {
     fenced_by: Mutex<Option<String>>,
     /// Opened at a past state (`open_at`): reads only, never refreshed.
     pinned: bool,
+    /// That past state, held against GC in this process while we live.
+    pin: Mutex<Option<pins::PinGuard>>,
     gc_memo: Mutex<gc::GcMemo>,
     auto_flushing: AtomicBool,
     counters: Counters,

@@ -232,6 +232,7 @@ impl Engine {
             reader,
             fenced_by: Mutex::new(None),
             pinned,
+            pin: Mutex::new(None),
             gc_memo: Mutex::new(Default::default()),
             auto_flushing: AtomicBool::new(false),
             counters: Counters::default(),

@@ -123,7 +123,7 @@ impl Filesystem for Adapter {
         let ttl = self.ttl;
         self.run(FuseOp::Getattr, |core| async move {
             match core.getattr(ino.0).await {
-                Ok(attr) => reply.attr(&ttl, &to_fuser(&attr)),
+                Ok(attr) => reply.attr(&attr.ttl(ttl), &to_fuser(&attr)),
                 Err(e) => reply.error(errno(&e)),
             }
         });
@@ -159,7 +159,7 @@ impl Filesystem for Adapter {
         let ttl = self.ttl;
         self.run(FuseOp::Setattr, |core| async move {
             match core.setattr(ino.0, change).await {
-                Ok(attr) => reply.attr(&ttl, &to_fuser(&attr)),
+                Ok(attr) => reply.attr(&attr.ttl(ttl), &to_fuser(&attr)),
                 Err(e) => reply.error(errno(&e)),
             }
         });

@@ -20,6 +20,20 @@ pub struct Attr {
     pub nlink: u32,
     pub uid: u32,
     pub gid: u32,
+    /// Never cached by the kernel (TTL 0): a file like `.changes` whose
+    /// size grows without anything in this mount telling the kernel.
+    pub uncached: bool,
+}
+
+impl Attr {
+    /// How long the kernel may cache these attributes, given the mount's TTL.
+    pub fn ttl(&self, mount_ttl: Duration) -> Duration {
+        if self.uncached {
+            Duration::ZERO
+        } else {
+            mount_ttl
+        }
+    }
 }
 
 /// Milliseconds since the epoch as a `SystemTime` (times of directories and

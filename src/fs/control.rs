@@ -129,7 +129,7 @@ impl FsCore {
                     Err(e) => Err(FsError::from(e)),
                 }
             }
-            ControlKind::Verify | ControlKind::Stats => return Ok(()),
+            ControlKind::Verify | ControlKind::Stats | ControlKind::Changes => return Ok(()),
         };
         let finished = now_ms();
         let mut record = serde_json::json!({

@@ -263,6 +263,7 @@ impl FsCore {
             nlink: 2,
             uid: self.cfg.uid,
             gid: self.cfg.gid,
+            uncached: false,
         }
     }
 
@@ -277,6 +278,7 @@ impl FsCore {
             nlink: u32::from(linked),
             uid: self.cfg.uid,
             gid: self.cfg.gid,
+            uncached: false,
         }
     }
 
@@ -285,8 +287,24 @@ impl FsCore {
     pub(crate) fn attr_locked(&self, t: &InodeTable, ino: u64) -> Option<Attr> {
         let inode = t.get(ino)?;
         Some(match &inode.node {
-            Node::Root | Node::Namespace(_) | Node::Snapshots(_) | Node::Dir(_) => {
-                self.dir_attr(t, ino)
+            Node::Root
+            | Node::Namespace(_)
+            | Node::Snapshots(_)
+            | Node::Versions(_)
+            | Node::Dir(_) => self.dir_attr(t, ino),
+            Node::Control(ControlKind::Changes) => {
+                let ns = ns_of(t, inode.parent)?;
+                let mtime = SystemTime::now();
+                Attr {
+                    uncached: true,
+                    ..self.file_attr(
+                        ino,
+                        ns.changes.size(),
+                        mtime,
+                        self.cfg.file_mode & 0o444,
+                        true,
+                    )
+                }
             }
             Node::Control(kind) => {
                 let ns = ns_of(t, inode.parent)?;

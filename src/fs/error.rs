@@ -113,9 +113,9 @@ impl From<EngineError> for FsError {
             EngineError::Busy(_) => FsError::Busy(e.to_string()),
             EngineError::BadCheckpointName { .. } => FsError::Invalid(e.to_string()),
             EngineError::CheckpointExists { .. } => FsError::Exists,
-            EngineError::NoSuchCheckpoint { .. } | EngineError::NotRetained { .. } => {
-                FsError::NotFound
-            }
+            EngineError::NoSuchCheckpoint { .. }
+            | EngineError::NotRetained { .. }
+            | EngineError::TimeNotRetained { .. } => FsError::NotFound,
             // Store failures, corrupt objects, failed WAL writes, and
             // anything the engine adds later: the data did not move.
             #[allow(unreachable_patterns)]

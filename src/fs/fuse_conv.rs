@@ -66,7 +66,7 @@ pub(crate) fn utf8(name: &OsStr) -> Result<String, Errno> {
 
 pub(crate) fn entry_reply(reply: ReplyEntry, ttl: Duration, result: Result<Attr, FsError>) {
     match result {
-        Ok(attr) => reply.entry(&ttl, &to_fuser(&attr), Generation(0)),
+        Ok(attr) => reply.entry(&attr.ttl(ttl), &to_fuser(&attr), Generation(0)),
         Err(e) => reply.error(errno(&e)),
     }
 }

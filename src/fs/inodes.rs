@@ -75,6 +75,9 @@ pub(crate) enum Node {
     /// A namespace's `.snapshots` directory: its entries are checkpoints,
     /// each a `Namespace` view (see `snapshots`).
     Snapshots(Arc<Namespace>),
+    /// A namespace's `.versions` directory: its entries are retained
+    /// points, each a `Namespace` view (see `versions`).
+    Versions(Arc<Namespace>),
     Dir(DirNode),
     Doc(DocNode),
     Scratch(ScratchNode),
@@ -96,7 +99,9 @@ impl Inode {
     /// linked: scratch files, uncommitted documents, namespaces.
     fn memory_only(&self) -> bool {
         match &self.node {
-            Node::Scratch(_) | Node::Namespace(_) => true,
+            Node::Scratch(_) => true,
+            // A view of the past is found again by name, like a document.
+            Node::Namespace(ns) => !ns.is_view(),
             Node::Doc(d) => d.pending,
             Node::Dir(d) => d.explicit,
             _ => false,
@@ -108,7 +113,10 @@ impl Inode {
             && self.open == 0
             && (!self.linked
                 || matches!(self.node, Node::Doc(ref d) if !d.pending)
-                || matches!(self.node, Node::Dir(ref d) if !d.explicit))
+                || matches!(self.node, Node::Dir(ref d) if !d.explicit)
+                // Dropping a view closes its engine and releases its pin
+                // on the past (`engine::pins`).
+                || matches!(self.node, Node::Namespace(ref ns) if ns.is_view()))
     }
 }
 

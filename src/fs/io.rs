@@ -11,6 +11,7 @@ use super::core::FsCore;
 use super::error::{FsError, FsResult};
 use super::handles::{FileHandle, FileState, Handle, Settle};
 use super::inodes::{DocMeta, Node};
+use super::names::ControlKind;
 use super::namespace::get_stored;
 use super::setattr::set_scratch_len;
 use crate::types::WriteBatch;
@@ -31,6 +32,19 @@ impl FsCore {
             let end = start.saturating_add(size as usize).min(data.len());
             data[start..end].to_vec()
         };
+        if let FileState::Control {
+            kind: ControlKind::Changes,
+            ..
+        } = &f.state
+        {
+            let ns = {
+                let t = self.table.lock();
+                let parent = t.get(f.ino).map(|i| i.parent).ok_or(FsError::NotFound)?;
+                drop(t);
+                self.namespace(parent)?
+            };
+            return ns.changes.read(&self.store, &ns.name, offset, size).await;
+        }
         Ok(match &f.state {
             FileState::Doc { buf, .. } => slice(buf),
             FileState::Control { content, .. } => slice(content),

@@ -7,9 +7,10 @@ use super::attr::Attr;
 use super::core::{control_ino, ns_of, DirRef, FsCore};
 use super::error::{FsError, FsResult};
 use super::inodes::{DirNode, DocMeta, DocNode, Inode, InodeTable, Node, ROOT_INO};
-use super::names::{decode_dir, NameKind};
+use super::names::{decode_dir, ControlKind, NameKind};
 use super::namespace::{get_stored, scan, Namespace};
 use super::snapshots::SNAPSHOTS_DIR;
+use super::versions::VERSIONS_DIR;
 use crate::types::DocId;
 
 impl FsCore {
@@ -29,16 +30,28 @@ impl FsCore {
         if let Some(ns) = self.snapshots_of(parent) {
             return self.lookup_snapshot(&ns, parent, name).await;
         }
+        if let Some(ns) = self.versions_of(parent) {
+            return self.lookup_version(&ns, parent, name).await;
+        }
         let dir = self.dir_of(parent)?;
         let ns = &dir.ns;
         if dir.ino == ns.ino && name == SNAPSHOTS_DIR {
             return self.snapshots_dir(ns);
         }
+        if dir.ino == ns.ino && name == VERSIONS_DIR {
+            return self.versions_dir(ns);
+        }
         let attr = match self.classify(&dir, name) {
             NameKind::Doc(id) => self.lookup_doc(&dir, name, id).await?,
+            NameKind::Control(ControlKind::Changes) if ns.is_view() => {
+                return Err(FsError::NotFound)
+            }
             NameKind::Control(kind) => {
                 if kind.is_report() {
                     self.report_for_stat(ns, kind).await?;
+                }
+                if kind == ControlKind::Changes {
+                    ns.changes.refresh(&self.store, &ns.name, false).await?;
                 }
                 let mut t = self.table.lock();
                 let ino = control_ino(&mut t, ns.ino, kind);
@@ -214,12 +227,17 @@ impl FsCore {
                     node: Node::Control(kind),
                     parent,
                     ..
-                }) if kind.is_report() => Some((*parent, *kind)),
+                }) if kind.is_report() || *kind == ControlKind::Changes => Some((*parent, *kind)),
                 _ => None,
             }
         };
         if let Some((parent, kind)) = report {
-            self.report_for_stat(&self.namespace(parent)?, kind).await?;
+            let ns = self.namespace(parent)?;
+            if kind == ControlKind::Changes {
+                ns.changes.refresh(&self.store, &ns.name, false).await?;
+            } else {
+                self.report_for_stat(&ns, kind).await?;
+            }
         }
         let need = {
             let t = self.table.lock();

@@ -49,6 +49,7 @@
 
 mod adapter;
 mod attr;
+mod changes;
 mod control;
 mod core;
 mod daemon;
@@ -74,6 +75,7 @@ mod rename;
 mod setattr;
 mod snapshots;
 mod subdirs;
+mod versions;
 
 pub use self::attr::{Attr, DirEntry, FileKind, OpenInfo, OpenMode, SetAttr};
 pub use self::core::{CoreConfig, FsCore, StatFs};

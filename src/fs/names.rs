@@ -26,10 +26,13 @@ pub enum ControlKind {
     Repair,
     Stats,
     Gc,
+    /// `.changes`: the change feed (see `changes`).
+    Changes,
 }
 
 impl ControlKind {
-    pub const ALL: [ControlKind; 6] = [
+    pub const ALL: [ControlKind; 7] = [
+        ControlKind::Changes,
         ControlKind::Compact,
         ControlKind::Flush,
         ControlKind::Gc,
@@ -46,6 +49,7 @@ impl ControlKind {
             ControlKind::Repair => ".repair",
             ControlKind::Stats => ".stats",
             ControlKind::Gc => ".gc",
+            ControlKind::Changes => ".changes",
         }
     }
 

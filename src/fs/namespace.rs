@@ -9,8 +9,10 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use super::changes::ChangesFeed;
 use super::error::{FsError, FsResult};
 use super::names::ControlKind;
+use super::versions::VersionsCache;
 use crate::engine::{At, Engine, EngineError, EngineOptions, EngineResult, StoredDoc};
 use crate::store::{ObjectStore, StoreError};
 use crate::types::DocId;
@@ -37,6 +39,10 @@ pub(crate) struct Namespace {
     at: Option<At>,
     results: Mutex<Results>,
     on_open: Option<OpenHook>,
+    /// What `.versions` has learned of this (live) namespace's history.
+    pub versions: VersionsCache,
+    /// The `.changes` file of this (live) namespace.
+    pub changes: ChangesFeed,
     /// Read-only mounts: set when a document's stored state was recorded
     /// from a read that may have raced a refresh; the next refresh drops
     /// the namespace's cached state even if nothing moved.
@@ -99,6 +105,8 @@ impl Namespace {
                 stats: None,
             }),
             on_open,
+            versions: VersionsCache::default(),
+            changes: ChangesFeed::default(),
             raced: AtomicBool::new(false),
         }
     }
@@ -114,15 +122,25 @@ impl Namespace {
         self.at.is_some()
     }
 
+    /// The past state a view shows.
+    pub fn at(&self) -> Option<&At> {
+        self.at.as_ref()
+    }
+
     /// EROFS in a view: nothing in it can change.
     pub fn check_not_view(&self) -> FsResult<()> {
         match self.at {
-            Some(_) => Err(FsError::ReadOnly(format!(
-                "namespace {}: a view of the past is read-only",
-                self.name
-            ))),
+            Some(_) => Err(self.past_is_read_only()),
             None => Ok(()),
         }
+    }
+
+    /// The EROFS error of a change to the past.
+    pub fn past_is_read_only(&self) -> FsError {
+        FsError::ReadOnly(format!(
+            "namespace {}: a view of the past is read-only",
+            self.name
+        ))
     }
 
     pub fn is_removed(&self) -> bool {
@@ -204,7 +222,7 @@ impl Namespace {
             ControlKind::Compact => r.compact.clone(),
             ControlKind::Repair => r.repair.clone(),
             ControlKind::Gc => r.gc.clone(),
-            ControlKind::Verify | ControlKind::Stats => String::new(),
+            ControlKind::Verify | ControlKind::Stats | ControlKind::Changes => String::new(),
         }
     }
 
@@ -255,7 +273,7 @@ impl Namespace {
             ControlKind::Compact => r.compact = text,
             ControlKind::Repair => r.repair = text,
             ControlKind::Gc => r.gc = text,
-            ControlKind::Verify | ControlKind::Stats => {}
+            ControlKind::Verify | ControlKind::Stats | ControlKind::Changes => {}
         }
     }
 }

@@ -79,6 +79,9 @@ impl FsCore {
         if let Some(ns) = self.snapshots_of(parent) {
             return self.create_snapshot(&ns, parent, name).await;
         }
+        if let Some(ns) = self.versions_of(parent) {
+            return Err(ns.past_is_read_only());
+        }
         if parent != ROOT_INO {
             return self.mkdir_below(parent, name).await;
         }
@@ -104,6 +107,9 @@ impl FsCore {
         self.check_name(name)?;
         if let Some(ns) = self.snapshots_of(parent) {
             return self.delete_snapshot(&ns, parent, name).await;
+        }
+        if let Some(ns) = self.versions_of(parent) {
+            return Err(ns.past_is_read_only());
         }
         if parent != ROOT_INO {
             return self.rmdir_below(parent, name).await;

@@ -36,9 +36,13 @@ impl FsCore {
             let t = self.table.lock();
             match t.get(ino).map(|i| &i.node) {
                 None => return Err(FsError::NotFound),
-                Some(Node::Root | Node::Namespace(_) | Node::Snapshots(_) | Node::Dir(_)) => {
-                    return Err(FsError::IsDir)
-                }
+                Some(
+                    Node::Root
+                    | Node::Namespace(_)
+                    | Node::Snapshots(_)
+                    | Node::Versions(_)
+                    | Node::Dir(_),
+                ) => return Err(FsError::IsDir),
                 Some(Node::Doc(_)) => Target::Doc,
                 Some(Node::Scratch(_)) => Target::Scratch,
                 Some(Node::Control(k)) => Target::Control(*k),
@@ -65,6 +69,10 @@ impl FsCore {
                     drop(t);
                     self.namespace(parent)?
                 };
+                if kind == super::names::ControlKind::Changes && mode.read {
+                    let alone = self.table.lock().get(ino).is_some_and(|i| i.open == 0);
+                    ns.changes.refresh(&self.store, &ns.name, alone).await?;
+                }
                 let content = match (mode.read, kind.is_report()) {
                     (true, true) => self.report_for_open(&ns, kind).await?,
                     (true, false) => self.control_content(&ns, kind).await?.into(),

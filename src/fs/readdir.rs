@@ -17,6 +17,9 @@ impl FsCore {
         if let Some(ns) = self.snapshots_of(ino) {
             return self.open_snapshots(&ns, ino).await;
         }
+        if let Some(ns) = self.versions_of(ino) {
+            return self.open_versions(&ns, ino).await;
+        }
         let stream = if ino == ROOT_INO {
             self.refresh_namespaces().await?;
             let t = self.table.lock();
@@ -53,7 +56,10 @@ impl FsCore {
             return Err(FsError::BadHandle);
         }
         let e0 = self.epoch();
-        let raw = if ino == ROOT_INO || self.snapshots_of(ino).is_some() {
+        let raw = if ino == ROOT_INO
+            || self.snapshots_of(ino).is_some()
+            || self.versions_of(ino).is_some()
+        {
             stream.entries_after(offset, None, |_| false, e0).await?
         } else {
             let ns = self.namespace(ino)?;
@@ -158,6 +164,7 @@ impl FsCore {
                             perm: self.cfg.file_mode,
                             nlink: 1,
                             uid: self.cfg.uid,
+                            uncached: false,
                             gid: self.cfg.gid,
                         };
                         return Some(DirEntry {

@@ -67,7 +67,9 @@ impl FsCore {
                     Some(m) => Some((d.id.clone(), m)),
                     None => None,
                 },
-                Some(Node::Dir(_) | Node::Namespace(_) | Node::Snapshots(_)) => {
+                Some(
+                    Node::Dir(_) | Node::Namespace(_) | Node::Snapshots(_) | Node::Versions(_),
+                ) => {
                     // Kept while the daemon runs (directories are not stored).
                     if let Some(m) = mtime {
                         t.set_dir_mtime(ino, m);
@@ -112,9 +114,13 @@ impl FsCore {
             let mut t = self.table.lock();
             match t.get(ino).map(|i| &i.node) {
                 None => return Err(FsError::NotFound),
-                Some(Node::Root | Node::Namespace(_) | Node::Snapshots(_) | Node::Dir(_)) => {
-                    return Err(FsError::IsDir)
-                }
+                Some(
+                    Node::Root
+                    | Node::Namespace(_)
+                    | Node::Snapshots(_)
+                    | Node::Versions(_)
+                    | Node::Dir(_),
+                ) => return Err(FsError::IsDir),
                 Some(Node::Control(_)) => return Ok(()),
                 Some(Node::Scratch(_)) => {
                     return set_scratch_len(&mut t, ino, size, self.cfg.scratch_limit);

@@ -64,8 +64,20 @@ pub async fn export(
         read_only: true,
         ..EngineOptions::default()
     };
+    let at = match at {
+        At::Time(t) => {
+            let times = crate::engine::timeline::WalTimes::default();
+            At::Seq(
+                crate::engine::timeline::seq_at_time(&store, ns, t, &times)
+                    .await?
+                    .seq,
+            )
+        }
+        other => other,
+    };
     let seq = match &at {
         At::Seq(s) => *s,
+        At::Time(_) => unreachable!("resolved to a sequence above"),
         At::Checkpoint(name) => crate::engine::checkpoint::read(&store, ns, name).await?.seq,
     };
     let engine = Engine::open_at(store, ns, at.clone(), opts).await?;
@@ -74,7 +86,7 @@ pub async fn export(
         seq,
         checkpoint: match &at {
             At::Checkpoint(name) => Some(name.clone()),
-            At::Seq(_) => None,
+            At::Seq(_) | At::Time(_) => None,
         },
         ..ExportReport::default()
     };
