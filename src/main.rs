@@ -67,8 +67,9 @@ enum Command {
         /// Required for create and delete.
         name: Option<String>,
     },
-    /// Print committed operations as JSON lines in sequence order
-    /// (`{"seq":…,"time":"…","op":"upsert"|"delete","id":"…"}`), read-only.
+    /// Print committed operations as JSON lines in sequence order, read-only:
+    /// one object per operation with its seq, time, op (upsert or delete)
+    /// and id.
     /// Resume with `--from` the last `seq` seen: no gap, no duplicate.
     Changes {
         source: String,
