@@ -13,7 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 docs="${1:-10000}"
 profile="${PROFILE:-debug}"
-if [ "$profile" = release ]; then cargo build --release --quiet; else cargo build --quiet; fi
+# The dev build is the one the tests use (same features), so nothing rebuilds.
+if [ "$profile" = release ]; then cargo build --release --quiet; else cargo build --all-targets --quiet; fi
 reef="$PWD/target/$profile/reef"
 work="$(mktemp -d "${TMPDIR:-/tmp}/reef-bench-history.XXXXXX")"
 mnt="$work/mnt"

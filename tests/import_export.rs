@@ -414,3 +414,42 @@ async fn export_reads_an_earlier_seq_and_a_checkpoint_while_a_writer_goes_on() {
     assert!(!gone.status.success());
     assert!(stderr(&gone).contains("not retained"), "{}", stderr(&gone));
 }
+
+#[tokio::test]
+async fn export_at_a_time_reads_the_newest_state_committed_by_then() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().to_str().unwrap();
+    let v1 = "{\"id\":\"a\",\"v\":1}\n";
+    report(&reef_stdin(&["import", src, "ns", "-"], v1.as_bytes()));
+    // A time after the first import's commit and before the second's:
+    // commit times are milliseconds, so wait for the clock to move on.
+    let t = SystemTime::now();
+    let ms = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis();
+    while ms(SystemTime::now()) <= ms(t) + 1 {
+        std::thread::yield_now();
+    }
+    let v2 = "{\"id\":\"a\",\"v\":2}\n{\"id\":\"b\",\"v\":2}\n";
+    report(&reef_stdin(&["import", src, "ns", "-"], v2.as_bytes()));
+
+    let then = humantime::format_rfc3339_nanos(t).to_string();
+    for at in [then.clone(), format!("@{then}")] {
+        let out = reef(&["export", src, "ns", "-", "--at", &at]);
+        assert!(out.status.success(), "{at}: {}", stderr(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), v1, "{at}");
+    }
+    let now = humantime::format_rfc3339(SystemTime::now()).to_string();
+    let out = reef(&["export", src, "ns", "-", "--at", &now]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), v2);
+
+    let before = reef(&["export", src, "ns", "-", "--at", "1990-01-01T00:00:00Z"]);
+    assert!(!before.status.success());
+    let err = stderr(&before);
+    assert!(
+        err.contains("no retained state") && err.contains("are retained"),
+        "{err}"
+    );
+    let bad = reef(&["export", src, "ns", "-", "--at", "yesterday"]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("RFC 3339"), "{}", stderr(&bad));
+}
