@@ -62,11 +62,16 @@ def cat_all(d):
 remount()
 snap, live = f"{ns}/.snapshots/bench", ns
 res = {}
-for label, d in [("snapshot cold", snap), ("live cold", live), ("snapshot warm", snap), ("live warm", live)]:
+# Cold once each, then warm rounds alternating; the best warm round counts
+# (the machine is shared: the minimum is the least disturbed).
+rounds = [("snapshot cold", snap), ("live cold", live)] + [("snapshot warm", snap), ("live warm", live)] * 3
+for label, d in rounds:
     dt, count, total = cat_all(d)
     assert count == n, (label, count)
-    res[label] = dt
-    print(f"cat {count} documents, {label}: {dt:.3f} s ({count / dt:.0f} files/s)")
+    res[label] = min(dt, res.get(label, dt))
+for label in ["snapshot cold", "live cold", "snapshot warm", "live warm"]:
+    dt = res[label]
+    print(f"cat {n} documents, {label}: {dt:.3f} s ({n / dt:.0f} files/s)")
 print(f"ratio snapshot/live: cold {res['snapshot cold'] / res['live cold']:.2f}, warm {res['snapshot warm'] / res['live warm']:.2f}")
 
 # .versions/@TIME lookups: random times between the first and last commit.

@@ -46,6 +46,11 @@
 //!   name. Reading never changes anything; unlinking one is a no-op.
 //! - `.snapshots/` (unlisted, see `snapshots`): `mkdir`/`rmdir` of a name in
 //!   it creates/deletes a checkpoint; each is a read-only view (EROFS).
+//! - `.versions/SEQ/` and `.versions/@TIME/` (unlisted, see `versions`):
+//!   read-only views of any retained state; GC in this mount keeps what an
+//!   open view reads (`engine::pins`).
+//! - `.changes` (unlisted, see `changes`): one JSON line per committed
+//!   operation, growing as commits land (`tail -f`), never attr-cached.
 
 mod adapter;
 mod attr;

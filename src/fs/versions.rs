@@ -163,14 +163,10 @@ impl FsCore {
             Point::Seq(seq) => check_retained(&self.store, &ns.name, seq, &cache.times)
                 .await
                 .map(|ms| (seq, ms, true)),
-            Point::Time(t) => {
-                match timeline::seq_at_time(&self.store, &ns.name, t, &cache.times).await {
-                    Ok(p) => check_retained(&self.store, &ns.name, p.seq, &cache.times)
-                        .await
-                        .map(|_| (p.seq, p.committed_ms, p.seq < p.newest)),
-                    Err(e) => Err(e),
-                }
-            }
+            // The search runs over the retained range only: no second check.
+            Point::Time(t) => timeline::seq_at_time(&self.store, &ns.name, t, &cache.times)
+                .await
+                .map(|p| (p.seq, p.committed_ms, p.seq < p.newest)),
         };
         let (seq, committed_ms, settled) = match resolved {
             Ok(r) => r,
