@@ -73,6 +73,7 @@ impl Engine {
             Some(seq),
             Memtable::default(),
             manifest.vector_dims,
+            None,
         )
         .await?;
         let opts = EngineOptions {
