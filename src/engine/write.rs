@@ -91,6 +91,10 @@ impl Engine {
                     Err(_) => break Err(abandoned()),
                 },
             };
+            // The settle that freed this slot woke every writer of its
+            // group at once: let them queue their next batches, so they
+            // share this group instead of each waiting for a later slot.
+            tokio::task::yield_now().await;
             // Taking the group, resolving it and launching its put run in
             // their own task, so a caller that gives up cannot leave the
             // sequence half-advanced.
