@@ -254,8 +254,10 @@ struct Inner {
     opts: EngineOptions,
     writer_id: String,
     state: RwLock<State>,
-    /// Held by whoever is launching the next WAL group; guards the sequence.
+    /// Held while a WAL group is launched; guards the sequence.
     commit: Arc<tokio::sync::Mutex<()>>,
+    /// Whether the committer task (`write`) is running.
+    committing: AtomicBool,
     pending: Mutex<Vec<write::Pending>>,
     /// WAL groups in flight and their order (`pipeline`).
     pipeline: Mutex<pipeline::Pipeline>,

@@ -330,6 +330,7 @@ impl Engine {
                 wal_owner: replayed.owner,
             }),
             commit: Arc::new(tokio::sync::Mutex::new(())),
+            committing: AtomicBool::new(false),
             pending: Mutex::new(Vec::new()),
             pipeline: Mutex::new(super::pipeline::Pipeline::new(replayed.last_seq)),
             slots: Arc::new(tokio::sync::Semaphore::new(PIPELINE_DEPTH as usize)),

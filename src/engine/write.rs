@@ -1,13 +1,14 @@
 //! The write path: validation, group commit, and the put of a WAL object.
 //!
-//! Writers queue their batch and race for the commit lock; whoever holds it
-//! takes the queued batches (up to `GROUP_BYTES`) as one group, resolves
-//! them and launches their WAL put, then lets go: writes that arrive while
-//! puts are in flight form the next groups, up to `wal::PIPELINE_DEPTH` of
-//! them in flight at once. Each writer is answered only after its group and
-//! every earlier one are durable (`pipeline`). Launching runs in its own
-//! task holding the lock, so a caller that gives up mid-way (a cancelled
-//! FUSE request) cannot leave the sequence half-advanced.
+//! Writers queue their batch and wait for its answer. One committer task
+//! per namespace, running while batches are queued, takes them (up to
+//! `GROUP_BYTES`) as one group whenever a pipeline slot is free, resolves
+//! them and launches their WAL put: writes that arrive while puts are in
+//! flight form the next groups, up to `wal::PIPELINE_DEPTH` of them in
+//! flight at once. Each writer is answered only after its group and every
+//! earlier one are durable (`pipeline`). Since launching runs in that task,
+//! a caller that gives up mid-way (a cancelled FUSE request) cannot leave
+//! the sequence half-advanced.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -61,52 +62,18 @@ impl Engine {
         if bytes > max {
             return Err(TypeError::BatchTooManyBytes { bytes, max }.into());
         }
-        let (reply, mut answer) = oneshot::channel();
+        let (reply, answer) = oneshot::channel();
         inner.pending.lock().push(Pending { ops, bytes, reply });
-        let abandoned = || EngineError::WriteFailed {
-            ns: inner.ns.clone(),
-            message: "the commit was abandoned".into(),
-        };
-
-        // Whoever holds the commit lock launches the oldest queued batches
-        // as one group; we lead until a group has taken ours, then wait for
-        // its answer, which comes once it and every earlier group are
-        // durable (`pipeline`).
-        let result = loop {
-            let guard = tokio::select! {
-                biased;
-                r = &mut answer => break r.unwrap_or_else(|_| Err(abandoned())),
-                guard = inner.commit.clone().lock_owned() => guard,
-            };
-            if inner.pending.lock().is_empty() {
-                // A group in flight holds ours.
-                drop(guard);
-                break (&mut answer).await.unwrap_or_else(|_| Err(abandoned()));
-            }
-            let permit = tokio::select! {
-                biased;
-                r = &mut answer => break r.unwrap_or_else(|_| Err(abandoned())),
-                permit = inner.slots.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break Err(abandoned()),
-                },
-            };
-            // The settle that freed this slot woke every writer of its
-            // group at once: let them queue their next batches, so they
-            // share this group instead of each waiting for a later slot.
-            tokio::task::yield_now().await;
-            // Taking the group, resolving it and launching its put run in
-            // their own task, so a caller that gives up cannot leave the
-            // sequence half-advanced.
-            let task_inner = inner.clone();
-            let launched = tokio::spawn(async move {
-                let _guard = guard;
-                task_inner.commit_group(permit).await;
-            });
-            if launched.await.is_err() {
-                log::error!("namespace {}: a WAL commit task panicked", inner.ns);
-            }
-        };
+        inner.ensure_committer();
+        // The answer comes once our group and every earlier one are durable
+        // (`pipeline`). A caller that gives up leaves its batch queued: it
+        // is committed all the same, and no one is left waiting on it.
+        let result = answer.await.unwrap_or_else(|_| {
+            Err(EngineError::WriteFailed {
+                ns: inner.ns.clone(),
+                message: "the commit was abandoned".into(),
+            })
+        });
         if result.is_ok() {
             self.maybe_auto_flush();
         }
@@ -166,6 +133,52 @@ impl Engine {
             || opts
                 .auto_flush_wal_objects
                 .is_some_and(|n| st.last_seq - st.manifest.flushed_through >= n)
+    }
+}
+
+impl Inner {
+    /// Starts the committer task unless it is running.
+    fn ensure_committer(self: &Arc<Self>) {
+        if !self.committing.swap(true, Ordering::SeqCst) {
+            let inner = self.clone();
+            tokio::spawn(async move { inner.run_committer().await });
+        }
+    }
+
+    /// The one task that launches groups while batches are queued: it
+    /// takes a free pipeline slot, then the queued batches as a group.
+    /// Writers only queue and wait, so none of them contends for a lock,
+    /// and a cancelled writer cannot leave a half-launched group behind.
+    async fn run_committer(self: Arc<Self>) {
+        loop {
+            while !self.pending.lock().is_empty() {
+                let Ok(permit) = self.slots.clone().acquire_owned().await else {
+                    break;
+                };
+                // The settle that freed this slot woke every writer of its
+                // group at once: let them queue their next batches, so they
+                // share this group instead of each waiting for a later slot.
+                tokio::task::yield_now().await;
+                // Under the commit lock, so a flush sees the memtable
+                // between launches; in its own task, so a panic fails only
+                // the group it took.
+                let guard = self.commit.clone().lock_owned().await;
+                let inner = self.clone();
+                let launched = tokio::spawn(async move {
+                    let _guard = guard;
+                    inner.commit_group(permit).await;
+                });
+                if launched.await.is_err() {
+                    log::error!("namespace {}: a WAL commit task panicked", self.ns);
+                }
+            }
+            self.committing.store(false, Ordering::SeqCst);
+            // A writer that queued after our last look saw us running and
+            // left its batch to us; unless a new committer took over, go on.
+            if self.pending.lock().is_empty() || self.committing.swap(true, Ordering::SeqCst) {
+                return;
+            }
+        }
     }
 }
 
