@@ -46,7 +46,8 @@
 //! 2. **Writer continuity.** A BATCH whose writer is not the writer of the
 //!    newest FENCE replayed is a stray of a writer that was fenced (its put
 //!    at the fence's sequence failed, so it acknowledged nothing after it)
-//!    and is skipped. VOIDs are transparent.
+//!    and is skipped. VOIDs are transparent. This relies on every open for
+//!    writing having a writer id of its own, as the default one does.
 //!
 //! The failing writer, if it lives on, heals before its next group: it
 //! overwrites its strays (slots its own create-if-absent won, so no other
