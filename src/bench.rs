@@ -21,6 +21,9 @@ pub struct BenchArgs {
     /// Scale: documents per measurement.
     #[arg(long, default_value_t = 2000)]
     docs: usize,
+    /// Concurrencies of the batch=1 write steps.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 8, 64, 512])]
+    writers: Vec<usize>,
 }
 
 struct Row {
@@ -45,12 +48,14 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
+/// Puts of `sizes` bytes from `writers` tasks; the elapsed seconds and each
+/// put's latency.
 async fn raw_puts(
     store: &Arc<dyn ObjectStore>,
     prefix: &str,
     sizes: &[usize],
     writers: usize,
-) -> f64 {
+) -> (f64, Vec<Duration>) {
     let start = Instant::now();
     let chunks: Vec<Vec<(usize, usize)>> = (0..writers)
         .map(|w| {
@@ -66,20 +71,37 @@ async fn raw_puts(
         let store = store.clone();
         let prefix = prefix.to_string();
         tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(chunk.len());
             for (k, size) in chunk {
                 let key = format!("{prefix}/{k:020}");
+                let t = Instant::now();
                 if let Err(e) = store.put_if_absent(&key, Bytes::from(vec![b'x'; size])).await {
                     eprintln!("reef bench: baseline put failed: {e}");
                 }
+                lat.push(t.elapsed());
             }
+            lat
         })
     });
+    let mut latencies = Vec::new();
     for t in futures::future::join_all(tasks).await {
-        if let Err(e) = t {
-            eprintln!("reef bench: baseline task failed: {e}");
+        match t {
+            Ok(lat) => latencies.extend(lat),
+            Err(e) => eprintln!("reef bench: baseline task failed: {e}"),
         }
     }
-    start.elapsed().as_secs_f64()
+    latencies.sort();
+    (start.elapsed().as_secs_f64(), latencies)
+}
+
+/// A goal of issue 10, measured against the store's round trip.
+struct Goal {
+    what: String,
+    reached: f64,
+    goal: String,
+    /// The figure in round trips (latencies) or as a fraction of the
+    /// round-trip floor `writers / round trip` (throughputs).
+    of_floor: f64,
 }
 
 async fn open(store: &Arc<dyn ObjectStore>, ns: &str) -> Result<Engine, String> {
@@ -117,9 +139,6 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let store: Arc<dyn ObjectStore> = metered.clone();
     let run_id = format!("{:x}", std::process::id());
     let n = args.docs.max(100);
-    let doc_sizes: Vec<usize> = (0..n)
-        .map(|k| sample_doc(k).to_canonical_json().len() + 80)
-        .collect();
     let mut rows = Vec::new();
     eprintln!(
         "reef bench on {} (+{} ms per request), {n} docs per step",
@@ -127,8 +146,28 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         args.latency_ms
     );
 
-    // Writes, one doc per batch, at several concurrencies.
-    for writers in [1usize, 8, 64] {
+    // Writes, one doc per batch, at several concurrencies. The floor of a
+    // write is one PUT round trip, so `writers` writers can at best commit
+    // `writers` documents per round trip.
+    let mut goals = Vec::new();
+    // The round trip of one PUT in this run, the unit of the write goals:
+    // the single-writer baseline's median, or without that step a probe.
+    let mut put_rtt_ms = if args.writers.contains(&1) {
+        0.0
+    } else {
+        let (_, probe) = raw_puts(&store, &format!("bench-raw-{run_id}-rtt"), &[200; 50], 1).await;
+        percentile(&probe, 0.5)
+    };
+    // Ascending, so the single-writer step (the round trip) comes first.
+    let mut steps: Vec<usize> = args.writers.iter().copied().filter(|w| *w > 0).collect();
+    steps.sort_unstable();
+    steps.dedup();
+    for writers in steps {
+        // Enough documents that every writer commits several times.
+        let n = n.max(writers * 16);
+        let doc_sizes: Vec<usize> = (0..n)
+            .map(|k| sample_doc(k).to_canonical_json().len() + 80)
+            .collect();
         let ns = format!("bench-{run_id}-w{writers}");
         let engine = open(&store, &ns).await?;
         let before = metered.snapshot();
@@ -154,7 +193,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         }
         let reef_secs = start.elapsed().as_secs_f64();
         let cost = metered.snapshot().since(&before);
-        let raw_secs = raw_puts(
+        let (raw_secs, raw_lat) = raw_puts(
             &store,
             &format!("bench-raw-{run_id}-w{writers}"),
             &doc_sizes,
@@ -162,9 +201,32 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         )
         .await;
         latencies.sort();
+        let reef_rate = n as f64 / reef_secs;
+        if writers == 1 {
+            put_rtt_ms = percentile(&raw_lat, 0.5);
+            goals.push(Goal {
+                what: "commit p50, 1 writer".into(),
+                reached: percentile(&latencies, 0.5),
+                goal: "<= 1.1 round trips".into(),
+                of_floor: percentile(&latencies, 0.5) / put_rtt_ms.max(1e-9),
+            });
+        }
+        if writers >= 64 {
+            let floor = writers as f64 / (put_rtt_ms.max(1e-9) / 1000.0);
+            goals.push(Goal {
+                what: format!("write, {writers} writers (docs/s)"),
+                reached: reef_rate,
+                goal: if writers == 64 {
+                    ">= 1,150/s (0.9 of the floor at 50 ms)".into()
+                } else {
+                    ">= 8,000/s at 50 ms".into()
+                },
+                of_floor: reef_rate / floor,
+            });
+        }
         rows.push(Row {
             what: format!("write batch=1, {writers} writers"),
-            reef: n as f64 / reef_secs,
+            reef: reef_rate,
             baseline: n as f64 / raw_secs,
             unit: "docs/s",
         });
@@ -191,7 +253,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let batch_bytes: usize = (0..batch)
         .map(|k| sample_doc(k).to_canonical_json().len() + 30)
         .sum();
-    let raw_secs = raw_puts(
+    let (raw_secs, _) = raw_puts(
         &store,
         &format!("bench-raw-{run_id}-batch"),
         &vec![batch_bytes; total / batch],
@@ -211,7 +273,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let flush_secs = start.elapsed().as_secs_f64();
     let m = engine.manifest_snapshot().await.map_err(|e| e.to_string())?;
     let seg_bytes = m.segments.iter().map(|s| s.size).sum::<u64>() as f64;
-    let raw_secs = raw_puts(
+    let (raw_secs, _) = raw_puts(
         &store,
         &format!("bench-raw-{run_id}-flush"),
         &[seg_bytes as usize],
@@ -255,7 +317,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let compact_secs = start.elapsed().as_secs_f64();
     let out = engine.manifest_snapshot().await.map_err(|e| e.to_string())?;
     let out_bytes = out.segments.iter().map(|s| s.size).sum::<u64>();
-    let put_secs = raw_puts(
+    let (put_secs, _) = raw_puts(
         &store,
         &format!("bench-raw-{run_id}-compact"),
         &[out_bytes as usize],
@@ -352,6 +414,13 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         baseline: percentile(&raw, 0.5),
         unit: "ms",
     });
+    let get_rtt_ms = percentile(&raw, 0.5);
+    goals.push(Goal {
+        what: "cold point get p50".into(),
+        reached: percentile(&cold, 0.5),
+        goal: "<= 1.1 round trips".into(),
+        of_floor: percentile(&cold, 0.5) / get_rtt_ms.max(1e-9),
+    });
     eprintln!(
         "  reads: {} GETs for {} point gets through one engine ({} per 1000); a cold open+get costs {} GETs and {} LISTs",
         get_cost.get_requests,
@@ -377,6 +446,25 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         );
     }
     println!("(ratio = reef / raw store: above 1 is better for docs/s and MB/s, below 1 is better for ms)");
+    println!();
+    println!(
+        "round trip, measured in this run: PUT p50 {put_rtt_ms:.2} ms, ranged GET p50 {get_rtt_ms:.2} ms"
+    );
+    println!(
+        "{:<34} {:>12} {:>12}   goal",
+        "against the round-trip floor", "reached", "of floor"
+    );
+    for g in &goals {
+        let (reached, of_floor) = if g.what.contains("docs/s") {
+            (format!("{:.0}/s", g.reached), format!("{:.2}x", g.of_floor))
+        } else {
+            (format!("{:.2} ms", g.reached), format!("{:.2} RT", g.of_floor))
+        };
+        println!("{:<34} {reached:>12} {of_floor:>12}   {}", g.what, g.goal);
+    }
+    println!(
+        "(RT = round trips of one store request; a throughput's floor is writers per round trip)"
+    );
     let totals = metered.snapshot();
     println!(
         "store requests: {} GET, {} PUT, {} LIST, {} DELETE",

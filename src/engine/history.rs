@@ -90,6 +90,7 @@ impl Engine {
             Some(seq),
             Memtable::default(),
             manifest.vector_dims,
+            None,
         )
         .await?;
         let opts = EngineOptions {

@@ -28,6 +28,7 @@ pub mod manifest;
 mod memtable;
 mod open;
 pub mod pins;
+mod pipeline;
 mod read;
 mod reader;
 pub mod segment;
@@ -244,6 +245,9 @@ struct State {
     /// FENCE/VOID sequences above the manifest's flushed point (replayed or
     /// written by this writer); a flush records them in the manifest.
     markers: std::collections::BTreeSet<u64>,
+    /// The writer of the newest FENCE replayed; a BATCH of another writer
+    /// after it is a stray (`wal`). Carried from one refresh to the next.
+    wal_owner: Option<String>,
 }
 
 #[derive(Default)]
@@ -264,9 +268,15 @@ struct Inner {
     opts: EngineOptions,
     writer_id: String,
     state: RwLock<State>,
-    /// Held by whoever is writing the next WAL object; guards the sequence.
+    /// Held while a WAL group is launched; guards the sequence.
     commit: Arc<tokio::sync::Mutex<()>>,
+    /// Whether the committer task (`write`) is running.
+    committing: AtomicBool,
     pending: Mutex<Vec<write::Pending>>,
+    /// WAL groups in flight and their order (`pipeline`).
+    pipeline: Mutex<pipeline::Pipeline>,
+    /// One permit per WAL put allowed in flight (`wal::PIPELINE_DEPTH`).
+    slots: Arc<tokio::sync::Semaphore>,
     /// Serializes flush and compaction.
     maintenance: tokio::sync::Mutex<()>,
     reader: SegmentReader,

@@ -11,8 +11,8 @@ use parking_lot::{Mutex, RwLock};
 use super::layout::{self, check_namespace, wal_dir, wal_key};
 use super::manifest;
 use super::memtable::{MemEntry, Memtable};
-use super::reader::SegmentReader;
-use super::wal::{WalKind, WalRecord};
+use super::reader::{preload_indexes, SegmentReader};
+use super::wal::{WalKind, WalRecord, PIPELINE_DEPTH};
 use super::{Counters, Engine, EngineError, EngineOptions, EngineResult, Inner, State};
 use crate::store::{ObjectStore, StoreError};
 
@@ -24,11 +24,19 @@ pub(super) struct Replayed {
     pub last_seq: u64,
     /// Sequences of the FENCE and VOID objects replayed (or written).
     pub markers: Vec<u64>,
+    /// The writer of the newest FENCE replayed (`wal`, writer continuity).
+    pub owner: Option<String>,
+    /// Objects past the first missing sequence (within `PIPELINE_DEPTH` of
+    /// it): unacknowledged puts of a failed pipeline, not replayed.
+    pub past_gap: Vec<u64>,
 }
 
 /// Replays the WAL after `from_seq` (the manifest's flushed point; the WAL
 /// below it may have holes where GC deleted what segments cover), up to
-/// and including `upto` when given. The replayed range must be dense.
+/// and including `upto` when given, by the rules in `wal`: the replayed
+/// range is dense and ends at the first missing sequence, and a BATCH of
+/// a writer other than `owner` (the writer of the newest FENCE so far) is
+/// skipped as a stray. `owner` is the one a previous replay ended with.
 pub(super) async fn replay(
     store: &Arc<dyn ObjectStore>,
     ns: &str,
@@ -36,24 +44,17 @@ pub(super) async fn replay(
     upto: Option<u64>,
     mut memtable: Memtable,
     mut vector_dims: Option<usize>,
+    mut owner: Option<String>,
 ) -> EngineResult<Replayed> {
     let dir = wal_dir(ns);
     let mut listed = store.list(&dir, Some(&wal_key(ns, from_seq))).await?;
     if let Some(upto) = upto {
         listed.retain(|m| layout::parse_numbered(&dir, &m.key).is_none_or(|s| s <= upto));
-        let last = listed
-            .last()
-            .and_then(|m| layout::parse_numbered(&dir, &m.key))
-            .unwrap_or(from_seq);
-        if last < upto {
-            return Err(EngineError::Corrupt {
-                key: wal_key(ns, last + 1),
-                reason: format!("WAL objects {} to {upto} are missing", last + 1),
-            });
-        }
     }
     let mut expected = from_seq + 1;
+    let mut gap: Option<u64> = None;
     let mut keyed = Vec::with_capacity(listed.len());
+    let mut past_gap = Vec::new();
     for meta in listed {
         let Some(seq) = layout::parse_numbered(&dir, &meta.key) else {
             return Err(EngineError::Corrupt {
@@ -61,14 +62,33 @@ pub(super) async fn replay(
                 reason: "not a WAL object name".into(),
             });
         };
-        if seq != expected {
+        if gap.is_none() && seq != expected {
+            gap = Some(expected);
+        }
+        match gap {
+            None => {
+                expected = seq + 1;
+                keyed.push((seq, meta.key));
+            }
+            // Within the pipeline window of the hole: a put that landed
+            // after an earlier one failed, never acknowledged.
+            Some(g) if seq < g + PIPELINE_DEPTH => past_gap.push(seq),
+            Some(g) => {
+                let to = past_gap.first().copied().unwrap_or(seq) - 1;
+                return Err(EngineError::Corrupt {
+                    key: meta.key,
+                    reason: format!("WAL objects {g} to {to} are missing"),
+                });
+            }
+        }
+    }
+    if let Some(upto) = upto {
+        if expected <= upto {
             return Err(EngineError::Corrupt {
-                key: meta.key,
-                reason: format!("WAL objects {expected} to {} are missing", seq - 1),
+                key: wal_key(ns, expected),
+                reason: format!("WAL objects {expected} to {upto} are missing"),
             });
         }
-        expected = seq + 1;
-        keyed.push((seq, meta.key));
     }
     // Fetch ahead in parallel (a remote store answers each GET in tens of
     // milliseconds), apply strictly in sequence order.
@@ -83,6 +103,20 @@ pub(super) async fn replay(
     while let Some((seq, key, data)) = fetched.next().await {
         let rec =
             WalRecord::decode(data?, seq).map_err(|reason| EngineError::Corrupt { key, reason })?;
+        last_seq = seq;
+        match rec.kind {
+            WalKind::Fence => owner = Some(rec.writer_id.clone()),
+            WalKind::Batch if owner.as_ref().is_some_and(|o| *o != rec.writer_id) => {
+                log::warn!(
+                    "namespace {ns}: WAL object {seq} of writer {} follows the fence of writer {}: \
+                     a write it never acknowledged; ignored",
+                    rec.writer_id,
+                    owner.as_deref().unwrap_or_default()
+                );
+                continue;
+            }
+            _ => {}
+        }
         if rec.kind != WalKind::Batch {
             markers.push(seq);
         }
@@ -99,14 +133,53 @@ pub(super) async fn replay(
                 },
             );
         }
-        last_seq = seq;
     }
     Ok(Replayed {
         memtable,
         vector_dims,
         last_seq,
         markers,
+        owner,
+        past_gap,
     })
+}
+
+/// VOID markers in the holes of `(fence_seq, last]` (create-if-absent).
+/// Returns their sequences, or `None` when a slot holds another writer's
+/// FENCE (a takeover raced ours: open again).
+async fn fill_past_gap(
+    store: &Arc<dyn ObjectStore>,
+    ns: &str,
+    writer_id: &str,
+    fence_seq: u64,
+    last: u64,
+    replayed: &Replayed,
+) -> EngineResult<Option<Vec<u64>>> {
+    let holes: Vec<u64> = (fence_seq + 1..=last)
+        .filter(|s| !replayed.past_gap.contains(s))
+        .collect();
+    let puts = holes.iter().map(|&seq| async move {
+        let marker = WalRecord::marker(writer_id, seq, WalKind::Void, replayed.vector_dims);
+        let key = wal_key(ns, seq);
+        match store.put_if_absent(&key, marker.encode()).await {
+            Ok(()) => Ok(Some(seq)),
+            // A late put of the crashed pipeline is a stray like the rest;
+            // anything else means another writer is at work.
+            Err(StoreError::AlreadyExists(_)) => {
+                let data = store.get(&key).await.map_err(|e| Some(EngineError::from(e)))?;
+                match WalRecord::decode(data, seq) {
+                    Ok(rec) if rec.kind == WalKind::Batch && rec.writer_id != writer_id => Ok(None),
+                    _ => Err(None),
+                }
+            }
+            Err(e) => Err(Some(EngineError::from(e))),
+        }
+    });
+    match futures::future::try_join_all(puts).await {
+        Ok(voids) => Ok(Some(voids.into_iter().flatten().collect())),
+        Err(None) => Ok(None),
+        Err(Some(e)) => Err(e),
+    }
 }
 
 /// WAL objects fetched concurrently during replay.
@@ -158,15 +231,20 @@ impl Engine {
                 return Err(EngineError::NoSuchNamespace(ns.to_string()));
             }
             let manifest = manifest.unwrap_or_default();
-            let replayed = replay(
-                &store,
-                ns,
-                manifest.flushed_through,
-                None,
-                Memtable::default(),
-                manifest.vector_dims,
-            )
-            .await?;
+            // The segment indexes load alongside the replay (`reader`).
+            let (replayed, indexes) = futures::join!(
+                replay(
+                    &store,
+                    ns,
+                    manifest.flushed_through,
+                    None,
+                    Memtable::default(),
+                    manifest.vector_dims,
+                    None,
+                ),
+                preload_indexes(&store, ns, &manifest.segments, opts.cache_bytes / 2)
+            );
+            let replayed = replayed?;
             let mut last_seq = replayed.last_seq;
             let mut markers = replayed.markers.clone();
             let mut current = manifest;
@@ -184,6 +262,23 @@ impl Engine {
                 }
                 last_seq = fence_seq;
                 markers.push(fence_seq);
+                // A crashed pipeline left objects past the hole our fence
+                // just filled: they follow our fence, so replay skips them
+                // (writer continuity); we fill the holes between them and
+                // write after the last.
+                if let Some(&last) = replayed.past_gap.last() {
+                    log::warn!(
+                        "namespace {ns}: WAL object {fence_seq} is missing and {} later ones \
+                         (up to {last}) exist: writes of a pipeline whose put failed, never \
+                         acknowledged; they stay ignored and this writer writes after them",
+                        replayed.past_gap.len()
+                    );
+                    match fill_past_gap(&store, ns, &writer_id, fence_seq, last, &replayed).await? {
+                        Some(voids) => markers.extend(voids),
+                        None => continue,
+                    }
+                    last_seq = last;
+                }
                 let claim = current.claim_successor(&writer_id);
                 match manifest::commit(&store, ns, &claim).await {
                     Ok(()) => current = claim,
@@ -191,14 +286,21 @@ impl Engine {
                     Err(e) => return Err(e),
                 }
             }
+            let owner = match opts.read_only {
+                true => replayed.owner.clone(),
+                false => Some(writer_id.clone()),
+            };
             let replayed = Replayed {
                 last_seq,
                 markers,
+                owner,
                 ..replayed
             };
-            return Ok(Engine::assemble(
-                store, ns, opts, writer_id, current, replayed, false,
-            ));
+            let engine = Engine::assemble(store, ns, opts, writer_id, current, replayed, false);
+            for index in indexes {
+                engine.inner.reader.remember_index(index);
+            }
+            return Ok(engine);
         }
         Err(EngineError::Busy(ns.to_string()))
     }
@@ -225,9 +327,13 @@ impl Engine {
                 vector_dims: replayed.vector_dims,
                 last_seq: replayed.last_seq,
                 markers: replayed.markers.into_iter().collect(),
+                wal_owner: replayed.owner,
             }),
             commit: Arc::new(tokio::sync::Mutex::new(())),
+            committing: AtomicBool::new(false),
             pending: Mutex::new(Vec::new()),
+            pipeline: Mutex::new(super::pipeline::Pipeline::new(replayed.last_seq)),
+            slots: Arc::new(tokio::sync::Semaphore::new(PIPELINE_DEPTH as usize)),
             maintenance: tokio::sync::Mutex::new(()),
             reader,
             fenced_by: Mutex::new(None),
@@ -254,9 +360,14 @@ impl Engine {
         // Followers never flush or compact, so this lock only orders
         // refreshes: a slow one cannot install an older state.
         let _serial = inner.maintenance.lock().await;
-        let (current, last_seq, dims) = {
+        let (current, last_seq, dims, owner) = {
             let st = inner.state.read();
-            (st.manifest.clone(), st.last_seq, st.vector_dims)
+            (
+                st.manifest.clone(),
+                st.last_seq,
+                st.vector_dims,
+                st.wal_owner.clone(),
+            )
         };
         let dir = layout::manifest_dir(&inner.ns);
         let newest = inner
@@ -283,6 +394,7 @@ impl Engine {
                     None,
                     Memtable::default(),
                     m.vector_dims,
+                    None,
                 )
                 .await?;
                 let mut st = inner.state.write();
@@ -291,6 +403,7 @@ impl Engine {
                 st.manifest = Arc::new(m);
                 st.vector_dims = replayed.vector_dims;
                 st.last_seq = replayed.last_seq;
+                st.wal_owner = replayed.owner;
             }
             // Same segments (nothing new, or only a writer's claim): apply
             // the WAL written since; with nothing new this is one LIST.
@@ -302,6 +415,7 @@ impl Engine {
                     None,
                     Memtable::default(),
                     dims,
+                    owner,
                 )
                 .await?;
                 let mut st = inner.state.write();
@@ -310,6 +424,7 @@ impl Engine {
                 }
                 st.vector_dims = replayed.vector_dims;
                 st.last_seq = replayed.last_seq;
+                st.wal_owner = replayed.owner;
                 if let Some(m) = claim {
                     st.manifest = Arc::new(m);
                 }

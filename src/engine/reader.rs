@@ -1,6 +1,9 @@
 //! Reading segments through a bounded cache of decoded indexes and blocks,
-//! so repeated lookups cost no requests and a cold point lookup costs two
-//! ranged GETs (index, block) — the manifest already says where the index is.
+//! so repeated lookups cost no requests. Opening a namespace fetches the
+//! indexes of its segments (newest first, up to half the cache) alongside
+//! the WAL replay, so it takes no longer and a cold point lookup then costs
+//! one ranged GET (the block); an index not preloaded costs one more — the
+//! manifest already says where it is.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -75,7 +78,8 @@ impl SegmentReader {
         }
     }
 
-    /// Seeds the cache with an index the caller just built (after a flush).
+    /// Seeds the cache with an index the caller just built (after a flush)
+    /// or preloaded (at open).
     pub fn remember_index(&self, index: SegmentIndex) {
         let bytes = index_bytes(&index);
         let key = (index.segment_id.clone(), INDEX_SLOT);
@@ -87,22 +91,7 @@ impl SegmentReader {
         if let Some(Cached::Index(ix)) = self.cached(&key) {
             return Ok(ix);
         }
-        let object = segment_key(&self.ns, &seg.id);
-        let data = self
-            .store
-            .get_range(&object, seg.index_offset..seg.index_offset + seg.index_len)
-            .await?;
-        let index = SegmentIndex::decode(data).map_err(|reason| EngineError::Corrupt {
-            key: object.clone(),
-            reason,
-        })?;
-        if index.segment_id != seg.id {
-            return Err(EngineError::Corrupt {
-                key: object,
-                reason: format!("index names segment {}", index.segment_id),
-            });
-        }
-        let index = Arc::new(index);
+        let index = Arc::new(fetch_index(&self.store, &self.ns, seg).await?);
         self.insert(key, Cached::Index(index.clone()), index_bytes(&index));
         Ok(index)
     }
@@ -180,6 +169,68 @@ impl SegmentReader {
         }
         Ok(out)
     }
+}
+
+/// One ranged GET of a segment's index, checked against `seg`.
+async fn fetch_index(
+    store: &Arc<dyn ObjectStore>,
+    ns: &str,
+    seg: &SegmentMeta,
+) -> EngineResult<SegmentIndex> {
+    let object = segment_key(ns, &seg.id);
+    let data = store
+        .get_range(&object, seg.index_offset..seg.index_offset + seg.index_len)
+        .await?;
+    let index = SegmentIndex::decode(data).map_err(|reason| EngineError::Corrupt {
+        key: object.clone(),
+        reason,
+    })?;
+    if index.segment_id != seg.id {
+        return Err(EngineError::Corrupt {
+            key: object,
+            reason: format!("index names segment {}", index.segment_id),
+        });
+    }
+    Ok(index)
+}
+
+/// Index GETs in flight at once while preloading.
+const PRELOAD_PARALLELISM: usize = 16;
+
+/// The indexes of `segments` (newest first, as a manifest lists them)
+/// whose encoded sizes add up to at most `budget` bytes, fetched
+/// concurrently. One that cannot be fetched is left out: the lookup that
+/// needs it fetches it again and reports the error then.
+pub async fn preload_indexes(
+    store: &Arc<dyn ObjectStore>,
+    ns: &str,
+    segments: &[SegmentMeta],
+    budget: usize,
+) -> Vec<SegmentIndex> {
+    use futures::StreamExt;
+    let mut used = 0u64;
+    // Owned, so the stream's futures borrow nothing but `store` and `ns`.
+    let chosen: Vec<SegmentMeta> = segments
+        .iter()
+        .filter(|s| s.doc_count + s.tombstones > 0)
+        .take_while(|s| {
+            used += s.index_len;
+            used <= budget as u64
+        })
+        .cloned()
+        .collect();
+    let fetched: Vec<EngineResult<SegmentIndex>> = futures::stream::iter(chosen)
+        .map(|seg| async move { fetch_index(store, ns, &seg).await })
+        .buffer_unordered(PRELOAD_PARALLELISM)
+        .collect()
+        .await;
+    fetched
+        .into_iter()
+        .filter_map(|r| {
+            r.map_err(|e| log::debug!("namespace {ns}: preloading a segment index: {e}"))
+                .ok()
+        })
+        .collect()
 }
 
 fn index_bytes(ix: &SegmentIndex) -> usize {

@@ -24,6 +24,49 @@
 //! Puts hold already-resolved JSON (patches are applied before the write,
 //! a time change is written as a put of the unchanged bytes), so replay
 //! never needs to read older state.
+//!
+//! ## Pipelined puts, and why a failed one never becomes visible
+//!
+//! A writer has up to `PIPELINE_DEPTH` WAL puts in flight at once
+//! (`pipeline`), and acknowledges the group at sequence `s` only once every
+//! sequence up to `s` is durable. When the put at `f` fails, the groups
+//! after it in flight fail too, though some of their puts may land: those
+//! objects (*strays*) were never acknowledged and must never be applied.
+//! Two facts bound them: a writer starts the put at `s` only once every
+//! sequence at or below `s - PIPELINE_DEPTH` is durable, so every stray of
+//! a failure at `f` lies in `(f, f + PIPELINE_DEPTH)`; and no stray is
+//! ever written after the writer learned of the failure. Replay (open,
+//! refresh, history) follows two rules that rest on them:
+//!
+//! 1. **Gap.** The replayed WAL above the flushed point is dense and ends
+//!    at the first missing sequence `g`. Objects past `g` but below
+//!    `g + PIPELINE_DEPTH` are strays of a failure at `g` and are ignored
+//!    (with a log line); an object further on cannot be one, so a hole
+//!    there is damage and fails the open, naming it.
+//! 2. **Writer continuity.** A BATCH whose writer is not the writer of the
+//!    newest FENCE replayed is a stray of a writer that was fenced (its put
+//!    at the fence's sequence failed, so it acknowledged nothing after it)
+//!    and is skipped. VOIDs are transparent. This relies on every open for
+//!    writing having a writer id of its own, as the default one does.
+//!
+//! The failing writer, if it lives on, heals before its next group: it
+//! overwrites its strays (slots its own create-if-absent won, so no other
+//! writer can hold them) and fills the rest of `[f, last stray]` with VOID
+//! markers, `f` itself last: until that last put lands the gap at `f`
+//! hides everything after it (rule 1), and once it has, only VOIDs are left.
+//! With no stray there is nothing to hide, and the next group reuses `f`.
+//! If it dies first, the next writer's FENCE fills the gap at `f`, the
+//! strays now follow that fence (rule 2), and the new writer fills the
+//! holes among them with VOIDs and writes after the last one, so its first
+//! flush covers them and no replay ever starts among them.
+//!
+//! What this does not cover: a put that failed without an answer and lands
+//! after the writer gave up on it (the same as before pipelining, see
+//! `store::create_resolved`), and a zombie writer that is still running
+//! when another takes over — a stray of it landing after the new writer's
+//! listing fences the new writer at that slot (safely: nothing is
+//! acknowledged), but would be replayed by a later opener whose replay
+//! starts past the new writer's fence. Stop the old writer first (DESIGN §4).
 
 use bytes::Bytes;
 
@@ -31,6 +74,10 @@ use super::codec::{seal, unseal, DecodeError, Decoder, Encoder};
 use crate::types::DocId;
 
 const MAGIC: &[u8; 8] = b"REEFWAL1";
+
+/// WAL puts one writer has in flight at most; part of the format, since
+/// replay's gap rule relies on it (see the module doc).
+pub const PIPELINE_DEPTH: u64 = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WalKind {

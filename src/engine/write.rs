@@ -1,11 +1,14 @@
-//! The write path: validation, group commit, WAL put, memtable apply.
+//! The write path: validation, group commit, and the put of a WAL object.
 //!
-//! Writers queue their batch and race for the commit lock; whoever holds it
-//! takes every queued batch and writes them as one WAL object, so writes
-//! that arrive while a put is in flight share the next one. Each writer is
-//! answered only after that object is durable. The commit runs in its own
-//! task holding the lock, so a caller that gives up mid-put (a cancelled
-//! FUSE request) cannot leave the sequence half-advanced.
+//! Writers queue their batch and wait for its answer. One committer task
+//! per namespace, running while batches are queued, takes them (up to
+//! `GROUP_BYTES`) as one group whenever a pipeline slot is free, resolves
+//! them and launches their WAL put: writes that arrive while puts are in
+//! flight form the next groups, up to `wal::PIPELINE_DEPTH` of them in
+//! flight at once. Each writer is answered only after its group and every
+//! earlier one are durable (`pipeline`). Since launching runs in that task,
+//! a caller that gives up mid-way (a cancelled FUSE request) cannot leave
+//! the sequence half-advanced.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -15,7 +18,6 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::layout::{now_ms, wal_key};
-use super::memtable::MemEntry;
 use super::stamp;
 use super::wal::{WalKind, WalOp, WalRecord};
 use super::{Engine, EngineError, EngineResult, Inner, WriteAck};
@@ -60,33 +62,18 @@ impl Engine {
         if bytes > max {
             return Err(TypeError::BatchTooManyBytes { bytes, max }.into());
         }
-        let (reply, mut answer) = oneshot::channel();
+        let (reply, answer) = oneshot::channel();
         inner.pending.lock().push(Pending { ops, bytes, reply });
-
-        // Whoever holds the commit lock commits the oldest queued batches;
-        // we lead until a group has included ours.
-        let result = loop {
-            let guard = inner.commit.clone().lock_owned().await;
-            match answer.try_recv() {
-                Ok(result) => break result,
-                Err(oneshot::error::TryRecvError::Closed) => {
-                    break Err(EngineError::WriteFailed {
-                        ns: inner.ns.clone(),
-                        message: "the commit was abandoned".into(),
-                    })
-                }
-                Err(oneshot::error::TryRecvError::Empty) => {}
-            }
-            let group = take_group(&mut inner.pending.lock());
-            let task_inner = inner.clone();
-            let committed = tokio::spawn(async move {
-                let _guard = guard;
-                task_inner.commit_group(group).await;
-            });
-            if committed.await.is_err() {
-                log::error!("namespace {}: a WAL commit task panicked", inner.ns);
-            }
-        };
+        inner.ensure_committer();
+        // The answer comes once our group and every earlier one are durable
+        // (`pipeline`). A caller that gives up leaves its batch queued: it
+        // is committed all the same, and no one is left waiting on it.
+        let result = answer.await.unwrap_or_else(|_| {
+            Err(EngineError::WriteFailed {
+                ns: inner.ns.clone(),
+                message: "the commit was abandoned".into(),
+            })
+        });
         if result.is_ok() {
             self.maybe_auto_flush();
         }
@@ -146,6 +133,52 @@ impl Engine {
             || opts
                 .auto_flush_wal_objects
                 .is_some_and(|n| st.last_seq - st.manifest.flushed_through >= n)
+    }
+}
+
+impl Inner {
+    /// Starts the committer task unless it is running.
+    fn ensure_committer(self: &Arc<Self>) {
+        if !self.committing.swap(true, Ordering::SeqCst) {
+            let inner = self.clone();
+            tokio::spawn(async move { inner.run_committer().await });
+        }
+    }
+
+    /// The one task that launches groups while batches are queued: it
+    /// takes a free pipeline slot, then the queued batches as a group.
+    /// Writers only queue and wait, so none of them contends for a lock,
+    /// and a cancelled writer cannot leave a half-launched group behind.
+    async fn run_committer(self: Arc<Self>) {
+        loop {
+            while !self.pending.lock().is_empty() {
+                let Ok(permit) = self.slots.clone().acquire_owned().await else {
+                    break;
+                };
+                // The settle that freed this slot woke every writer of its
+                // group at once: let them queue their next batches, so they
+                // share this group instead of each waiting for a later slot.
+                tokio::task::yield_now().await;
+                // Under the commit lock, so a flush sees the memtable
+                // between launches; in its own task, so a panic fails only
+                // the group it took.
+                let guard = self.commit.clone().lock_owned().await;
+                let inner = self.clone();
+                let launched = tokio::spawn(async move {
+                    let _guard = guard;
+                    inner.commit_group(permit).await;
+                });
+                if launched.await.is_err() {
+                    log::error!("namespace {}: a WAL commit task panicked", self.ns);
+                }
+            }
+            self.committing.store(false, Ordering::SeqCst);
+            // A writer that queued after our last look saw us running and
+            // left its batch to us; unless a new committer took over, go on.
+            if self.pending.lock().is_empty() || self.committing.swap(true, Ordering::SeqCst) {
+                return;
+            }
+        }
     }
 }
 
@@ -257,10 +290,14 @@ impl Inner {
         local: &HashMap<DocId, Option<Bytes>>,
         group: &HashMap<DocId, Option<Bytes>>,
     ) -> EngineResult<Option<Bytes>> {
-        Ok(match local.get(id).or_else(|| group.get(id)) {
-            Some(json) => json.clone(),
-            None => self.lookup(id).await?.map(|d| d.json),
-        })
+        if let Some(json) = local.get(id).or_else(|| group.get(id)) {
+            return Ok(json.clone());
+        }
+        // Written by a group whose put is still in flight.
+        if let Some(json) = self.pipeline.lock().overlay(id) {
+            return Ok(json);
+        }
+        Ok(self.lookup(id).await?.map(|d| d.json))
     }
 
     /// Resolves one queued batch against the state so far (patches and time
@@ -316,18 +353,23 @@ impl Inner {
         Ok(out)
     }
 
-    /// Writes one WAL object for `group` and answers every writer in it.
-    /// Runs with the commit lock held.
-    async fn commit_group(self: &Arc<Self>, group: Vec<Pending>) {
-        if let Err(e) = self.check_writable() {
+    /// Takes the oldest queued batches as one group, resolves them and
+    /// launches their WAL put (`pipeline`). Runs with the commit lock held.
+    async fn commit_group(self: &Arc<Self>, permit: tokio::sync::OwnedSemaphorePermit) {
+        let ready = match self.check_writable() {
+            Ok(()) if self.pipeline_broken() => self.heal().await,
+            other => other,
+        };
+        let group = take_group(&mut self.pending.lock());
+        if let Err(e) = ready {
             for p in group {
                 let _ = p.reply.send(Err(e.duplicate(&self.ns)));
             }
             return;
         }
-        let (seq, mut dims) = {
-            let st = self.state.read();
-            (st.last_seq + 1, st.vector_dims)
+        let mut dims = {
+            let p = self.pipeline.lock();
+            p.dims().or(self.state.read().vector_dims)
         };
         let mtime_ms = now_ms();
         let now = stamp::from_ms(mtime_ms);
@@ -353,57 +395,18 @@ impl Inner {
         if accepted.is_empty() {
             return;
         }
-        if ops.is_empty() {
-            // Only no-op patches and time changes: nothing to make durable.
-            for reply in accepted {
-                let _ = reply.send(Ok(WriteAck { seq: seq - 1 }));
-            }
-            return;
-        }
-        let record = WalRecord {
+        // Only no-op patches and time changes: nothing to put, but the
+        // answer still waits for the groups in flight they were resolved on.
+        let record = (!ops.is_empty()).then(|| WalRecord {
             writer_id: self.writer_id.clone(),
-            seq,
+            // `launch` assigns the sequence.
+            seq: 0,
             mtime_ms,
             kind: WalKind::Batch,
             vector_dims: dims,
             ops,
-        };
-        match self.put_wal(&record).await {
-            Ok(()) => {
-                let n = record.ops.len() as u64;
-                {
-                    let mut st = self.state.write();
-                    for op in record.ops {
-                        st.active.insert(
-                            op.id,
-                            MemEntry {
-                                seq,
-                                mtime_ms: op.mtime,
-                                json: op.json,
-                            },
-                        );
-                    }
-                    st.vector_dims = dims;
-                    st.last_seq = seq;
-                }
-                self.counters.wal_objects.fetch_add(1, Ordering::Relaxed);
-                self.counters.docs_written.fetch_add(n, Ordering::Relaxed);
-                self.counters.group_sizes.record(n);
-                for reply in accepted {
-                    let _ = reply.send(Ok(WriteAck { seq }));
-                }
-            }
-            Err(e) => {
-                if matches!(e, EngineError::Fenced { .. }) {
-                    self.note_fenced(&e);
-                } else {
-                    log::warn!("namespace {}: WAL write {seq} failed: {e}", self.ns);
-                }
-                for reply in accepted {
-                    let _ = reply.send(Err(e.duplicate(&self.ns)));
-                }
-            }
-        }
+        });
+        self.launch(record, accepted, permit);
     }
 
     /// Create-if-absent put of a WAL object; an ambiguous answer is settled
@@ -411,7 +414,7 @@ impl Inner {
     /// owns the namespace — unless the object there is our own from an
     /// earlier group whose put failed without an answer and landed anyway,
     /// which this write then replaces.
-    async fn put_wal(&self, record: &WalRecord) -> EngineResult<()> {
+    pub(super) async fn put_wal(&self, record: &WalRecord) -> EngineResult<()> {
         let key = wal_key(&self.ns, record.seq);
         let data = record.encode();
         match crate::store::create_resolved(&*self.store, &key, data.clone()).await {

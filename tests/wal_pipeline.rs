@@ -1,0 +1,347 @@
+//! Pipelined WAL puts (`engine::pipeline`, rules in `engine::wal`): several
+//! groups in flight, each acknowledged only once it and every earlier group
+//! are durable; a failed put fails its group and every later one in flight,
+//! and nothing of them becomes visible, then or after a reopen. Also: a
+//! cold point read costs one GET, because open preloads segment indexes.
+//!
+//! A failpoint fails one WAL put in the middle of a pipeline: the store
+//! under it adds a fixed delay to every request, so the groups launched
+//! before and after it are still in flight when it fails (the failpoint
+//! answers at once), and the later puts land — objects past a hole that
+//! recovery must not expose.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use reef::admin;
+use reef::engine::layout::{parse_numbered, wal_dir};
+use reef::engine::wal::{WalKind, WalRecord};
+use reef::engine::{Engine, EngineOptions, WriteAck};
+use reef::store::{FailpointStore, LatencyStore, MemoryStore, MeteredStore, ObjectStore};
+use reef::types::DocId;
+
+/// Polls `cond` until it holds, failing the test after ten seconds.
+async fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// `(seq, kind, writer)` of every WAL object of `ns`, in sequence order.
+async fn wal_objects(store: &Arc<dyn ObjectStore>, ns: &str) -> Vec<(u64, WalKind, String)> {
+    let dir = wal_dir(ns);
+    let mut out = Vec::new();
+    for meta in store.list(&dir, None).await.expect("list WAL") {
+        let seq = parse_numbered(&dir, &meta.key).expect("WAL name");
+        let data = store.get(&meta.key).await.expect("get WAL object");
+        let rec = WalRecord::decode(data, seq).expect("decode WAL object");
+        out.push((seq, rec.kind, rec.writer_id));
+    }
+    out
+}
+
+struct Outcome {
+    result: Result<WriteAck, String>,
+    done: Instant,
+}
+
+/// Writes one document per group, each launched only once the previous
+/// group's put is in flight, so `n` groups are in the pipeline at once.
+/// The `fail_at`-th of them (1-based) has its put fail.
+async fn pipeline_with_failure(
+    base: &Arc<dyn ObjectStore>,
+    ns: &str,
+    n: usize,
+    fail_at: usize,
+) -> (Engine, Vec<Outcome>) {
+    let slow: Arc<dyn ObjectStore> =
+        Arc::new(LatencyStore::fixed(base.clone(), Duration::from_millis(300)));
+    let fp = Arc::new(FailpointStore::new(slow));
+    let store: Arc<dyn ObjectStore> = fp.clone();
+    let engine = open_engine(&store, ns).await;
+    engine
+        .write(upsert_batch(vec![doc("before")]))
+        .await
+        .expect("write before the pipeline");
+    fp.fail_nth_put_matching("/wal/", fail_at);
+    let mut tasks = Vec::new();
+    for k in 1..=n {
+        let puts = fp.puts();
+        let e = engine.clone();
+        tasks.push(tokio::spawn(async move {
+            let result = e
+                .write(upsert_batch(vec![doc(&format!("g{k}"))]))
+                .await
+                .map_err(|e| e.to_string());
+            Outcome {
+                result,
+                done: Instant::now(),
+            }
+        }));
+        wait_for("the group's WAL put to start", || fp.puts() > puts).await;
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.expect("writer task"));
+    }
+    (engine, outcomes)
+}
+
+/// Checks the outcomes of `pipeline_with_failure(.., 4, 2)`.
+fn assert_first_acked_rest_failed(outcomes: &[Outcome], backend: &str) {
+    let first = outcomes[0].result.as_ref().expect("group 1 is acknowledged");
+    for (k, o) in outcomes.iter().enumerate().skip(1) {
+        let err = o
+            .result
+            .as_ref()
+            .expect_err("groups from the failed one on fail");
+        if k > 1 {
+            assert!(
+                err.contains("earlier write"),
+                "{backend}: group {}: {err}",
+                k + 1
+            );
+        }
+        // Group 1 was answered first: no failure is reported before the
+        // groups in front of it have settled.
+        assert!(
+            o.done >= outcomes[0].done,
+            "{backend}: group {} answered before group 1",
+            k + 1
+        );
+    }
+    assert!(first.seq > 0);
+}
+
+#[tokio::test]
+async fn a_failed_put_fails_the_later_groups_and_recovery_hides_what_landed() {
+    for ts in all_backends() {
+        let ns = "pipe-crash";
+        let (engine, outcomes) = pipeline_with_failure(&ts.store, ns, 4, 2).await;
+        assert_first_acked_rest_failed(&outcomes, ts.name);
+        let acked = outcomes[0].result.as_ref().unwrap().seq;
+        let ids = scan_ids(&engine).await;
+        assert_eq!(ids, vec!["before", "g1"], "{}", ts.name);
+
+        // The puts of groups 3 and 4 landed past the hole group 2 left.
+        let wal = wal_objects(&ts.store, ns).await;
+        let after: Vec<u64> = wal.iter().map(|w| w.0).filter(|s| *s > acked).collect();
+        assert_eq!(after, vec![acked + 2, acked + 3], "{}: {wal:?}", ts.name);
+        assert!(wal
+            .iter()
+            .filter(|w| w.0 > acked)
+            .all(|w| w.1 == WalKind::Batch));
+
+        // "Crash": the writer goes away before it writes again.
+        drop(engine);
+        let reopened = open_engine(&ts.store, ns).await;
+        assert_eq!(scan_ids(&reopened).await, vec!["before", "g1"], "{}", ts.name);
+        for k in 2..=4 {
+            let id = DocId::from(format!("g{k}"));
+            assert!(reopened.get(&id).await.unwrap().is_none(), "{}: {id}", ts.name);
+        }
+        // A follower sees the same.
+        let follower = Engine::open(
+            ts.store.clone(),
+            ns,
+            EngineOptions {
+                read_only: true,
+                ..EngineOptions::default()
+            },
+        )
+        .await
+        .expect("follower");
+        assert_eq!(scan_ids(&follower).await, vec!["before", "g1"], "{}", ts.name);
+
+        // The new writer writes past the strays; they stay hidden for good.
+        let ack = reopened
+            .write(upsert_batch(vec![doc("after")]))
+            .await
+            .expect("write after reopen");
+        assert!(ack.seq > acked + 3, "{}: {ack:?}", ts.name);
+        follower.refresh().await.expect("refresh");
+        assert_eq!(
+            scan_ids(&follower).await,
+            vec!["after", "before", "g1"],
+            "{}",
+            ts.name
+        );
+        drop(reopened);
+        let again = open_engine(&ts.store, ns).await;
+        assert_eq!(
+            scan_ids(&again).await,
+            vec!["after", "before", "g1"],
+            "{}",
+            ts.name
+        );
+        again.flush().await.expect("flush");
+        drop(again);
+        let flushed = open_engine(&ts.store, ns).await;
+        assert_eq!(
+            scan_ids(&flushed).await,
+            vec!["after", "before", "g1"],
+            "{}",
+            ts.name
+        );
+        let report = admin::verify(ts.store.clone(), ns).await.expect("verify");
+        assert!(report.healthy, "{}: {report:?}", ts.name);
+    }
+}
+
+#[tokio::test]
+async fn a_live_writer_voids_its_strays_before_it_writes_on() {
+    for ts in all_backends() {
+        let ns = "pipe-heal";
+        let (engine, outcomes) = pipeline_with_failure(&ts.store, ns, 4, 2).await;
+        assert_first_acked_rest_failed(&outcomes, ts.name);
+        let acked = outcomes[0].result.as_ref().unwrap().seq;
+
+        let ack = engine
+            .write(upsert_batch(vec![doc("next")]))
+            .await
+            .expect("the next write succeeds");
+        assert_eq!(ack.seq, acked + 4, "{}: written after the strays", ts.name);
+        let wal = wal_objects(&ts.store, ns).await;
+        let healed: Vec<WalKind> = wal
+            .iter()
+            .filter(|w| w.0 > acked && w.0 < ack.seq)
+            .map(|w| w.1)
+            .collect();
+        assert_eq!(healed, vec![WalKind::Void; 3], "{}: {wal:?}", ts.name);
+        assert_eq!(
+            scan_ids(&engine).await,
+            vec!["before", "g1", "next"],
+            "{}",
+            ts.name
+        );
+
+        drop(engine);
+        let reopened = open_engine(&ts.store, ns).await;
+        assert_eq!(
+            scan_ids(&reopened).await,
+            vec!["before", "g1", "next"],
+            "{}",
+            ts.name
+        );
+        let report = admin::verify(ts.store.clone(), ns).await.expect("verify");
+        assert!(report.healthy, "{}: {report:?}", ts.name);
+    }
+}
+
+/// With jittered latency puts complete out of order; still, when a write
+/// is acknowledged, its WAL object and every earlier one are in the store.
+#[tokio::test]
+async fn acks_come_only_after_every_earlier_group_is_durable() {
+    let base: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let slow: Arc<dyn ObjectStore> = Arc::new(
+        LatencyStore::new(
+            base.clone(),
+            Duration::from_millis(1)..Duration::from_millis(40),
+        )
+        .with_seed(7),
+    );
+    let ns = "pipe-order";
+    let engine = open_engine(&slow, ns).await;
+    let first = engine.stats()["last_wal_seq"].as_u64().unwrap() + 1;
+    let tasks: Vec<_> = (0..24)
+        .map(|w| {
+            let engine = engine.clone();
+            let base = base.clone();
+            tokio::spawn(async move {
+                let mut max_seq = 0;
+                for k in 0..6 {
+                    let ack = engine
+                        .write(upsert_batch(vec![doc(&format!("w{w:02}-{k}"))]))
+                        .await
+                        .expect("write");
+                    let present: Vec<u64> = base
+                        .list(&wal_dir(ns), None)
+                        .await
+                        .unwrap()
+                        .iter()
+                        .filter_map(|m| parse_numbered(&wal_dir(ns), &m.key))
+                        .filter(|s| *s >= first && *s <= ack.seq)
+                        .collect();
+                    let expected: Vec<u64> = (first..=ack.seq).collect();
+                    assert_eq!(present, expected, "acknowledged {ack:?} with a hole below");
+                    max_seq = max_seq.max(ack.seq);
+                }
+                max_seq
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    assert_eq!(doc_count(&engine).await, 24 * 6);
+    drop(engine);
+    assert_eq!(doc_count(&open_engine(&base, ns).await).await, 24 * 6);
+}
+
+/// A batch's patch resolves against a group still in flight.
+#[tokio::test]
+async fn a_patch_sees_the_group_in_flight_before_it() {
+    let base: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let slow: Arc<dyn ObjectStore> =
+        Arc::new(LatencyStore::fixed(base.clone(), Duration::from_millis(100)));
+    let fp = Arc::new(FailpointStore::new(slow));
+    let store: Arc<dyn ObjectStore> = fp.clone();
+    let engine = open_engine(&store, "pipe-patch").await;
+    let puts = fp.puts();
+    let e = engine.clone();
+    let put =
+        tokio::spawn(async move { e.write(upsert_batch(vec![doc("p").with("a", 1i64)])).await });
+    wait_for("the first put to start", || fp.puts() > puts).await;
+    let patch = reef::types::Patch {
+        id: DocId::from("p"),
+        set: attrs(&[("b", i(2))]),
+        ..Default::default()
+    };
+    engine.write(patch_batch(vec![patch])).await.expect("patch");
+    put.await.unwrap().expect("put");
+    let d = engine.get(&DocId::from("p")).await.unwrap().expect("p");
+    assert_eq!(d.attributes.get("a"), Some(&i(1)));
+    assert_eq!(d.attributes.get("b"), Some(&i(2)));
+}
+
+/// Three flushed segments with disjoint id ranges; a fresh engine's point
+/// get costs the block's GET only, as long as the indexes fit the cache.
+#[tokio::test]
+async fn a_cold_point_get_costs_one_get() {
+    let metered = Arc::new(MeteredStore::new(Arc::new(MemoryStore::new())));
+    let store: Arc<dyn ObjectStore> = metered.clone();
+    let ns = "cold-get";
+    let engine = open_engine(&store, ns).await;
+    for prefix in ["a", "b", "c"] {
+        engine
+            .write(upsert_batch(numbered_docs(prefix, 500)))
+            .await
+            .unwrap();
+        engine.flush().await.unwrap();
+    }
+    drop(engine);
+    for (cache_bytes, gets) in [(64 << 20, 1), (1, 2)] {
+        let opts = EngineOptions {
+            read_only: true,
+            cache_bytes,
+            ..EngineOptions::default()
+        };
+        let cold = Engine::open(store.clone(), ns, opts).await.expect("open");
+        for id in ["a00007", "b00300", "c00499"] {
+            let before = metered.snapshot();
+            let found = cold.get(&DocId::from(id)).await.unwrap();
+            assert!(found.is_some(), "{id}");
+            let cost = metered.snapshot().since(&before);
+            assert_eq!(
+                (cost.get_requests, cost.requests()),
+                (gets, gets),
+                "{id} with a cache of {cache_bytes} bytes"
+            );
+        }
+    }
+}
