@@ -181,6 +181,7 @@ impl FsCore {
             written: false,
             created_here: false,
             too_large: false,
+            abandoned: false,
         };
         Ok(self.new_file_handle(ino, mode, state, keep_cache, false))
     }
@@ -246,6 +247,7 @@ impl FsCore {
                     written: false,
                     created_here: false,
                     too_large: false,
+                    abandoned: false,
                 },
             ),
             _ => (
