@@ -307,7 +307,7 @@ fn writer(
             break;
         }
         let name = format!("r{round}-{k}.json");
-        if write_close(&ns.join(&name), &doc_body(round, k)).is_err() {
+        if write_close(&ns.join(&name), doc_body(round, k)).is_err() {
             break;
         }
         acked.insert(name, doc_body(round, k));
