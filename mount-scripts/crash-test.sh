@@ -9,13 +9,16 @@
 #      fsync() or close() fails (bash itself ignores close() errors of a
 #      `> FILE` redirection, which is where reef reports a failed commit).
 #      Only after dd (or rm) exits 0 is the write logged as acknowledged, in a
-#      log outside the mount. Meanwhile `.flush`/`.compact`/`.gc` run now
-#      and then.
-#   2. The daemon gets SIGKILL at a random moment; in rounds 2, 3 and 4 of
-#      every four right after `touch NS/.flush` (`.compact`, `.gc`) started,
-#      so that the kill usually lands in the middle of the flush, compaction
-#      or garbage collection. With --retain 0 GC really deletes (WAL objects
-#      and segments no retained state names), so those kills land in deletes.
+#      log outside the mount. Meanwhile `.flush`/`.compact`/`.gc` run and
+#      snapshots are created (`mkdir NS/.snapshots/NAME`) now and then.
+#   2. The daemon gets SIGKILL at a random moment; in rounds 2 to 6 of
+#      every six right after `touch NS/.flush` (`.compact`, `.gc`),
+#      `mkdir NS/.snapshots/NAME` or `fusermount3 -u` (the writers stopped
+#      first, so the unmount is not refused as busy) started, so that the
+#      kill usually lands in the middle of the flush, compaction, garbage
+#      collection, snapshot creation or unmount. With --retain 0 GC really
+#      deletes (WAL objects and segments no retained state names), so those
+#      kills land in deletes.
 #   3. The dead mountpoint (ENOTCONN) is cleared with `fusermount3 -u -z`
 #      (or, with --stale-recovery, left for `reef mount` to clear), and
 #      SOURCE is mounted again.
@@ -25,7 +28,11 @@
 #      flight when the daemon died; an acknowledged delete stays deleted; no
 #      unknown document appears; a value seen once stays (an in-flight write
 #      found present must not vanish later, nor one found absent reappear).
-#      Then `reef verify SOURCE NS` must exit 0.
+#      Every snapshot of the round whose mkdir returned 0 must be listed, and
+#      every snapshot there must hold, for each document, its value as last
+#      acknowledged before the mkdir started, or a value written after that
+#      and issued before the mkdir returned. Then `reef verify SOURCE NS`
+#      must exit 0.
 # After the last round the mount is unmounted cleanly and the daemon must exit.
 #
 # Usage: mount-scripts/crash-test.sh [--source SOURCE] [--rounds N]
@@ -45,7 +52,8 @@
 # The reef binary: $REEF, else `reef` on PATH, else this checkout's
 # target/{release,debug}/reef (the newer one).
 # Prints one line per round and a summary `N passed, M failed`; exits 0 only
-# if every round passed. Needs bash >= 4.4, coreutils dd, fusermount3.
+# if every round passed. Needs bash >= 5 (EPOCHREALTIME), coreutils dd,
+# fusermount3.
 set -u
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -302,16 +310,18 @@ os.close(fd)
     }
 fi
 
-# writer W ROUND NEXT LOG: writes until its first failure after the kill.
-# Log lines: P doc value (issued), A doc value (acknowledged), F doc value rc
-# (failed after the kill), E doc value rc (failed while the daemon was up).
-# A value is the write's "v" counter, or "-" for a delete.
+# writer W ROUND NEXT LOG: writes until its first failure after the kill
+# (or until $work/stop.ROUND exists).
+# Log lines: P doc value time (issued), A doc value time (acknowledged),
+# F doc value rc (failed after the kill), E doc value rc (failed while the
+# daemon was up). A value is the write's "v" counter, or "-" for a delete;
+# a time is microseconds since the epoch (for the snapshot check).
 writer() {
     local w="$1" r="$2" next="$3" out="$4"
     local seq=0 k v doc pad len rc errors=0
     RANDOM=$(((seed * 7919 + r * 1031 + w * 17) % 32768))
     exec 3>>"$out"
-    while [ "$seq" -lt 100000 ]; do
+    while [ "$seq" -lt 100000 ] && [ ! -e "$work/stop.$r" ]; do
         seq=$((seq + 1))
         if [ "$next" -lt "$docs" ] && { [ "$next" -eq 0 ] || [ $((RANDOM % 100)) -lt 60 ]; }; then
             k="$next"
@@ -322,20 +332,20 @@ writer() {
         doc="w$w-$k.json"
         if [ "$k" -lt $((next - 1)) ] && [ $((RANDOM % 100)) -lt "$delete_pct" ]; then
             v="-"
-            echo "P $doc $v" >&3
+            echo "P $doc $v ${EPOCHREALTIME/./}" >&3
             rm -f -- "$nsdir/$doc" 2>>"$work/writer-$w.err"
             rc=$?
         else
             v=$((r * 1000000 + seq))
             len=$((RANDOM % 1500))
             printf -v pad '%*s' "$len" ''
-            echo "P $doc $v" >&3
+            echo "P $doc $v ${EPOCHREALTIME/./}" >&3
             put "$nsdir/$doc" "{\"w\":$w,\"k\":$k,\"v\":$v,\"round\":$r,\"pad\":\"${pad// /x}\"}" \
                 2>>"$work/writer-$w.err"
             rc=$?
         fi
         if [ "$rc" -eq 0 ]; then
-            echo "A $doc $v" >&3
+            echo "A $doc $v ${EPOCHREALTIME/./}" >&3
         elif [ -e "$work/killed.$r" ]; then
             echo "F $doc $v $rc" >&3
             break
@@ -348,19 +358,36 @@ writer() {
     exec 3>&-
 }
 
-# flusher ROUND LOG: `touch .flush` (now and then `.compact` or `.gc`) at
-# random intervals until the daemon is gone.
+# snapshot ROUND NAME: `mkdir NS/.snapshots/NAME`, logged to the round's
+# snapshots.log as `S name start end rc` (times in microseconds).
+snapshot() {
+    local r="$1" name="$2" t0 rc
+    t0="${EPOCHREALTIME/./}"
+    mkdir "$nsdir/.snapshots/$name" 2>>"$work/flusher.err"
+    rc=$?
+    echo "S $name $t0 ${EPOCHREALTIME/./} $rc" >>"$work/round-$r/snapshots.log"
+    return "$rc"
+}
+
+# flusher ROUND LOG: `touch .flush` (now and then `.compact` or `.gc`, or a
+# snapshot) at random intervals until the daemon is gone.
 flusher() {
-    local r="$1" out="$2" op rc
+    local r="$1" out="$2" op rc n=0
     RANDOM=$(((seed * 31 + r * 7) % 32768))
     while :; do
         ms_sleep $((50 + RANDOM % 250))
         op=.flush
-        case $((RANDOM % 6)) in
+        case $((RANDOM % 7)) in
             0) op=.compact ;;
             1) op=.gc ;;
+            2) op=.snapshots ;;
         esac
-        touch "$nsdir/$op" 2>>"$work/flusher.err"
+        if [ "$op" = .snapshots ]; then
+            n=$((n + 1))
+            snapshot "$r" "r$r-f$n"
+        else
+            touch "$nsdir/$op" 2>>"$work/flusher.err"
+        fi
         rc=$?
         if [ "$rc" -eq 0 ]; then
             echo "ok $op" >>"$out"
@@ -385,10 +412,12 @@ total_checked=0
 total_pending=0
 total_empty_new=0
 total_lost=0
+total_snaps=0
 
-# Reads a document's value: "-" when absent, "?…" when unreadable or garbled.
+# observe DOC [DIR]: a document's value in DIR (default the namespace):
+# "-" when absent, "?…" when unreadable or garbled.
 observe() {
-    local f="$nsdir/$1" content
+    local f="${2:-$nsdir}/$1" content
     if [ ! -e "$f" ]; then
         echo "-"
         return
@@ -422,11 +451,91 @@ observe() {
     fi
 }
 
+# check_snapshots R: every snapshot of round R whose mkdir returned 0 is
+# there, and every snapshot of round R that is there holds, per document,
+# a value between the last acknowledged before its mkdir started and the
+# last issued before it returned (cur holds the values established before
+# the round). Prints problems; returns 1 on any.
+check_snapshots() {
+    local r="$1" bad=0 tag name t0 t1 rc w doc val t
+    local -A low=() ok_vals=()
+    local slog="$work/round-$r/snapshots.log"
+    [ -f "$slog" ] || return 0
+    while read -r tag name t0 t1 rc; do
+        [ "$tag" = S ] || continue
+        if [ ! -d "$nsdir/.snapshots/$name" ]; then
+            if [ "$rc" -eq 0 ]; then
+                note "LOST SNAPSHOT: $name (its mkdir returned 0) is missing after the remount"
+                lost=$((lost + 1))
+                bad=1
+            fi
+            continue
+        fi
+        snaps_checked=$((snaps_checked + 1))
+        # Per document: the lowest acceptable value (last acknowledged before
+        # t0, else what was established before the round) and every value
+        # issued after it and before t1.
+        low=()
+        ok_vals=()
+        for ((w = 0; w < writers; w++)); do
+            [ -f "$work/round-$r/writer-$w.log" ] || continue
+            while read -r tag doc val t; do
+                case "$tag" in
+                    A) if [ "$t" -lt "$t0" ]; then low[$doc]="$val"; ok_vals[$doc]=""; fi ;;
+                    P) if [ "$t" -lt "$t1" ]; then ok_vals[$doc]="${ok_vals[$doc]:-} $val"; fi ;;
+                esac
+            done <"$work/round-$r/writer-$w.log"
+        done
+        local ww kk got want v fine
+        for ((ww = 0; ww < writers; ww++)); do
+            for ((kk = 0; kk < ${nextk_after[$ww]}; kk++)); do
+                doc="w$ww-$kk.json"
+                got="$(observe "$doc" "$nsdir/.snapshots/$name")"
+                want="${low[$doc]:-${cur[$doc]:--}}"
+                fine=0
+                if [ "$got" = "$want" ]; then
+                    fine=1
+                elif [ "$got" = "{}" ] && [ "$want" = "-" ] && [[ "${ok_vals[$doc]:-}" = *[0-9]* ]]; then
+                    fine=1 # an in-flight create's first, empty close
+                else
+                    for v in ${ok_vals[$doc]:-}; do
+                        [ "$got" = "$v" ] && fine=1
+                    done
+                fi
+                if [ "$fine" -eq 0 ]; then
+                    note "SNAPSHOT $name (mkdir exit $rc): $doc holds ${got}; acknowledged before the mkdir: ${want}${ok_vals[$doc]:+ (or issued during it:${ok_vals[$doc]})}"
+                    lost=$((lost + 1))
+                    bad=1
+                fi
+            done
+        done
+    done <"$slog"
+    return "$bad"
+}
+
 # check_round R: folds the round's logs into the expected state and checks
 # the remounted namespace against it. Prints problems; returns 1 on any.
 check_round() {
     local r="$1" bad=0 acked=0 inflight=0 unexpected_errors=0 checked=0 accepted=0 empty_new=0 lost=0
-    local w tag doc val rest
+    local w tag doc val rest snaps_checked=0
+    # The documents known once this round is folded in (the snapshot
+    # check needs them before cur and pend change).
+    local -A nextk_after=()
+    for ((w = 0; w < writers; w++)); do
+        nextk_after[$w]="${nextk[$w]}"
+        [ -f "$work/round-$r/writer-$w.log" ] || continue
+        while read -r tag doc val rest; do
+            local k="${doc#*-}"
+            k="${k%.json}"
+            [ "$k" -lt "${nextk_after[$w]}" ] || nextk_after[$w]=$((k + 1))
+        done <"$work/round-$r/writer-$w.log"
+    done
+    if [ ! -d "$nsdir/.snapshots" ]; then
+        note "$nsdir/.snapshots is missing after the remount"
+        bad=1
+    elif ! check_snapshots "$r"; then
+        bad=1
+    fi
     for ((w = 0; w < writers; w++)); do
         [ -f "$work/round-$r/writer-$w.log" ] || continue
         while read -r tag doc val rest; do
@@ -536,8 +645,10 @@ check_round() {
     total_pending=$((total_pending + accepted))
     total_empty_new=$((total_empty_new + empty_new))
     total_lost=$((total_lost + lost))
+    total_snaps=$((total_snaps + snaps_checked))
     local extra=""
-    [ "$empty_new" -eq 0 ] || extra=", $empty_new in-flight creates found as {}"
+    [ "$snaps_checked" -eq 0 ] || extra=", $snaps_checked snapshots checked"
+    [ "$empty_new" -eq 0 ] || extra="$extra, $empty_new in-flight creates found as {}"
     [ "$lost" -eq 0 ] || extra="$extra, $lost LOST OR WRONG"
     round_summary="$acked writes acknowledged, $inflight cut by the kill, $checked documents checked ($accepted held an in-flight value$extra)"
     return "$bad"
@@ -566,7 +677,9 @@ failed=0
 aborted=0
 for ((r = 1; r <= rounds; r++)); do
     mkdir -p "$work/round-$r"
-    mode=$(((r - 1) % 4)) # 0: kill at a random moment, 1: during .flush, 2: .compact, 3: .gc
+    # 0: kill at a random moment, 1: during .flush, 2: .compact, 3: .gc,
+    # 4: a snapshot's mkdir, 5: an unmount
+    mode=$(((r - 1) % 6))
     bg_pids=()
     for ((w = 0; w < writers; w++)); do
         writer "$w" "$r" "${nextk[$w]}" "$work/round-$r/writer-$w.log" &
@@ -582,6 +695,33 @@ for ((r = 1; r <= rounds; r++)); do
     op_pid=""
     if [ "$mode" -eq 0 ]; then
         ms_sleep "$delay"
+    elif [ "$mode" -eq 4 ]; then
+        # Time one snapshot halfway, start another near the end, kill in it.
+        ms_sleep $((delay / 2))
+        t0="$(date +%s%N)"
+        snapshot "$r" "r$r-a"
+        took=$((($(date +%s%N) - t0) / 1000000))
+        ms_sleep $((delay - delay / 2))
+        snapshot "$r" "r$r-b" &
+        op_pid=$!
+        extra=$((RANDOM % (took * 3 / 4 + 1)))
+        ms_sleep "$extra"
+        how="$how, ${extra}ms into mkdir .snapshots/r$r-b (one took ${took}ms)"
+    elif [ "$mode" -eq 5 ]; then
+        # The writers stop (an unmount with files open is refused as busy),
+        # then the unmount starts and the kill lands within it.
+        ms_sleep "$delay"
+        : >"$work/stop.$r"
+        for pid in "${bg_pids[@]}"; do
+            wait "$pid" 2>/dev/null
+        done
+        bg_pids=()
+        # An unmount of an idle mount ends within tens of milliseconds.
+        fusermount3 -u "$mnt" 2>>"$work/unmount.err" &
+        op_pid=$!
+        extra=$((RANDOM % 25))
+        [ "$extra" -eq 0 ] || ms_sleep "$extra"
+        how="$how, ${extra}ms into fusermount3 -u"
     else
         # Time one run of the operation halfway, then start it again near
         # the end and kill within that time, to land inside it.
@@ -607,6 +747,9 @@ for ((r = 1; r <= rounds; r++)); do
     if [ -n "$op_pid" ]; then
         if kill -0 "$op_pid" 2>/dev/null; then how="$how, still running at the kill"; else how="$how, it had finished"; fi
     fi
+    if [ "$mode" -eq 5 ] && ! is_alive "$daemon_pid"; then
+        how="$how, the daemon had exited"
+    fi
     kill -KILL "$daemon_pid" 2>/dev/null
     if ! wait_dead "$daemon_pid"; then
         note "daemon $daemon_pid did not die after SIGKILL"
@@ -621,12 +764,14 @@ for ((r = 1; r <= rounds; r++)); do
     # The dead mountpoint answers ENOTCONN until it is detached (a plain
     # stat may still be served from the kernel's attribute cache; listing
     # the directory always asks the daemon).
-    if ls_err="$(ls -- "$mnt" 2>&1 >/dev/null)"; then
+    if [ "$mode" -eq 5 ] && ! is_mounted; then
+        : # the unmount finished before the kill
+    elif ls_err="$(ls -- "$mnt" 2>&1 >/dev/null)"; then
         note "after SIGKILL, $mnt can still be listed (expected ENOTCONN)"
     elif [[ $ls_err != *"not connected"* ]]; then
         note "after SIGKILL, ls $mnt: $ls_err"
     fi
-    if [ "$stale_recovery" -eq 0 ]; then
+    if [ "$stale_recovery" -eq 0 ] && is_mounted; then
         fusermount3 -u -z "$mnt" 2>&1 | sed 's/^/    fusermount3: /'
     fi
 
@@ -669,6 +814,6 @@ if [ "$aborted" -eq 0 ]; then
     fi
 fi
 
-log "totals: $total_acked writes acknowledged, $total_checked document checks, $total_pending in-flight values found present, $total_empty_new in-flight creates found as {}, $total_lost documents lost or wrong"
+log "totals: $total_acked writes acknowledged, $total_checked document checks, $total_snaps snapshots checked, $total_pending in-flight values found present, $total_empty_new in-flight creates found as {}, $total_lost documents lost or wrong"
 log "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -3,10 +3,13 @@
 //! appears (the moment `mountpoint -q` first answers), while it serves
 //! writes, while it collects garbage (`.flush` then `.gc` in a loop beside
 //! the writes; the daemon runs with `--retain 0`, so each GC really deletes
-//! WAL objects and segments), after SIGTERM while it unmounts, and while an
-//! outside `umount` runs — must never leave a process in uninterruptible sleep (D state),
-//! and the next `reef mount` on the same mountpoint must clear whatever
-//! dead mount is left and serve every acknowledged document.
+//! WAL objects and segments), while it creates snapshots (`mkdir
+//! .snapshots/NAME` in a loop beside the writes), after SIGTERM while it
+//! unmounts, and while an outside `umount` runs — must never leave a process
+//! in uninterruptible sleep (D state), and the next `reef mount` on the same
+//! mountpoint must clear whatever dead mount is left and serve every
+//! acknowledged document and every snapshot whose `mkdir` returned, holding
+//! every write acknowledged before that `mkdir` started.
 //!
 //! Each round starts a daemon on the mountpoint the previous round left
 //! (dead or empty), so stale-mount recovery runs in most rounds. A daemon
@@ -25,7 +28,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -62,10 +65,14 @@ enum Moment {
     /// As soon as a stat of the mountpoint shows the new mount (the stat
     /// returns once INIT is answered): the issue's reproduction.
     MountAppears,
-    /// This long into a stream of document writes.
+    /// This long after the first acknowledged write of a stream of them.
     Serving(Duration),
-    /// This long into document writes beside a `.flush` + `.gc` loop.
+    /// This long into a `.flush` + `.gc` loop beside document writes (one
+    /// acknowledged first).
     CollectingGarbage(Duration),
+    /// This long after the first snapshot of a `mkdir .snapshots/NAME` loop
+    /// beside document writes (one acknowledged first).
+    Snapshotting(Duration),
     /// This long after SIGTERM (a clean unmount in progress).
     AfterSigterm(Duration),
     /// This long after an outside `umount` started.
@@ -79,8 +86,9 @@ impl Moment {
             0..=19 => Moment::Startup(us(rng, 60)),
             20..=44 => Moment::MountAppears,
             45..=54 => Moment::Serving(us(rng, 80)),
-            55..=64 => Moment::CollectingGarbage(us(rng, 80)),
-            65..=84 => Moment::AfterSigterm(us(rng, 20)),
+            55..=62 => Moment::CollectingGarbage(us(rng, 80)),
+            63..=70 => Moment::Snapshotting(us(rng, 80)),
+            71..=85 => Moment::AfterSigterm(us(rng, 20)),
             _ => Moment::DuringUmount(us(rng, 20)),
         }
     }
@@ -285,21 +293,91 @@ fn kill9(child: &Child) {
 }
 
 /// Writes `r<round>-<k>.json` until the mount fails; returns what was
-/// acknowledged (close returned 0).
-fn writer(ns: PathBuf, round: u64, stop: Arc<AtomicBool>) -> BTreeMap<String, String> {
+/// acknowledged (close returned 0). `count` is how many are acknowledged
+/// so far (`r<round>-0` up to `count - 1`), for the snapshotter.
+fn writer(
+    ns: PathBuf,
+    round: u64,
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicU64>,
+) -> BTreeMap<String, String> {
     let mut acked = BTreeMap::new();
     for k in 0.. {
         if stop.load(Ordering::Relaxed) {
             break;
         }
         let name = format!("r{round}-{k}.json");
-        let body = format!(r#"{{"round":{round},"k":{k}}}"#);
-        if write_close(&ns.join(&name), &body).is_err() {
+        if write_close(&ns.join(&name), doc_body(round, k)).is_err() {
             break;
         }
-        acked.insert(name, body);
+        acked.insert(name, doc_body(round, k));
+        count.store(k + 1, Ordering::Release);
     }
     acked
+}
+
+fn doc_body(round: u64, k: u64) -> String {
+    format!(r#"{{"round":{round},"k":{k}}}"#)
+}
+
+/// A snapshot whose `mkdir` returned 0, and what it must hold: every
+/// document acknowledged before the `mkdir` started (all of earlier rounds,
+/// `r<round>-0` up to `acked_before - 1` of its own).
+struct Snapshot {
+    name: String,
+    round: u64,
+    earlier: usize,
+    acked_before: u64,
+}
+
+/// `mkdir .snapshots/r<round>-<i>` until `stop` or the mount fails;
+/// returns the snapshots created (and counts them in `made_count`). `earlier` is how many documents earlier
+/// rounds acknowledged.
+fn snapshotter(
+    ns: PathBuf,
+    round: u64,
+    earlier: usize,
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicU64>,
+    made_count: Arc<AtomicU64>,
+) -> Vec<Snapshot> {
+    let mut made = Vec::new();
+    for i in 0.. {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let name = format!("r{round}-{i}");
+        let acked_before = count.load(Ordering::Acquire);
+        if std::fs::create_dir(ns.join(".snapshots").join(&name)).is_err() {
+            break;
+        }
+        made.push(Snapshot {
+            name,
+            round,
+            earlier,
+            acked_before,
+        });
+        made_count.store(made.len() as u64, Ordering::Release);
+    }
+    made
+}
+
+/// Waits until `count` (writes or snapshots a helper thread completed) is
+/// at least one, so the kill lands while the operation is under way and
+/// each round has something to check even on a loaded machine.
+fn wait_for_first(count: &AtomicU64, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + LIVE_TIMEOUT;
+    while count.load(Ordering::Acquire) == 0 {
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "{what}: the daemon exited"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "{what}: nothing completed within {LIVE_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Touches `.flush` then `.gc` (closing the handle runs the operation) until
@@ -335,8 +413,14 @@ fn attributes(json: &str) -> serde_json::Value {
 }
 
 /// A fresh daemon recovers the mountpoint, shows every acknowledged
-/// document, takes a write, and exits 0 on SIGTERM having unmounted.
-fn check_recovery(mp: &Mountpoint, acked: &BTreeMap<String, String>, rounds_done: u64) {
+/// document and every created snapshot with what it must hold, takes a
+/// write, and exits 0 on SIGTERM having unmounted.
+fn check_recovery(
+    mp: &Mountpoint,
+    acked: &BTreeMap<String, String>,
+    snapshots: &[Snapshot],
+    rounds_done: u64,
+) {
     let mut child = mp.spawn();
     mp.wait_live(&mut child);
     let ns = mp.mnt.join("k");
@@ -348,6 +432,36 @@ fn check_recovery(mp: &Mountpoint, acked: &BTreeMap<String, String>, rounds_done
             attributes(body),
             "after {rounds_done} rounds: {name}"
         );
+    }
+    for snap in snapshots {
+        let dir = ns.join(".snapshots").join(&snap.name);
+        let listed = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("after {rounds_done} rounds: snapshot {}: {e}", snap.name))
+            .filter_map(|e| e.ok())
+            .count();
+        assert!(
+            listed >= snap.earlier + snap.acked_before as usize,
+            "after {rounds_done} rounds: snapshot {} lists {listed} documents, but {} were \
+             acknowledged before its mkdir",
+            snap.name,
+            snap.earlier + snap.acked_before as usize
+        );
+        for k in 0..snap.acked_before {
+            let name = format!("r{}-{k}.json", snap.round);
+            let got = std::fs::read_to_string(dir.join(&name)).unwrap_or_else(|e| {
+                panic!(
+                    "after {rounds_done} rounds: snapshot {} lacks {name}, acknowledged \
+                     before its mkdir: {e}",
+                    snap.name
+                )
+            });
+            assert_eq!(
+                attributes(&got),
+                attributes(&doc_body(snap.round, k)),
+                "snapshot {}: {name}",
+                snap.name
+            );
+        }
     }
     write_close(&ns.join("recovered.json"), r#"{"ok":true}"#).expect("write after recovery");
     // SAFETY: kill(2) on our unreaped child.
@@ -409,6 +523,7 @@ fn kill_9_at_random_moments_never_wedges_and_the_mount_recovers() {
     let mut acked = BTreeMap::new();
     let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
     let mut gcs_run = 0;
+    let mut snapshots = Vec::new();
     for round in 0..rounds {
         let moment = Moment::pick(&mut rng);
         let what = format!("round {round}: the daemon killed at {moment:?}");
@@ -422,6 +537,7 @@ fn kill_9_at_random_moments_never_wedges_and_the_mount_recovers() {
         let mut umount = None;
         let mut writing = None;
         let mut collecting = None;
+        let mut snapshotting = None;
         match moment {
             Moment::Startup(after) => {
                 std::thread::sleep(after);
@@ -445,8 +561,13 @@ fn kill_9_at_random_moments_never_wedges_and_the_mount_recovers() {
             Moment::Serving(after) => {
                 mp.wait_live(&mut child);
                 let stop = Arc::new(AtomicBool::new(false));
-                let (ns, stop2) = (mp.mnt.join("k"), stop.clone());
-                writing = Some((stop, std::thread::spawn(move || writer(ns, round, stop2))));
+                let count = Arc::new(AtomicU64::new(0));
+                let (ns, stop2, count2) = (mp.mnt.join("k"), stop.clone(), count.clone());
+                writing = Some((
+                    stop,
+                    std::thread::spawn(move || writer(ns, round, stop2, count2)),
+                ));
+                wait_for_first(&count, &mut child, &what);
                 std::thread::sleep(after);
                 kill9(&child);
                 *counts.entry("serving writes").or_default() += 1;
@@ -454,14 +575,44 @@ fn kill_9_at_random_moments_never_wedges_and_the_mount_recovers() {
             Moment::CollectingGarbage(after) => {
                 mp.wait_live(&mut child);
                 let stop = Arc::new(AtomicBool::new(false));
-                let (ns, stop2) = (mp.mnt.join("k"), stop.clone());
-                writing = Some((stop, std::thread::spawn(move || writer(ns, round, stop2))));
+                let count = Arc::new(AtomicU64::new(0));
+                let (ns, stop2, count2) = (mp.mnt.join("k"), stop.clone(), count.clone());
+                writing = Some((
+                    stop,
+                    std::thread::spawn(move || writer(ns, round, stop2, count2)),
+                ));
+                wait_for_first(&count, &mut child, &what);
                 let gc_stop = Arc::new(AtomicBool::new(false));
                 let (ns, stop3) = (mp.mnt.join("k"), gc_stop.clone());
                 collecting = Some((gc_stop, std::thread::spawn(move || collector(ns, stop3))));
                 std::thread::sleep(after);
                 kill9(&child);
                 *counts.entry("collecting garbage").or_default() += 1;
+            }
+            Moment::Snapshotting(after) => {
+                mp.wait_live(&mut child);
+                let stop = Arc::new(AtomicBool::new(false));
+                let count = Arc::new(AtomicU64::new(0));
+                let (ns, stop2, count2) = (mp.mnt.join("k"), stop.clone(), count.clone());
+                writing = Some((
+                    stop,
+                    std::thread::spawn(move || writer(ns, round, stop2, count2)),
+                ));
+                wait_for_first(&count, &mut child, &what);
+                let snap_stop = Arc::new(AtomicBool::new(false));
+                let made = Arc::new(AtomicU64::new(0));
+                let (ns, stop3, earlier) = (mp.mnt.join("k"), snap_stop.clone(), acked.len());
+                let made2 = made.clone();
+                snapshotting = Some((
+                    snap_stop,
+                    std::thread::spawn(move || {
+                        snapshotter(ns, round, earlier, stop3, count, made2)
+                    }),
+                ));
+                wait_for_first(&made, &mut child, &what);
+                std::thread::sleep(after);
+                kill9(&child);
+                *counts.entry("snapshotting").or_default() += 1;
             }
             Moment::AfterSigterm(after) => {
                 mp.wait_live(&mut child);
@@ -499,15 +650,20 @@ fn kill_9_at_random_moments_never_wedges_and_the_mount_recovers() {
             stop.store(true, Ordering::Relaxed);
             gcs_run += thread.join().expect("collector thread");
         }
+        if let Some((stop, thread)) = snapshotting {
+            stop.store(true, Ordering::Relaxed);
+            snapshots.extend(thread.join().expect("snapshotter thread"));
+        }
         if round % 20 == 19 {
-            check_recovery(&mp, &acked, round + 1);
+            check_recovery(&mp, &acked, &snapshots, round + 1);
         }
     }
-    check_recovery(&mp, &acked, rounds);
+    check_recovery(&mp, &acked, &snapshots, rounds);
     eprintln!(
         "{rounds} kill -9 rounds {counts:?}; {gcs_run} GCs completed before kills; {} \
-         acknowledged writes all present; no process left in D state",
-        acked.len()
+         acknowledged writes and {} snapshots all present; no process left in D state",
+        acked.len(),
+        snapshots.len()
     );
     assert!(
         !acked.is_empty(),

@@ -203,6 +203,43 @@ async fn a_failed_wal_put_is_eio_and_changes_nothing() {
     assert_eq!(read_str(&again, ns2, "x.json").await, before);
 }
 
+/// A shell's `> new.json` (and `dd of=new.json`) opens, `dup2`s and closes
+/// its first descriptor before writing: that close commits the new empty
+/// document. When that commit is refused (here a failed WAL put; in the soak
+/// it was a takeover) the new file is removed, and what the program then
+/// writes through the descriptor it kept must fail too — it used to go
+/// nowhere while write, fsync and close all returned 0, so `dd` reported an
+/// acknowledged write that no restart could find.
+#[tokio::test]
+async fn writes_through_a_handle_whose_new_file_was_refused_at_close_fail() {
+    let base = memory();
+    let fp = Arc::new(FailpointStore::new(base));
+    let store: Arc<dyn ObjectStore> = fp.clone();
+    let core = core_on(&store);
+    let ns = mkns(&core, "n").await;
+    let (_, info) = core.create(ns, "new.json", trunc()).await.unwrap();
+    fp.fail_nth_put_matching("/wal/", 1);
+    assert_eq!(errno(core.flush(info.fh).await), libc::EIO, "the first close");
+    assert_eq!(errno(core.lookup(ns, "new.json").await), libc::ENOENT);
+    assert_eq!(
+        errno(core.write(info.fh, 0, br#"{"v":1}"#).await),
+        libc::EIO,
+        "a write after the refused create"
+    );
+    assert_eq!(errno(core.fsync(info.fh).await), libc::EIO);
+    assert_eq!(errno(core.flush(info.fh).await), libc::EIO, "the last close");
+    core.release(info.fh).await.unwrap();
+    assert_eq!(errno(core.lookup(ns, "new.json").await), libc::ENOENT);
+    let again = core_on(&store);
+    let ns2 = ns_ino(&again, "n").await;
+    assert_eq!(errno(again.lookup(ns2, "new.json").await), libc::ENOENT);
+    // The store is fine again: a fresh open of the name saves it.
+    write_file(&again, ns2, "new.json", br#"{"v":2}"#)
+        .await
+        .unwrap();
+    assert_eq!(read_str(&again, ns2, "new.json").await, r#"{"v":2}"#);
+}
+
 #[tokio::test]
 async fn a_fenced_writer_gets_erofs() {
     let store = memory();

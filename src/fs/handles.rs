@@ -29,6 +29,12 @@ pub(crate) enum FileState {
     /// once, so `touch` is durable when it returns; `created_here` then
     /// records that this handle made it, and a later refused commit through
     /// the same handle removes it again.
+    ///
+    /// `abandoned` once a close's refused commit removed the new file this
+    /// handle created: the descriptors still open on it (a shell's `>`
+    /// closes its first one before writing) must not see later writes,
+    /// fsync and close succeed while nothing can be stored any more, so
+    /// those fail with EIO.
     Doc {
         buf: Vec<u8>,
         loaded: bool,
@@ -36,6 +42,7 @@ pub(crate) enum FileState {
         written: bool,
         created_here: bool,
         too_large: bool,
+        abandoned: bool,
     },
     /// Scratch I/O goes straight to the inode's in-memory data.
     Scratch,

@@ -65,6 +65,17 @@ impl FsCore {
         if !f.writable {
             return Err(FsError::BadHandle);
         }
+        if let FileState::Doc {
+            abandoned: true, ..
+        } = f.state
+        {
+            log::warn!(
+                "{}: write refused: an earlier close of this open file failed to create it \
+                 (see the error above), so nothing written through it can be saved; open it again",
+                self.path_of(f.ino)
+            );
+            return Err(abandoned_error());
+        }
         self.ensure_loaded(f).await?;
         let end = (offset as usize).saturating_add(data.len());
         let ino = f.ino;
@@ -230,6 +241,10 @@ impl FsCore {
     async fn settle_handle(&self, f: &mut FileHandle, how: Settle) -> FsResult<()> {
         let closing = how != Settle::Fsync;
         match &mut f.state {
+            // Its write already failed; fsync and every close say so too.
+            FileState::Doc {
+                abandoned: true, ..
+            } if how != Settle::Release => Err(abandoned_error()),
             FileState::Doc {
                 dirty: true,
                 written: false,
@@ -258,6 +273,7 @@ impl FsCore {
                 dirty,
                 written,
                 created_here,
+                abandoned,
                 ..
             } if *dirty => {
                 let creating = self.is_uncommitted_doc(f.ino);
@@ -271,9 +287,13 @@ impl FsCore {
                     Ok(()) => *created_here = creating && !was_written,
                     Err(_) if closing && *created_here => {
                         *created_here = false;
+                        *abandoned = true;
                         self.remove_created(f.ino).await;
                     }
-                    Err(_) if closing => self.abandon_if_new(f.ino).await,
+                    Err(_) if closing => {
+                        *abandoned = creating;
+                        self.abandon_if_new(f.ino).await;
+                    }
                     Err(_) => {}
                 }
                 result
@@ -395,4 +415,13 @@ impl FsCore {
             })
             .fold((0, 0), |(n, b), len| (n + 1, b + len))
     }
+}
+
+/// What a handle whose new file was removed after a refused commit answers.
+fn abandoned_error() -> FsError {
+    FsError::Io(
+        "an earlier close of this open file failed to create it, so it was removed; \
+         nothing written through it is saved"
+            .into(),
+    )
 }

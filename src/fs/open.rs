@@ -189,6 +189,7 @@ impl FsCore {
             written: false,
             created_here: false,
             too_large: false,
+            abandoned: false,
         };
         Ok(self.new_file_handle(ino, mode, state, keep_cache, false))
     }
@@ -254,6 +255,7 @@ impl FsCore {
                     written: false,
                     created_here: false,
                     too_large: false,
+                    abandoned: false,
                 },
             ),
             _ => (
