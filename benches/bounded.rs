@@ -12,7 +12,8 @@
 //!   number of objects one request each, on the local store and on S3
 //!   (moto on loopback, when `scripts/moto-venv.sh` installed it).
 //!
-//! Run: `cargo bench --bench bounded` (`REEF_BENCH_DOCS`, default 200000).
+//! Run: `cargo bench --bench bounded` (`REEF_BENCH_DOCS`, default 200000;
+//! `REEF_BENCH_COMPACTION_GB=2` compacts a 2 GB namespace of 1 KB documents).
 //! Under `cargo test` it only checks that it builds.
 
 #[path = "../tests/support/s3.rs"]
@@ -28,10 +29,15 @@ use reef::store::{LocalFsStore, ObjectStore};
 use reef::types::{Document, WriteBatch};
 
 fn doc(k: usize) -> Document {
+    doc_with_body(k, 6)
+}
+
+/// A document with `repeats` × 27 bytes of body.
+fn doc_with_body(k: usize, repeats: usize) -> Document {
     Document::new(format!("doc-{k:09}"))
         .with("title", format!("benchmark document number {k}"))
         .with("n", k as i64)
-        .with("body", "lorem ipsum dolor sit amet ".repeat(6))
+        .with("body", "lorem ipsum dolor sit amet ".repeat(repeats))
 }
 
 fn options() -> EngineOptions {
@@ -70,6 +76,16 @@ async fn store_totals(store: &Arc<dyn ObjectStore>, prefix: &str) -> (usize, u64
 /// Writes docs `range` with `writers` concurrent writers of 10-document
 /// batches; returns JSON bytes written.
 async fn write(engine: &Engine, range: std::ops::Range<usize>, writers: usize) -> u64 {
+    write_docs(engine, range, writers, 6).await
+}
+
+/// `write`, with bodies of `repeats` × 27 bytes.
+async fn write_docs(
+    engine: &Engine,
+    range: std::ops::Range<usize>,
+    writers: usize,
+    repeats: usize,
+) -> u64 {
     let bytes = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..writers)
         .map(|w| {
@@ -79,7 +95,8 @@ async fn write(engine: &Engine, range: std::ops::Range<usize>, writers: usize) -
             tokio::spawn(async move {
                 let ids: Vec<usize> = range.filter(|k| k % writers == w).collect();
                 for chunk in ids.chunks(10) {
-                    let docs: Vec<Document> = chunk.iter().map(|k| doc(*k)).collect();
+                    let docs: Vec<Document> =
+                        chunk.iter().map(|k| doc_with_body(*k, repeats)).collect();
                     let n: usize = docs.iter().map(|d| d.to_canonical_json().len()).sum();
                     let mut batch = WriteBatch::new();
                     for d in docs {
@@ -123,7 +140,9 @@ async fn footprint(store: &Arc<dyn ObjectStore>, n: usize) {
     );
 }
 
-async fn compaction(store: &Arc<dyn ObjectStore>, n: usize) {
+/// Compacts a namespace of `n` documents of `repeats` × 27 bytes of body,
+/// each written twice (so every document has an overwritten version).
+async fn compaction(store: &Arc<dyn ObjectStore>, n: usize, repeats: usize) {
     let ns = "compaction";
     let opts = EngineOptions {
         auto_compact_segments: None,
@@ -131,10 +150,13 @@ async fn compaction(store: &Arc<dyn ObjectStore>, n: usize) {
     };
     let engine = Engine::open(store.clone(), ns, opts).await.unwrap();
     // Two passes over the ids: every document has an overwritten version.
-    write(&engine, 0..n, 16).await;
+    write_docs(&engine, 0..n, 16, repeats).await;
     engine.flush().await.unwrap();
-    write(&engine, 0..n, 16).await;
+    write_docs(&engine, 0..n, 16, repeats).await;
     engine.flush().await.unwrap();
+    // What only compaction costs: GC first, so the WAL of the writes is gone
+    // from the store (and the page cache holds what is left).
+    engine.gc(no_retention()).await.unwrap();
     let m = engine.manifest_snapshot().await.unwrap();
     let input: u64 = m.segments.iter().map(|s| s.size).sum();
     let rss_before = rss_kib();
@@ -291,7 +313,15 @@ fn main() {
         let local: Arc<dyn ObjectStore> =
             Arc::new(LocalFsStore::new(dir.path().join("store")).expect("local store"));
         footprint(&local, n).await;
-        compaction(&local, n).await;
+        // REEF_BENCH_COMPACTION_GB: compact a namespace of about that many
+        // GB of segments (1 KB documents) instead of the n small ones.
+        match std::env::var("REEF_BENCH_COMPACTION_GB")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            Some(gb) => compaction(&local, (gb * 1e9 / 2.0 / 1100.0) as usize, 37).await,
+            None => compaction(&local, n, 6).await,
+        }
         amplification(&local, n).await;
         gc_rate(&local, "local", 5000).await;
         match s3::shared() {

@@ -234,6 +234,7 @@ impl Engine {
             pinned,
             gc_memo: Mutex::new(Default::default()),
             auto_flushing: AtomicBool::new(false),
+            flushed: tokio::sync::Notify::new(),
             counters: Counters::default(),
             opts,
         };
