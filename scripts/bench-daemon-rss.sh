@@ -42,7 +42,7 @@ done
 # The daemon: the reef process itself (heaptrack runs it as a child).
 pid=$launcher
 if [ "${HEAPTRACK:-0}" = 1 ]; then
-    pid=$(pgrep -P "$launcher" -x reef || pgrep -P "$(pgrep -P "$launcher" | head -1)" -x reef)
+    pid=$(pgrep -P "$launcher" -f "^$reef mount")
 fi
 status() { awk -v k="$1:" '$1 == k { print int($2 / 1024) }' "/proc/$pid/status"; }
 inodes() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("inodes", "?"))' "$mnt/ns/.stats"; }
@@ -76,7 +76,19 @@ fusermount3 -u "$mnt"
 wait "$launcher" || true
 pid=
 if [ "${HEAPTRACK:-0}" = 1 ]; then
-    heaptrack_print "$work"/heap.*.zst 2>/dev/null | sed -n '/^MOST CALLS/,$!p' | head -120 \
-        >"${HEAPTRACK_OUT:-/tmp/reef-heaptrack.txt}"
-    echo "heaptrack summary in ${HEAPTRACK_OUT:-/tmp/reef-heaptrack.txt}"
+    # Peak heap by the innermost reef (or fuser) function on each stack.
+    heaptrack_print -f "$work"/heap*.zst --flamegraph-cost-type peak -F "$work/stacks" >/dev/null
+    python3 - "$work/stacks" <<'PY'
+import collections, sys
+by = collections.Counter()
+for line in open(sys.argv[1]):
+    stack, _, cost = line.rstrip().rpartition(" ")
+    frames = stack.split(";")
+    pick = next((f for f in reversed(frames) if "reef::" in f or "reef.." in f), None)
+    pick = pick or next((f for f in reversed(frames) if "fuser" in f), frames[-1])
+    by[pick.split("::h")[0][:100]] += int(cost)
+print(f"heap at peak: {sum(by.values()) / 1e6:.1f} MB, by innermost reef/fuser function:")
+for f, cost in by.most_common(12):
+    print(f"{cost / 1e6:9.2f} MB  {f}")
+PY
 fi

@@ -263,3 +263,75 @@ async fn verify_reads_a_namespace_larger_than_its_memory_bound_in_bounded_chunks
         report.issues
     );
 }
+
+/// `.stats` of namespace `ns` read through the core, as JSON.
+async fn core_stats(core: &reef::fs::FsCore, ns: u64) -> serde_json::Value {
+    let attr = core.lookup(ns, ".stats").await.expect(".stats");
+    let info = core
+        .open(attr.ino, reef::fs::OpenMode::read_only())
+        .await
+        .expect("open .stats");
+    let mut out = Vec::new();
+    loop {
+        let chunk = core.read(info.fh, out.len() as u64, 1 << 16).await.unwrap();
+        if chunk.is_empty() {
+            break;
+        }
+        out.extend(chunk);
+    }
+    core.release(info.fh).await.unwrap();
+    core.forget(attr.ino, 1);
+    serde_json::from_slice(&out).expect(".stats is JSON")
+}
+
+#[tokio::test]
+async fn an_inode_the_kernel_holds_costs_about_200_bytes_and_forgetting_frees_it() {
+    use reef::fs::{CoreConfig, FsCore, OpenMode, ROOT_INO};
+    const FILES: usize = 20_000;
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let core = FsCore::new(store, CoreConfig::default());
+    let ns = core.mkdir(ROOT_INO, "ns").await.unwrap().ino;
+    let create = OpenMode {
+        write: true,
+        truncate: true,
+        ..OpenMode::default()
+    };
+    // Like `cp` of many files: each is created, written and closed, and
+    // the kernel keeps its inode (no forget).
+    let mut inos = Vec::with_capacity(FILES);
+    for k in 0..FILES {
+        let (attr, info) = core
+            .create(ns, &format!("d{k:06}.json"), create)
+            .await
+            .unwrap();
+        core.write(info.fh, 0, format!("{{\"n\": {k}}}").as_bytes())
+            .await
+            .unwrap();
+        core.flush(info.fh).await.unwrap();
+        core.release(info.fh).await.unwrap();
+        inos.push(attr.ino);
+    }
+    let stats = core_stats(&core, ns).await;
+    let kernel = stats["kernel_inodes"].as_u64().unwrap();
+    let bytes = stats["inode_table_bytes"].as_u64().unwrap();
+    assert!(kernel >= FILES as u64, "{stats}");
+    let per_inode = bytes / kernel;
+    println!("inode table: {bytes} bytes for {kernel} kernel-held inodes = {per_inode} bytes each");
+    assert!(
+        per_inode <= 256,
+        "the inode table holds {bytes} bytes for {kernel} inodes: {per_inode} bytes each"
+    );
+
+    // The kernel forgets them (memory pressure, drop_caches): the table
+    // gives the memory back.
+    for ino in inos {
+        core.forget(ino, 1);
+    }
+    let stats = core_stats(&core, ns).await;
+    let left = stats["inode_table_bytes"].as_u64().unwrap();
+    assert!(stats["inodes"].as_u64().unwrap() < 100, "{stats}");
+    assert!(
+        left < bytes / 20,
+        "after every forget the table still holds {left} of {bytes} bytes"
+    );
+}

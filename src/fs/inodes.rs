@@ -17,8 +17,8 @@
 //! compare against the inodes' own fields, so a name is stored once, in its
 //! inode. A `HashMap<u64, Inode>` would instead keep up to twice its entries
 //! in empty buckets of a whole inode each, and a map keyed by (parent, name)
-//! a second copy of every name. When most entries were forgotten, the slab
-//! and indexes shrink.
+//! a second copy of every name. Names are `CompactString`s, inline up to 24
+//! bytes. When most entries were forgotten, the slab and indexes shrink.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap};
@@ -26,6 +26,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use compact_str::CompactString;
 use hashbrown::HashTable;
 
 use super::names::ControlKind;
@@ -99,8 +100,8 @@ pub(crate) enum Node {
 
 pub(crate) struct Inode {
     pub parent: u64,
-    /// Boxed, not a `String`: 8 bytes less in each of a million inodes.
-    pub name: Box<str>,
+    /// Inline up to 24 bytes (most names), so a name costs no heap block.
+    pub name: CompactString,
     pub node: Node,
     pub nlookup: u64,
     pub open: u32,
@@ -524,6 +525,42 @@ impl InodeTable {
 
     pub fn len(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Bytes this table holds for its inodes: the live part of the slab,
+    /// the index buckets, and the heap blocks of names that do not fit
+    /// inline, of ids and prefixes (as the allocator rounds them) and of
+    /// scratch data. What `.stats` reports as `inode_table_bytes`.
+    pub fn memory_bytes(&self) -> usize {
+        fn block(len: usize) -> usize {
+            match len {
+                0 => 0,
+                // glibc: 8 bytes of header, 16-byte granules, 32 at least.
+                n => (n + 8).next_multiple_of(16).max(32),
+            }
+        }
+        let index_bucket = std::mem::size_of::<u32>() + 1;
+        let buckets = |t: &HashTable<u32>| (t.capacity() * 8 / 7).next_power_of_two();
+        let heap: usize = self
+            .slots
+            .iter()
+            .map(|s| {
+                let name = if s.inode.name.is_heap_allocated() {
+                    block(s.inode.name.len())
+                } else {
+                    0
+                };
+                name + match &s.inode.node {
+                    Node::Doc(d) => block(d.id.as_str().len()),
+                    Node::Dir(d) => block(d.prefix.len()),
+                    Node::Scratch(sc) => block(sc.data.capacity()),
+                    _ => 0,
+                }
+            })
+            .sum();
+        self.slots.len() * std::mem::size_of::<Slot>()
+            + (buckets(&self.by_ino) + buckets(&self.by_name)) * index_bucket
+            + heap
     }
 
     /// Inodes held, and how many of them the kernel holds (`nlookup > 0`).
