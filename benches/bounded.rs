@@ -13,7 +13,8 @@
 //!   (moto on loopback, when `scripts/moto-venv.sh` installed it).
 //!
 //! Run: `cargo bench --bench bounded` (`REEF_BENCH_DOCS`, default 200000;
-//! `REEF_BENCH_COMPACTION_GB=2` compacts a 2 GB namespace of 1 KB documents).
+//! `REEF_BENCH_COMPACTION_GB=2` compacts a 2 GB namespace of 1 KB documents;
+//! `REEF_BENCH_ONLY=footprint|compaction|amplification|gc` runs one section).
 //! Under `cargo test` it only checks that it builds.
 
 #[path = "../tests/support/s3.rs"]
@@ -312,17 +313,29 @@ fn main() {
         let dir = tempfile::tempdir().expect("temp dir");
         let local: Arc<dyn ObjectStore> =
             Arc::new(LocalFsStore::new(dir.path().join("store")).expect("local store"));
-        footprint(&local, n).await;
-        // REEF_BENCH_COMPACTION_GB: compact a namespace of about that many
-        // GB of segments (1 KB documents) instead of the n small ones.
-        match std::env::var("REEF_BENCH_COMPACTION_GB")
-            .ok()
-            .and_then(|v| v.parse::<f64>().ok())
-        {
-            Some(gb) => compaction(&local, (gb * 1e9 / 2.0 / 1100.0) as usize, 37).await,
-            None => compaction(&local, n, 6).await,
+        // REEF_BENCH_ONLY=compaction: just that section.
+        let only = std::env::var("REEF_BENCH_ONLY").ok();
+        let run = |section: &str| only.as_deref().is_none_or(|o| o == section);
+        if run("footprint") {
+            footprint(&local, n).await;
         }
-        amplification(&local, n).await;
+        if run("compaction") {
+            // REEF_BENCH_COMPACTION_GB: compact a namespace of about that
+            // many GB of segments (1 KB documents) instead of n small ones.
+            let gb = std::env::var("REEF_BENCH_COMPACTION_GB")
+                .ok()
+                .and_then(|v| v.parse::<f64>().ok());
+            match gb {
+                Some(gb) => compaction(&local, (gb * 1e9 / 2.0 / 1100.0) as usize, 37).await,
+                None => compaction(&local, n, 6).await,
+            }
+        }
+        if run("amplification") {
+            amplification(&local, n).await;
+        }
+        if !run("gc") {
+            return;
+        }
         gc_rate(&local, "local", 5000).await;
         match s3::shared() {
             Some(server) => {
