@@ -77,15 +77,23 @@ async fn store_totals(store: &Arc<dyn ObjectStore>, prefix: &str) -> (usize, u64
 /// Writes docs `range` with `writers` concurrent writers of 10-document
 /// batches; returns JSON bytes written.
 async fn write(engine: &Engine, range: std::ops::Range<usize>, writers: usize) -> u64 {
-    write_docs(engine, range, writers, 6).await
+    write_docs(engine, range, writers, 6, IN_ORDER).await
 }
 
-/// `write`, with bodies of `repeats` × 27 bytes.
+/// Ids in write order: document `k` is `doc-k`.
+const IN_ORDER: (usize, usize) = (1, usize::MAX);
+
+/// `write`, with bodies of `repeats` × 27 bytes; document `k` gets id
+/// number `k × scatter.0 mod scatter.1`: with a prime not dividing the
+/// total as `scatter.0` and the total as `scatter.1`, each range of `k`
+/// spreads over all ids, so every flush overlaps every segment and
+/// compaction has to merge.
 async fn write_docs(
     engine: &Engine,
     range: std::ops::Range<usize>,
     writers: usize,
     repeats: usize,
+    scatter: (usize, usize),
 ) -> u64 {
     let bytes = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..writers)
@@ -96,8 +104,10 @@ async fn write_docs(
             tokio::spawn(async move {
                 let ids: Vec<usize> = range.filter(|k| k % writers == w).collect();
                 for chunk in ids.chunks(10) {
-                    let docs: Vec<Document> =
-                        chunk.iter().map(|k| doc_with_body(*k, repeats)).collect();
+                    let docs: Vec<Document> = chunk
+                        .iter()
+                        .map(|k| doc_with_body(k * scatter.0 % scatter.1, repeats))
+                        .collect();
                     let n: usize = docs.iter().map(|d| d.to_canonical_json().len()).sum();
                     let mut batch = WriteBatch::new();
                     for d in docs {
@@ -151,9 +161,9 @@ async fn compaction(store: &Arc<dyn ObjectStore>, n: usize, repeats: usize) {
     };
     let engine = Engine::open(store.clone(), ns, opts).await.unwrap();
     // Two passes over the ids: every document has an overwritten version.
-    write_docs(&engine, 0..n, 16, repeats).await;
+    write_docs(&engine, 0..n, 16, repeats, IN_ORDER).await;
     engine.flush().await.unwrap();
-    write_docs(&engine, 0..n, 16, repeats).await;
+    write_docs(&engine, 0..n, 16, repeats, IN_ORDER).await;
     engine.flush().await.unwrap();
     // What only compaction costs: GC first, so the WAL of the writes is gone
     // from the store (and the page cache holds what is left).
@@ -230,14 +240,18 @@ async fn amplification(store: &Arc<dyn ObjectStore>, n: usize) {
     let ns = "growth";
     let engine = Engine::open(store.clone(), ns, options()).await.unwrap();
     let start = n / 10;
-    write(&engine, 0..start, 16).await;
+    // Scattered ids: each round's documents land between the earlier
+    // ones, as with random or hashed ids (ids in write order would form
+    // one sorted run that never needs merging).
+    let scatter = (7919, n);
+    write_docs(&engine, 0..start, 16, 6, scatter).await;
     engine.flush().await.unwrap();
     let before = engine.stats()["compaction_bytes_written"].as_u64().unwrap();
     let step = (n - start) / 20;
     let mut ingested = 0;
     for i in 0..20 {
         let lo = start + i * step;
-        ingested += write(&engine, lo..lo + step, 16).await;
+        ingested += write_docs(&engine, lo..lo + step, 16, 6, scatter).await;
         engine.flush().await.unwrap();
         while engine.compact_tiered().await.unwrap() {}
     }

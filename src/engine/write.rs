@@ -160,7 +160,7 @@ impl Engine {
             return;
         };
         let bound = threshold.saturating_mul(MEMTABLE_BOUND_FACTOR);
-        let mut counted = false;
+        let mut waited = false;
         loop {
             let notified = inner.flushed.notified();
             tokio::pin!(notified);
@@ -170,11 +170,13 @@ impl Engine {
             if inner.state.read().memtable_bytes() < bound {
                 return;
             }
-            if !counted {
-                counted = true;
+            if !waited {
+                waited = true;
                 inner.counters.throttled_writes.fetch_add(1, Ordering::Relaxed);
+                self.maybe_auto_flush();
             }
-            self.maybe_auto_flush();
+            // Still full with no flush on its way: the last one failed, and
+            // this writer does not start another (the next write does).
             if !inner.auto_flushing.load(Ordering::Acquire) {
                 return;
             }
