@@ -12,7 +12,9 @@
 //!   number of objects one request each, on the local store and on S3
 //!   (moto on loopback, when `scripts/moto-venv.sh` installed it).
 //!
-//! Run: `cargo bench --bench bounded` (`REEF_BENCH_DOCS`, default 200000).
+//! Run: `cargo bench --bench bounded` (`REEF_BENCH_DOCS`, default 200000;
+//! `REEF_BENCH_COMPACTION_GB=2` compacts a 2 GB namespace of 1 KB documents;
+//! `REEF_BENCH_ONLY=footprint|compaction|amplification|gc` runs one section).
 //! Under `cargo test` it only checks that it builds.
 
 #[path = "../tests/support/s3.rs"]
@@ -28,10 +30,15 @@ use reef::store::{LocalFsStore, ObjectStore};
 use reef::types::{Document, WriteBatch};
 
 fn doc(k: usize) -> Document {
+    doc_with_body(k, 6)
+}
+
+/// A document with `repeats` × 27 bytes of body.
+fn doc_with_body(k: usize, repeats: usize) -> Document {
     Document::new(format!("doc-{k:09}"))
         .with("title", format!("benchmark document number {k}"))
         .with("n", k as i64)
-        .with("body", "lorem ipsum dolor sit amet ".repeat(6))
+        .with("body", "lorem ipsum dolor sit amet ".repeat(repeats))
 }
 
 fn options() -> EngineOptions {
@@ -70,6 +77,24 @@ async fn store_totals(store: &Arc<dyn ObjectStore>, prefix: &str) -> (usize, u64
 /// Writes docs `range` with `writers` concurrent writers of 10-document
 /// batches; returns JSON bytes written.
 async fn write(engine: &Engine, range: std::ops::Range<usize>, writers: usize) -> u64 {
+    write_docs(engine, range, writers, 6, IN_ORDER).await
+}
+
+/// Ids in write order: document `k` is `doc-k`.
+const IN_ORDER: (usize, usize) = (1, usize::MAX);
+
+/// `write`, with bodies of `repeats` × 27 bytes; document `k` gets id
+/// number `k × scatter.0 mod scatter.1`: with a prime not dividing the
+/// total as `scatter.0` and the total as `scatter.1`, each range of `k`
+/// spreads over all ids, so every flush overlaps every segment and
+/// compaction has to merge.
+async fn write_docs(
+    engine: &Engine,
+    range: std::ops::Range<usize>,
+    writers: usize,
+    repeats: usize,
+    scatter: (usize, usize),
+) -> u64 {
     let bytes = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..writers)
         .map(|w| {
@@ -79,7 +104,10 @@ async fn write(engine: &Engine, range: std::ops::Range<usize>, writers: usize) -
             tokio::spawn(async move {
                 let ids: Vec<usize> = range.filter(|k| k % writers == w).collect();
                 for chunk in ids.chunks(10) {
-                    let docs: Vec<Document> = chunk.iter().map(|k| doc(*k)).collect();
+                    let docs: Vec<Document> = chunk
+                        .iter()
+                        .map(|k| doc_with_body(k * scatter.0 % scatter.1, repeats))
+                        .collect();
                     let n: usize = docs.iter().map(|d| d.to_canonical_json().len()).sum();
                     let mut batch = WriteBatch::new();
                     for d in docs {
@@ -123,7 +151,9 @@ async fn footprint(store: &Arc<dyn ObjectStore>, n: usize) {
     );
 }
 
-async fn compaction(store: &Arc<dyn ObjectStore>, n: usize) {
+/// Compacts a namespace of `n` documents of `repeats` × 27 bytes of body,
+/// each written twice (so every document has an overwritten version).
+async fn compaction(store: &Arc<dyn ObjectStore>, n: usize, repeats: usize) {
     let ns = "compaction";
     let opts = EngineOptions {
         auto_compact_segments: None,
@@ -131,10 +161,13 @@ async fn compaction(store: &Arc<dyn ObjectStore>, n: usize) {
     };
     let engine = Engine::open(store.clone(), ns, opts).await.unwrap();
     // Two passes over the ids: every document has an overwritten version.
-    write(&engine, 0..n, 16).await;
+    write_docs(&engine, 0..n, 16, repeats, IN_ORDER).await;
     engine.flush().await.unwrap();
-    write(&engine, 0..n, 16).await;
+    write_docs(&engine, 0..n, 16, repeats, IN_ORDER).await;
     engine.flush().await.unwrap();
+    // What only compaction costs: GC first, so the WAL of the writes is gone
+    // from the store (and the page cache holds what is left).
+    engine.gc(no_retention()).await.unwrap();
     let m = engine.manifest_snapshot().await.unwrap();
     let input: u64 = m.segments.iter().map(|s| s.size).sum();
     let rss_before = rss_kib();
@@ -207,14 +240,18 @@ async fn amplification(store: &Arc<dyn ObjectStore>, n: usize) {
     let ns = "growth";
     let engine = Engine::open(store.clone(), ns, options()).await.unwrap();
     let start = n / 10;
-    write(&engine, 0..start, 16).await;
+    // Scattered ids: each round's documents land between the earlier
+    // ones, as with random or hashed ids (ids in write order would form
+    // one sorted run that never needs merging).
+    let scatter = (7919, n);
+    write_docs(&engine, 0..start, 16, 6, scatter).await;
     engine.flush().await.unwrap();
     let before = engine.stats()["compaction_bytes_written"].as_u64().unwrap();
     let step = (n - start) / 20;
     let mut ingested = 0;
     for i in 0..20 {
         let lo = start + i * step;
-        ingested += write(&engine, lo..lo + step, 16).await;
+        ingested += write_docs(&engine, lo..lo + step, 16, 6, scatter).await;
         engine.flush().await.unwrap();
         while engine.compact_tiered().await.unwrap() {}
     }
@@ -290,9 +327,29 @@ fn main() {
         let dir = tempfile::tempdir().expect("temp dir");
         let local: Arc<dyn ObjectStore> =
             Arc::new(LocalFsStore::new(dir.path().join("store")).expect("local store"));
-        footprint(&local, n).await;
-        compaction(&local, n).await;
-        amplification(&local, n).await;
+        // REEF_BENCH_ONLY=compaction: just that section.
+        let only = std::env::var("REEF_BENCH_ONLY").ok();
+        let run = |section: &str| only.as_deref().is_none_or(|o| o == section);
+        if run("footprint") {
+            footprint(&local, n).await;
+        }
+        if run("compaction") {
+            // REEF_BENCH_COMPACTION_GB: compact a namespace of about that
+            // many GB of segments (1 KB documents) instead of n small ones.
+            let gb = std::env::var("REEF_BENCH_COMPACTION_GB")
+                .ok()
+                .and_then(|v| v.parse::<f64>().ok());
+            match gb {
+                Some(gb) => compaction(&local, (gb * 1e9 / 2.0 / 1100.0) as usize, 37).await,
+                None => compaction(&local, n, 6).await,
+            }
+        }
+        if run("amplification") {
+            amplification(&local, n).await;
+        }
+        if !run("gc") {
+            return;
+        }
         gc_rate(&local, "local", 5000).await;
         match s3::shared() {
             Some(server) => {

@@ -331,13 +331,14 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             print_json(&stats)?;
         }
         Command::Verify { source, namespace } => {
-            let bar = ProgressBar::new("verify");
+            let bar = verify_bar();
             let report = reef::admin::verify_with_progress(store(&source)?, &namespace, &|d, t| {
-                bar.show(d, t)
+                bar.set_length(t);
+                bar.set_position(d);
             })
             .await
             .map_err(|e| e.to_string())?;
-            bar.finish();
+            bar.finish_and_clear();
             print_json(&report)?;
             if !report.healthy {
                 eprintln!(
@@ -621,49 +622,14 @@ async fn export_command(
     Ok(())
 }
 
-/// A one-line progress bar on stderr, drawn only when stderr is a terminal
-/// and at most every 100 ms, so pipes and logs stay clean.
-struct ProgressBar {
-    label: &'static str,
-    last: std::sync::Mutex<Option<std::time::Instant>>,
-    enabled: bool,
-}
-
-impl ProgressBar {
-    fn new(label: &'static str) -> ProgressBar {
-        use std::io::IsTerminal;
-        ProgressBar {
-            label,
-            last: std::sync::Mutex::new(None),
-            enabled: std::io::stderr().is_terminal(),
-        }
-    }
-
-    fn show(&self, done: u64, total: u64) {
-        if !self.enabled {
-            return;
-        }
-        let Ok(mut last) = self.last.lock() else {
-            return;
-        };
-        let now = std::time::Instant::now();
-        if done < total && last.is_some_and(|t| now.duration_since(t).as_millis() < 100) {
-            return;
-        }
-        *last = Some(now);
-        let width = 30;
-        let filled = (done * width).checked_div(total).unwrap_or(width) as usize;
-        eprint!(
-            "\r{} [{}{}] {done}/{total} objects",
-            self.label,
-            "#".repeat(filled),
-            " ".repeat(width as usize - filled)
-        );
-    }
-
-    fn finish(&self) {
-        if self.enabled && self.last.lock().is_ok_and(|l| l.is_some()) {
-            eprintln!();
-        }
-    }
+/// A bar of objects checked on stderr when it is a terminal (indicatif
+/// draws nothing otherwise, so pipes and logs stay clean).
+fn verify_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    let style = indicatif::ProgressStyle::with_template(
+        "verify [{bar:30}] {pos}/{len} objects ({per_sec}, {elapsed}, eta {eta})",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
 }

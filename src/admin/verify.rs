@@ -7,8 +7,13 @@
 //! retains an hour of writes holds thousands of WAL objects. Read one at a
 //! time, 8,000 of them took about 45 s against moto on loopback, which was
 //! most of every S3 round of the crash soak. At most `SMALL_IN_FLIGHT`
-//! manifests or WAL objects, or `SEGMENTS_IN_FLIGHT` segments (the large
-//! objects), are held at once, which bounds verify's memory.
+//! manifests or WAL objects are held at once.
+//!
+//! Memory: segments are read in ranged GETs of at most `READ_CHUNK_BYTES`
+//! (or one block, if larger) and checked block by block (`SegmentCheck`),
+//! so verifying a namespace of any size holds one chunk of one segment,
+//! one WAL object (bounded by the writer's group size) and the listing's
+//! keys, never a whole segment.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,14 +26,15 @@ use super::{list_namespace, named_segments, wal_gap, AdminResult, Issue};
 use crate::engine::checkpoint;
 use crate::engine::layout::{checkpoint_key, segment_key};
 use crate::engine::manifest::Manifest;
-use crate::engine::segment::decode_all;
+use crate::engine::segment::{SegmentCheck, SegmentIndex, FOOTER_LEN};
 use crate::engine::wal::WalRecord;
-use crate::store::{ObjectStore, StoreResult};
+use crate::store::{ObjectStore, StoreError, StoreResult};
+
+/// Most bytes of consecutive blocks verify reads in one GET.
+pub const READ_CHUNK_BYTES: u64 = 1 << 20;
 
 /// Manifests and WAL objects (small) fetched at once.
 const SMALL_IN_FLIGHT: usize = 32;
-/// Segments (up to the segment size bound each) fetched at once.
-const SEGMENTS_IN_FLIGHT: usize = 4;
 
 /// Fetches `items`' keys `in_flight` at a time, yielding in `items` order.
 /// Items are owned (not borrowed from the listing) so that the stream is
@@ -147,38 +153,33 @@ pub async fn verify_with_progress(
     let mut live_docs = 0;
     let mut segments_checked = 0;
     if let Some(m) = &newest {
-        let segments = m
+        let sizes: std::collections::HashMap<&str, u64> = listing
             .segments
             .iter()
-            .map(|seg| (seg.clone(), segment_key(ns, &seg.id)));
-        let mut fetched = fetch_in_order(&store, segments.collect(), SEGMENTS_IN_FLIGHT);
-        while let Some((seg, key, data)) = fetched.next().await {
+            .map(|(k, size)| (k.as_str(), *size))
+            .collect();
+        for seg in &m.segments {
+            let key = segment_key(ns, &seg.id);
             segments_checked += 1;
             tick();
-            let data = match data {
-                Ok(d) => d,
-                Err(e) if e.is_not_found() => {
-                    issue(&key, "referenced by the manifest but missing".into());
-                    continue;
+            match sizes.get(key.as_str()) {
+                None => issue(&key, "referenced by the manifest but missing".into()),
+                Some(size) if *size != seg.size => {
+                    issue(&key, format!("is {size} bytes, the manifest says {}", seg.size))
                 }
-                Err(e) => {
-                    issue(&key, format!("unreadable: {e}"));
-                    continue;
-                }
-            };
-            if data.len() as u64 != seg.size {
-                issue(
-                    &key,
-                    format!("is {} bytes, the manifest says {}", data.len(), seg.size),
-                );
-                continue;
-            }
-            match decode_all(&data) {
-                Ok((index, _)) if index.segment_id != seg.id => {
-                    issue(&key, format!("holds segment {}", index.segment_id))
-                }
-                Ok((index, _)) => live_docs += index.doc_count,
-                Err(reason) => issue(&key, format!("corrupt segment: {reason}")),
+                Some(size) => match check_segment(&store, &key, *size).await {
+                    Ok(index) if index.segment_id != seg.id => {
+                        issue(&key, format!("holds segment {}", index.segment_id))
+                    }
+                    Ok(index) => live_docs += index.doc_count,
+                    Err(SegmentProblem::Unreadable(e)) if e.is_not_found() => {
+                        issue(&key, "referenced by the manifest but missing".into())
+                    }
+                    Err(SegmentProblem::Unreadable(e)) => issue(&key, format!("unreadable: {e}")),
+                    Err(SegmentProblem::Corrupt(reason)) => {
+                        issue(&key, format!("corrupt segment: {reason}"))
+                    }
+                },
             }
         }
     }
@@ -224,4 +225,56 @@ pub async fn verify_with_progress(
         checkpoints: listing.checkpoints.clone(),
         live_documents_in_segments: live_docs,
     })
+}
+
+enum SegmentProblem {
+    Unreadable(StoreError),
+    Corrupt(String),
+}
+
+impl From<StoreError> for SegmentProblem {
+    fn from(e: StoreError) -> Self {
+        SegmentProblem::Unreadable(e)
+    }
+}
+
+/// Checks the `size`-byte segment at `key` by ranged reads: footer, index,
+/// then runs of consecutive blocks of at most `READ_CHUNK_BYTES`.
+async fn check_segment(
+    store: &Arc<dyn ObjectStore>,
+    key: &str,
+    size: u64,
+) -> Result<SegmentIndex, SegmentProblem> {
+    let corrupt = |reason: String| SegmentProblem::Corrupt(reason);
+    if size < FOOTER_LEN {
+        return Err(corrupt("too short to be a segment".into()));
+    }
+    let footer = store.get_range(key, size - FOOTER_LEN..size).await?;
+    let range = SegmentCheck::index_range(size, &footer).map_err(corrupt)?;
+    let index = store.get_range(key, range.clone()).await?;
+    let mut check = SegmentCheck::new(range.start, index).map_err(corrupt)?;
+    while let Some(first) = check.remaining().first() {
+        let start = first.offset;
+        let end = check
+            .remaining()
+            .iter()
+            .map(|b| b.offset + u64::from(b.len))
+            .take_while(|end| end - start <= READ_CHUNK_BYTES)
+            .last()
+            .unwrap_or(start + u64::from(first.len));
+        let chunk = store.get_range(key, start..end).await?;
+        if chunk.len() as u64 != end - start {
+            return Err(corrupt(format!("short read at bytes {start}..{end}")));
+        }
+        while let Some(b) = check.remaining().first() {
+            let (lo, hi) = (b.offset - start, b.offset + u64::from(b.len) - start);
+            if hi > chunk.len() as u64 {
+                break;
+            }
+            check
+                .add_block(chunk.slice(lo as usize..hi as usize))
+                .map_err(corrupt)?;
+        }
+    }
+    check.finish().map_err(corrupt)
 }

@@ -76,6 +76,7 @@ impl Engine {
                     st.frozen = None;
                     st.markers.retain(|m| *m > through);
                 }
+                inner.flushed.notify_waiters();
                 inner.reader.remember_index(index);
                 inner.counters.flushes.fetch_add(1, Ordering::Relaxed);
                 inner.auto_gc(&next).await;

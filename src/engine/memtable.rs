@@ -7,6 +7,13 @@ use bytes::Bytes;
 
 use crate::types::DocId;
 
+/// Memory an entry costs beyond its id and JSON bytes: the key and value in
+/// a B-tree node (nodes are on average about two thirds full) and the
+/// allocator's headers of the id and the JSON. Counted so the flush
+/// threshold bounds the memory really held, not just the payload.
+const ENTRY_OVERHEAD: usize =
+    (std::mem::size_of::<DocId>() + std::mem::size_of::<MemEntry>()) * 3 / 2 + 32;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemEntry {
     pub seq: u64,
@@ -20,13 +27,14 @@ pub struct MemEntry {
 #[derive(Debug, Default, Clone)]
 pub struct Memtable {
     pub map: BTreeMap<DocId, MemEntry>,
-    /// Approximate memory held, to decide when to flush.
+    /// Memory held (payload plus `ENTRY_OVERHEAD` per entry), to decide
+    /// when to flush and when writers wait.
     pub bytes: usize,
 }
 
 impl Memtable {
     pub fn insert(&mut self, id: DocId, entry: MemEntry) {
-        let add = id.as_str().len() + entry.json.as_ref().map_or(0, |j| j.len()) + 48;
+        let add = id.as_str().len() + entry.json.as_ref().map_or(0, |j| j.len()) + ENTRY_OVERHEAD;
         self.bytes += add;
         if let Some(old) = self.map.insert(id, entry) {
             self.bytes -= old.json.as_ref().map_or(0, |j| j.len());

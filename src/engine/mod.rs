@@ -70,7 +70,9 @@ pub struct EngineOptions {
     /// Bound on the in-memory cache of segment indexes and blocks.
     pub cache_bytes: usize,
     /// Flush automatically once the memtable holds this many bytes, so
-    /// memory stays bounded and restarts replay a bounded WAL.
+    /// memory stays bounded and restarts replay a bounded WAL. It is also
+    /// the memtable's memory bound: writers wait while the memtables hold
+    /// twice this (a flush slower than the writers; see `write`).
     pub auto_flush_bytes: Option<usize>,
     /// Also flush once this many WAL objects are unflushed, so an open (which
     /// replays them one GET each) stays fast even for tiny writes.
@@ -250,6 +252,13 @@ struct State {
     wal_owner: Option<String>,
 }
 
+impl State {
+    /// Bytes the memtables hold (the active one and one being flushed).
+    fn memtable_bytes(&self) -> usize {
+        self.active.bytes + self.frozen.as_ref().map_or(0, |f| f.bytes)
+    }
+}
+
 #[derive(Default)]
 struct Counters {
     write_calls: AtomicU64,
@@ -260,6 +269,10 @@ struct Counters {
     group_sizes: group_sizes::GroupSizes,
     /// Bytes of segments written by compaction (write amplification).
     compaction_bytes: AtomicU64,
+    /// Most memtable bytes held at once (active + frozen).
+    memtable_peak_bytes: AtomicU64,
+    /// Writes that waited for a flush to make room in the memtable.
+    throttled_writes: AtomicU64,
 }
 
 struct Inner {
@@ -287,6 +300,9 @@ struct Inner {
     pin: Mutex<Option<pins::PinGuard>>,
     gc_memo: Mutex<gc::GcMemo>,
     auto_flushing: AtomicBool,
+    /// Notified after each flush commit and when an automatic flush loop
+    /// ends: writers waiting for memtable room look again.
+    flushed: tokio::sync::Notify,
     counters: Counters,
 }
 
@@ -351,7 +367,9 @@ impl Engine {
             "segment_docs": segment_docs,
             "segment_bytes": segment_bytes,
             "memtable_entries": st.active.len() + st.frozen.as_ref().map_or(0, |f| f.len()),
-            "memtable_bytes": st.active.bytes + st.frozen.as_ref().map_or(0, |f| f.bytes),
+            "memtable_bytes": st.memtable_bytes(),
+            "memtable_peak_bytes": c.memtable_peak_bytes.load(Ordering::Relaxed),
+            "throttled_writes": c.throttled_writes.load(Ordering::Relaxed),
             "vector_dims": st.vector_dims,
             "write_calls": c.write_calls.load(Ordering::Relaxed),
             "wal_objects_written": c.wal_objects.load(Ordering::Relaxed),

@@ -341,6 +341,7 @@ impl Engine {
             pin: Mutex::new(None),
             gc_memo: Mutex::new(Default::default()),
             auto_flushing: AtomicBool::new(false),
+            flushed: tokio::sync::Notify::new(),
             counters: Counters::default(),
             opts,
         };

@@ -241,6 +241,10 @@ impl Inner {
                 st.vector_dims = record.vector_dims;
             }
             st.last_seq = seq;
+            let held = st.memtable_bytes() as u64;
+            self.counters
+                .memtable_peak_bytes
+                .fetch_max(held, Ordering::Relaxed);
         }
         // After the memtable has them, so a resolver finds them in one place
         // or the other.

@@ -116,8 +116,14 @@ impl SegmentReader {
             key: object,
             reason: format!("block {n}: {reason}"),
         })?;
+        // Decoded, a block costs its bytes plus an `Entry` and the heap
+        // headers of its id and JSON per entry: count that, so the bound
+        // is on memory, not on encoded bytes.
+        let held = h.len as usize
+            + entries.len() * (std::mem::size_of::<Entry>() + 32)
+            + std::mem::size_of::<Vec<Entry>>();
         let entries = Arc::new(entries);
-        self.insert(key, Cached::Block(entries.clone()), h.len as usize + 64);
+        self.insert(key, Cached::Block(entries.clone()), held);
         Ok(entries)
     }
 

@@ -224,55 +224,123 @@ pub fn decode_footer(data: &[u8]) -> Result<(u64, u64), DecodeError> {
     Ok((u64::from_le_bytes(off), u64::from(len)))
 }
 
-/// Reads a whole segment object: its index and every entry, checking every
-/// checksum. Used by compaction and verify.
+/// Decodes and checks a whole segment object: footer, index, every block
+/// (CRCs, order, bounds) and the counts the index claims.
 pub fn decode_all(data: &Bytes) -> Result<(SegmentIndex, Vec<Entry>), DecodeError> {
     let size = data.len() as u64;
     if size < FOOTER_LEN {
         return Err("too short to be a segment".into());
     }
-    let (index_offset, index_len) = decode_footer(&data[(size - FOOTER_LEN) as usize..])?;
-    let end = index_offset
-        .checked_add(index_len)
-        .and_then(|e| e.checked_add(FOOTER_LEN));
-    if end != Some(size) {
-        return Err("footer points outside the object".into());
-    }
-    let index = SegmentIndex::decode(
-        data.slice(index_offset as usize..(index_offset + index_len) as usize),
+    let range = SegmentCheck::index_range(size, &data[(size - FOOTER_LEN) as usize..])?;
+    let mut check = SegmentCheck::new(
+        range.start,
+        data.slice(range.start as usize..range.end as usize),
     )?;
     // doc_count is only a claim until the blocks are read: bound it by
     // what the blocks could hold.
-    let claimed = index.doc_count.saturating_add(index.tombstones);
-    let mut entries = Vec::with_capacity(claimed.min(index_offset / 21) as usize);
-    let mut expected_offset = 0;
-    for b in &index.blocks {
-        if b.offset != expected_offset || b.offset + u64::from(b.len) > index_offset {
-            return Err("block handles do not tile the object".into());
+    let claimed = check.index.doc_count.saturating_add(check.index.tombstones);
+    let mut entries = Vec::with_capacity(claimed.min(range.start / 21) as usize);
+    while let Some(block) = check.remaining().first() {
+        let (lo, hi) = (
+            block.offset as usize,
+            (block.offset + u64::from(block.len)) as usize,
+        );
+        entries.extend(check.add_block(data.slice(lo..hi))?);
+    }
+    Ok((check.finish()?, entries))
+}
+
+/// Checks a segment one block at a time, so `verify` reads a segment of any
+/// size in the memory of one block: the caller fetches the footer, then
+/// the index (`index_range`), then each block `next_block` names, in order.
+/// The checks are those of `decode_all` (which is built on this).
+pub struct SegmentCheck {
+    index: SegmentIndex,
+    next: usize,
+    last_id: Option<DocId>,
+    live: u64,
+    tombstones: u64,
+}
+
+impl SegmentCheck {
+    /// Where the index of a `size`-byte segment lies, from its footer (the
+    /// last `FOOTER_LEN` bytes).
+    pub fn index_range(size: u64, footer: &[u8]) -> Result<std::ops::Range<u64>, DecodeError> {
+        let (index_offset, index_len) = decode_footer(footer)?;
+        let end = index_offset
+            .checked_add(index_len)
+            .and_then(|e| e.checked_add(FOOTER_LEN));
+        if end != Some(size) {
+            return Err("footer points outside the object".into());
         }
-        expected_offset = b.offset + u64::from(b.len);
-        let block = decode_block(data.slice(b.offset as usize..expected_offset as usize))?;
-        if block.first().map(|e| &e.id) != Some(&b.first_id)
-            || block.last().map(|e| &e.id) != Some(&b.last_id)
+        Ok(index_offset..index_offset + index_len)
+    }
+
+    /// From the index bytes found at `index_offset`.
+    pub fn new(index_offset: u64, index: Bytes) -> Result<SegmentCheck, DecodeError> {
+        let index = SegmentIndex::decode(index)?;
+        let mut expected_offset = 0;
+        for b in &index.blocks {
+            if b.offset != expected_offset || b.offset + u64::from(b.len) > index_offset {
+                return Err("block handles do not tile the object".into());
+            }
+            expected_offset = b.offset + u64::from(b.len);
+        }
+        if expected_offset != index_offset {
+            return Err("bytes between the last block and the index".into());
+        }
+        Ok(SegmentCheck {
+            index,
+            next: 0,
+            last_id: None,
+            live: 0,
+            tombstones: 0,
+        })
+    }
+
+    pub fn index(&self) -> &SegmentIndex {
+        &self.index
+    }
+
+    /// The blocks still to check, in the order `add_block` takes them.
+    pub fn remaining(&self) -> &[BlockHandle] {
+        &self.index.blocks[self.next..]
+    }
+
+    /// Checks the bytes of the first `remaining` block; returns its entries.
+    pub fn add_block(&mut self, data: Bytes) -> Result<Vec<Entry>, DecodeError> {
+        let Some(handle) = self.index.blocks.get(self.next) else {
+            return Err("more blocks than the index names".into());
+        };
+        let block = decode_block(data)?;
+        if block.first().map(|e| &e.id) != Some(&handle.first_id)
+            || block.last().map(|e| &e.id) != Some(&handle.last_id)
         {
             return Err("block bounds disagree with the index".into());
         }
-        if let (Some(prev), Some(first)) = (entries.last(), block.first()) {
-            let prev: &Entry = prev;
-            if prev.id >= first.id {
+        if let (Some(prev), Some(first)) = (&self.last_id, block.first()) {
+            if prev >= &first.id {
                 return Err("blocks are not sorted by id".into());
             }
         }
-        entries.extend(block);
+        self.next += 1;
+        self.last_id = block.last().map(|e| e.id.clone());
+        let live = block.iter().filter(|e| e.json.is_some()).count() as u64;
+        self.live += live;
+        self.tombstones += block.len() as u64 - live;
+        Ok(block)
     }
-    if expected_offset != index_offset {
-        return Err("bytes between the last block and the index".into());
+
+    /// After the last block: the index, once its counts check out.
+    pub fn finish(self) -> Result<SegmentIndex, DecodeError> {
+        if self.next != self.index.blocks.len() {
+            return Err("not every block was checked".into());
+        }
+        if self.live != self.index.doc_count || self.tombstones != self.index.tombstones {
+            return Err("entry counts disagree with the index".into());
+        }
+        Ok(self.index)
     }
-    let live = entries.iter().filter(|e| e.json.is_some()).count() as u64;
-    if live != index.doc_count || entries.len() as u64 - live != index.tombstones {
-        return Err("entry counts disagree with the index".into());
-    }
-    Ok((index, entries))
 }
 
 /// Builds a segment from entries given in strictly increasing id order.

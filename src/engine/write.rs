@@ -57,6 +57,7 @@ impl Engine {
         inner.check_writable()?;
         inner.counters.write_calls.fetch_add(1, Ordering::Relaxed);
         let ops = prepare(inner, batch)?;
+        self.wait_for_memtable_room().await;
         let bytes = ops.iter().map(Prepared::json_len).sum();
         let max = inner.opts.limits.max_batch_bytes;
         if bytes > max {
@@ -100,8 +101,13 @@ impl Engine {
                     failed = true;
                     break;
                 }
-                // Size-tiered: a merge may complete the next tier up.
+                // Size-tiered: a merge may complete the next tier up. A
+                // memtable that filled meanwhile is flushed first: writers
+                // may be waiting for room.
                 for _ in 0..MAX_COMPACTIONS_PER_FLUSH {
+                    if engine.flush_due() {
+                        break;
+                    }
                     match engine.compact_tiered().await {
                         Ok(true) => {}
                         Ok(false) => break,
@@ -116,6 +122,8 @@ impl Engine {
                 }
             }
             engine.inner.auto_flushing.store(false, Ordering::Release);
+            // Writers waiting for room see that no flush is coming.
+            engine.inner.flushed.notify_waiters();
             // A write that looked between our last check and the store above
             // saw a flush running and left; look once more for it. After a
             // failure the next write tries again, so a broken store is not
@@ -124,6 +132,43 @@ impl Engine {
                 engine.maybe_auto_flush();
             }
         });
+    }
+
+    /// Backpressure (the memtable byte bound): while the memtables — the
+    /// one taking writes and the one a flush is writing out — hold
+    /// `MEMTABLE_BOUND_FACTOR` times the flush threshold, a new write waits
+    /// for that flush. A store slower than the writers then slows the
+    /// writers instead of growing the memtable without bound. With no flush
+    /// running (one failed: the store is down) writes go on, so a broken
+    /// store fails them at the WAL instead of hanging them.
+    async fn wait_for_memtable_room(&self) {
+        let inner = &self.inner;
+        let Some(threshold) = inner.opts.auto_flush_bytes else {
+            return;
+        };
+        let bound = threshold.saturating_mul(MEMTABLE_BOUND_FACTOR);
+        let mut waited = false;
+        loop {
+            let notified = inner.flushed.notified();
+            tokio::pin!(notified);
+            // Registered before the checks, so a flush that ends between
+            // them still wakes us.
+            notified.as_mut().enable();
+            if inner.state.read().memtable_bytes() < bound {
+                return;
+            }
+            if !waited {
+                waited = true;
+                inner.counters.throttled_writes.fetch_add(1, Ordering::Relaxed);
+                self.maybe_auto_flush();
+            }
+            // Still full with no flush on its way: the last one failed, and
+            // this writer does not start another (the next write does).
+            if !inner.auto_flushing.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     fn flush_due(&self) -> bool {
@@ -181,6 +226,11 @@ impl Inner {
         }
     }
 }
+
+/// Writers wait while the memtables hold this many times
+/// `EngineOptions::auto_flush_bytes` (one full memtable being flushed, one
+/// filling up behind it).
+pub(crate) const MEMTABLE_BOUND_FACTOR: usize = 2;
 
 /// Tiered merges one automatic flush may trigger (one per tier it fills).
 const MAX_COMPACTIONS_PER_FLUSH: usize = 16;

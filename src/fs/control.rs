@@ -95,6 +95,15 @@ impl FsCore {
                     // Held in this daemon's memory only, lost at unmount.
                     fields.insert("scratch_files".into(), files.into());
                     fields.insert("scratch_bytes".into(), bytes.into());
+                    // The whole mount's inode table, and the part of it the
+                    // kernel holds (the rest is dropped when memory is tight).
+                    let ((inodes, kernel), bytes) = {
+                        let t = self.table.lock();
+                        (t.counts(), t.memory_bytes())
+                    };
+                    fields.insert("inodes".into(), inodes.into());
+                    fields.insert("kernel_inodes".into(), kernel.into());
+                    fields.insert("inode_table_bytes".into(), bytes.into());
                 }
                 pretty(&stats)
             }

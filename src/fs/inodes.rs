@@ -5,12 +5,29 @@
 //! allocating anything. Entries live while the kernel remembers them
 //! (`nlookup`) or a handle is open, except scratch files and documents created
 //! but not yet committed, which exist only here and live until removed.
+//!
+//! # Memory
+//!
+//! The kernel may hold an inode for every file touched in a session (a
+//! million after `cp -r` of a million files), and each costs this table an
+//! entry until the kernel forgets it, so an entry is kept small: inodes sit
+//! densely in one slab (`Vec`, removal swaps the last slot in, so only live
+//! entries' pages are resident), and the two indexes — by number and by
+//! (parent, name) — are `hashbrown::HashTable`s of 4-byte slot numbers that
+//! compare against the inodes' own fields, so a name is stored once, in its
+//! inode. A `HashMap<u64, Inode>` would instead keep up to twice its entries
+//! in empty buckets of a whole inode each, and a map keyed by (parent, name)
+//! a second copy of every name. Names are `CompactString`s, inline up to 24
+//! bytes. When most entries were forgotten, the slab and indexes shrink.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::SystemTime;
+
+use compact_str::CompactString;
+use hashbrown::HashTable;
 
 use super::names::ControlKind;
 use super::namespace::Namespace;
@@ -86,7 +103,8 @@ pub(crate) enum Node {
 
 pub(crate) struct Inode {
     pub parent: u64,
-    pub name: String,
+    /// Inline up to 24 bytes (most names), so a name costs no heap block.
+    pub name: CompactString,
     pub node: Node,
     pub nlookup: u64,
     pub open: u32,
@@ -120,10 +138,22 @@ impl Inode {
     }
 }
 
-#[derive(Default)]
+/// One inode and its number, as stored in the table's slab.
+struct Slot {
+    ino: u64,
+    inode: Inode,
+}
+
 pub(crate) struct InodeTable {
-    by_ino: HashMap<u64, Inode>,
-    by_name: HashMap<(u64, String), u64>,
+    /// Every inode, densely packed: removal moves the last slot into the
+    /// hole, so the slab holds no dead slots and only the pages of live
+    /// inodes are resident.
+    slots: Vec<Slot>,
+    /// Slot index by inode number.
+    by_ino: HashTable<u32>,
+    /// Slot index of every linked inode, by its (parent, name): the key is
+    /// the inode's own fields, so names are stored once.
+    by_name: HashTable<u32>,
     /// Linked memory-only names per directory, for readdir (the root's are
     /// the namespaces).
     memory_names: HashMap<u64, BTreeSet<String>>,
@@ -136,43 +166,134 @@ pub(crate) struct InodeTable {
     dir_mtimes: HashMap<u64, SystemTime>,
 }
 
-fn hash_ino(parent: u64, name: &str) -> u64 {
+/// Hash of (parent, name): the probe start of its inode number, and its
+/// key in `by_name`.
+fn name_hash(parent: u64, name: &str) -> u64 {
     let mut h = DefaultHasher::new();
     parent.hash(&mut h);
     name.hash(&mut h);
-    (h.finish() >> 1).max(ROOT_INO + 1)
+    h.finish()
+}
+
+fn hash_ino(parent: u64, name: &str) -> u64 {
+    (name_hash(parent, name) >> 1).max(ROOT_INO + 1)
+}
+
+/// Inode numbers are mostly hashes already, but probing makes runs of
+/// consecutive numbers: mix them so the table's buckets stay spread.
+fn ino_hash(ino: u64) -> u64 {
+    let x = ino.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^ (x >> 29)
 }
 
 impl InodeTable {
     pub fn new() -> InodeTable {
         let mut t = InodeTable {
+            slots: Vec::new(),
+            by_ino: HashTable::new(),
+            by_name: HashTable::new(),
+            memory_names: HashMap::new(),
+            hidden: HashMap::new(),
+            scratch_bytes: 0,
             sweep_at: 1 << 16,
-            ..InodeTable::default()
+            dir_mtimes: HashMap::new(),
         };
-        t.by_ino.insert(
+        t.push(
             ROOT_INO,
             Inode {
                 parent: ROOT_INO,
-                name: String::new(),
+                name: "".into(),
                 node: Node::Root,
                 nlookup: 1,
                 open: 0,
+                // The root has no name in a directory: never in `by_name`.
                 linked: true,
             },
         );
         t
     }
 
+    fn slot_of(&self, ino: u64) -> Option<usize> {
+        let slots = &self.slots;
+        self.by_ino
+            .find(ino_hash(ino), |&i| slots[i as usize].ino == ino)
+            .map(|&i| i as usize)
+    }
+
+    fn slot_named(&self, parent: u64, name: &str) -> Option<usize> {
+        let slots = &self.slots;
+        self.by_name
+            .find(name_hash(parent, name), |&i| {
+                let inode = &slots[i as usize].inode;
+                inode.parent == parent && &*inode.name == name
+            })
+            .map(|&i| i as usize)
+    }
+
+    /// Adds a slot for `ino` (not yet named in `by_name`).
+    fn push(&mut self, ino: u64, inode: Inode) -> usize {
+        let idx = self.slots.len();
+        self.slots.push(Slot { ino, inode });
+        let slots = &self.slots;
+        self.by_ino
+            .insert_unique(ino_hash(ino), idx as u32, |&i| ino_hash(slots[i as usize].ino));
+        idx
+    }
+
+    /// Names slot `idx` in `by_name` under its current (parent, name).
+    fn index_name(&mut self, idx: usize) {
+        let inode = &self.slots[idx].inode;
+        let h = name_hash(inode.parent, &inode.name);
+        let slots = &self.slots;
+        self.by_name.insert_unique(h, idx as u32, |&i| {
+            let inode = &slots[i as usize].inode;
+            name_hash(inode.parent, &inode.name)
+        });
+    }
+
+    /// Drops slot `idx` from `by_name` (call before its name changes).
+    fn unindex_name(&mut self, idx: usize) {
+        let inode = &self.slots[idx].inode;
+        let h = name_hash(inode.parent, &inode.name);
+        if let Ok(entry) = self.by_name.find_entry(h, |&i| i as usize == idx) {
+            entry.remove();
+        }
+    }
+
+    /// Removes slot `idx` entirely, moving the last slot into its place.
+    fn remove_slot(&mut self, idx: usize) -> Inode {
+        let ino = self.slots[idx].ino;
+        self.unindex_name(idx);
+        if let Ok(entry) = self.by_ino.find_entry(ino_hash(ino), |&i| i as usize == idx) {
+            entry.remove();
+        }
+        let last = self.slots.len() - 1;
+        if idx != last {
+            let moved = &self.slots[last];
+            if let Some(i) = self
+                .by_ino
+                .find_mut(ino_hash(moved.ino), |&i| i as usize == last)
+            {
+                *i = idx as u32;
+            }
+            let h = name_hash(moved.inode.parent, &moved.inode.name);
+            if let Some(i) = self.by_name.find_mut(h, |&i| i as usize == last) {
+                *i = idx as u32;
+            }
+        }
+        self.slots.swap_remove(idx).inode
+    }
+
     pub fn get(&self, ino: u64) -> Option<&Inode> {
-        self.by_ino.get(&ino)
+        self.slot_of(ino).map(|i| &self.slots[i].inode)
     }
 
     pub fn get_mut(&mut self, ino: u64) -> Option<&mut Inode> {
-        self.by_ino.get_mut(&ino)
+        self.slot_of(ino).map(|i| &mut self.slots[i].inode)
     }
 
     pub fn lookup(&self, parent: u64, name: &str) -> Option<u64> {
-        self.by_name.get(&(parent, name.to_string())).copied()
+        self.slot_named(parent, name).map(|i| self.slots[i].ino)
     }
 
     /// The number `name` has or would get: for plain readdir entries.
@@ -190,27 +311,27 @@ impl InodeTable {
     pub fn insert_with(&mut self, parent: u64, name: &str, node: impl FnOnce(u64) -> Node) -> u64 {
         self.unlink(parent, name);
         let mut ino = hash_ino(parent, name);
-        while self.by_ino.contains_key(&ino) {
+        while self.slot_of(ino).is_some() {
             ino = ino.wrapping_add(1).max(ROOT_INO + 1);
         }
         let node = node(ino);
         if let Node::Scratch(s) = &node {
             self.scratch_bytes += s.data.len() as u64;
         }
-        self.by_ino.insert(
+        let idx = self.push(
             ino,
             Inode {
                 parent,
-                name: name.to_string(),
+                name: name.into(),
                 node,
                 nlookup: 0,
                 open: 0,
                 linked: true,
             },
         );
-        self.by_name.insert((parent, name.to_string()), ino);
+        self.index_name(idx);
         self.reindex(ino);
-        if self.by_ino.len() > self.sweep_at {
+        if self.slots.len() > self.sweep_at {
             self.sweep();
         }
         ino
@@ -218,18 +339,19 @@ impl InodeTable {
 
     /// Removes the name (parent, name); returns the inode it named.
     pub fn unlink(&mut self, parent: u64, name: &str) -> Option<u64> {
-        let ino = self.by_name.remove(&(parent, name.to_string()))?;
+        let idx = self.slot_named(parent, name)?;
+        self.unindex_name(idx);
+        let ino = self.slots[idx].ino;
         if let Some(set) = self.memory_names.get_mut(&parent) {
             set.remove(name);
         }
-        if let Some(inode) = self.by_ino.get_mut(&ino) {
-            inode.linked = false;
-            if let Node::Scratch(s) = &inode.node {
-                if let Some(id) = &s.hides {
-                    let key = (parent, id.clone());
-                    if self.hidden.get(&key) == Some(&ino) {
-                        self.hidden.remove(&key);
-                    }
+        let inode = &mut self.slots[idx].inode;
+        inode.linked = false;
+        if let Node::Scratch(s) = &inode.node {
+            if let Some(id) = &s.hides {
+                let key = (parent, id.clone());
+                if self.hidden.get(&key) == Some(&ino) {
+                    self.hidden.remove(&key);
                 }
             }
         }
@@ -239,38 +361,45 @@ impl InodeTable {
 
     /// Moves inode `ino` to (parent, name), replacing what was there.
     pub fn rename(&mut self, ino: u64, parent: u64, name: &str) {
-        let Some(inode) = self.by_ino.get(&ino) else {
+        let Some(idx) = self.slot_of(ino) else {
             return;
         };
-        let (old_parent, old_name) = (inode.parent, inode.name.clone());
-        if self.by_name.get(&(old_parent, old_name.clone())) == Some(&ino) {
-            self.by_name.remove(&(old_parent, old_name.clone()));
+        let inode = &self.slots[idx].inode;
+        if inode.linked {
+            let (old_parent, old_name) = (inode.parent, inode.name.clone());
+            self.unindex_name(idx);
             if let Some(set) = self.memory_names.get_mut(&old_parent) {
-                set.remove(&old_name);
+                set.remove(&*old_name);
             }
         }
-        if self.lookup(parent, name) != Some(ino) {
-            self.unlink(parent, name);
-        }
-        if let Some(inode) = self.by_ino.get_mut(&ino) {
-            inode.parent = parent;
-            inode.name = name.to_string();
-            inode.linked = true;
-        }
-        self.by_name.insert((parent, name.to_string()), ino);
+        // Unlinking the target may evict it, which moves slots.
+        self.unlink(parent, name);
+        let Some(idx) = self.slot_of(ino) else {
+            return;
+        };
+        let inode = &mut self.slots[idx].inode;
+        inode.parent = parent;
+        inode.name = name.into();
+        inode.linked = true;
+        self.index_name(idx);
         self.reindex(ino);
     }
 
     /// Keeps the memory-only index in step after `ino` changed kind.
     pub fn reindex(&mut self, ino: u64) {
-        let Some(inode) = self.by_ino.get(&ino) else {
+        let Some(idx) = self.slot_of(ino) else {
             return;
         };
-        let set = self.memory_names.entry(inode.parent).or_default();
-        if inode.linked && inode.memory_only() {
-            set.insert(inode.name.clone());
-        } else {
-            set.remove(&inode.name);
+        let inode = &self.slots[idx].inode;
+        let (parent, keep) = (inode.parent, inode.linked && inode.memory_only());
+        if keep {
+            let name = inode.name.to_string();
+            self.memory_names.entry(parent).or_default().insert(name);
+        } else if let Some(set) = self.memory_names.get_mut(&parent) {
+            set.remove(&*inode.name);
+            if set.is_empty() {
+                self.memory_names.remove(&parent);
+            }
         }
     }
 
@@ -285,16 +414,20 @@ impl InodeTable {
         if ino == ROOT_INO {
             return;
         }
-        if let Some(inode) = self.by_ino.get_mut(&ino) {
+        if let Some(inode) = self.get_mut(ino) {
             inode.nlookup = inode.nlookup.saturating_sub(n);
         }
         self.maybe_evict(ino);
+        if self.slots.len() < self.sweep_at / 8 {
+            self.shrink();
+        }
     }
 
     pub fn maybe_evict(&mut self, ino: u64) {
-        let Some(inode) = self.by_ino.get_mut(&ino) else {
+        let Some(idx) = self.slot_of(ino) else {
             return;
         };
+        let inode = &mut self.slots[idx].inode;
         // An unlinked scratch file nobody has open can never be read again.
         if !inode.linked && inode.open == 0 {
             if let Node::Scratch(s) = &mut inode.node {
@@ -305,36 +438,50 @@ impl InodeTable {
         if !inode.evictable() {
             return;
         }
-        if let Some(inode) = self.by_ino.remove(&ino) {
-            if inode.linked && self.by_name.get(&(inode.parent, inode.name.clone())) == Some(&ino) {
-                self.by_name.remove(&(inode.parent, inode.name));
-            }
-            if let Node::Scratch(s) = inode.node {
-                self.scratch_bytes = self.scratch_bytes.saturating_sub(s.data.len() as u64);
-            }
+        let inode = self.remove_slot(idx);
+        if let Node::Scratch(s) = inode.node {
+            self.scratch_bytes = self.scratch_bytes.saturating_sub(s.data.len() as u64);
         }
     }
 
-    /// Drops entries nobody references (readdirplus entries never delivered).
+    /// Drops entries nobody references (readdirplus entries never
+    /// delivered), and gives back the memory of a table that shrank.
     fn sweep(&mut self) {
         let dead: Vec<u64> = self
-            .by_ino
+            .slots
             .iter()
-            .filter(|(_, i)| i.evictable())
-            .map(|(ino, _)| *ino)
+            .filter(|s| s.inode.evictable())
+            .map(|s| s.ino)
             .collect();
         for ino in dead {
             self.maybe_evict(ino);
         }
-        self.sweep_at = (self.by_ino.len() * 2).max(1 << 16);
+        self.sweep_at = (self.slots.len() * 2).max(1 << 16);
+        self.shrink();
+    }
+
+    /// After most inodes went (the kernel forgot them), the slab and the
+    /// indexes give their memory back.
+    fn shrink(&mut self) {
+        let len = self.slots.len();
+        if self.slots.capacity() > 4 * len + 1024 {
+            self.slots.shrink_to(2 * len);
+            let slots = &self.slots;
+            self.by_ino
+                .shrink_to(2 * len, |&i| ino_hash(slots[i as usize].ino));
+            self.by_name.shrink_to(2 * len, |&i| {
+                let inode = &slots[i as usize].inode;
+                name_hash(inode.parent, &inode.name)
+            });
+        }
     }
 
     /// Inodes under `parent` (for invalidation after repair).
     pub fn children(&self, parent: u64) -> Vec<(u64, String)> {
-        self.by_ino
+        self.slots
             .iter()
-            .filter(|(_, i)| i.parent == parent && i.linked)
-            .map(|(ino, i)| (*ino, i.name.clone()))
+            .filter(|s| s.inode.parent == parent && s.inode.linked && s.ino != ROOT_INO)
+            .map(|s| (s.ino, s.inode.name.to_string()))
             .collect()
     }
 
@@ -367,7 +514,7 @@ impl InodeTable {
 
     /// Scratch inode `carrier` now hides document `id` of namespace `ns`.
     pub fn hide(&mut self, ns: u64, id: DocId, carrier: u64) {
-        if let Some(Node::Scratch(s)) = self.by_ino.get_mut(&carrier).map(|i| &mut i.node) {
+        if let Some(Node::Scratch(s)) = self.get_mut(carrier).map(|i| &mut i.node) {
             s.hides = Some(id.clone());
         }
         self.hidden.insert((ns, id), carrier);
@@ -376,7 +523,7 @@ impl InodeTable {
     /// Document `id` was rewritten or deleted: nothing hides it any more.
     pub fn unhide(&mut self, ns: u64, id: &DocId) {
         if let Some(carrier) = self.hidden.remove(&(ns, id.clone())) {
-            if let Some(Node::Scratch(s)) = self.by_ino.get_mut(&carrier).map(|i| &mut i.node) {
+            if let Some(Node::Scratch(s)) = self.get_mut(carrier).map(|i| &mut i.node) {
                 if s.hides.as_ref() == Some(id) {
                     s.hides = None;
                 }
@@ -385,7 +532,49 @@ impl InodeTable {
     }
 
     pub fn len(&self) -> usize {
-        self.by_ino.len()
+        self.slots.len()
+    }
+
+    /// Bytes this table holds for its inodes: the live part of the slab,
+    /// the index buckets, and the heap blocks of names that do not fit
+    /// inline, of ids and prefixes (as the allocator rounds them) and of
+    /// scratch data. What `.stats` reports as `inode_table_bytes`.
+    pub fn memory_bytes(&self) -> usize {
+        fn block(len: usize) -> usize {
+            match len {
+                0 => 0,
+                // glibc: 8 bytes of header, 16-byte granules, 32 at least.
+                n => (n + 8).next_multiple_of(16).max(32),
+            }
+        }
+        let index_bucket = std::mem::size_of::<u32>() + 1;
+        let buckets = |t: &HashTable<u32>| (t.capacity() * 8 / 7).next_power_of_two();
+        let heap: usize = self
+            .slots
+            .iter()
+            .map(|s| {
+                let name = if s.inode.name.is_heap_allocated() {
+                    block(s.inode.name.len())
+                } else {
+                    0
+                };
+                name + match &s.inode.node {
+                    Node::Doc(d) => block(d.id.as_str().len()),
+                    Node::Dir(d) => block(d.prefix.len()),
+                    Node::Scratch(sc) => block(sc.data.capacity()),
+                    _ => 0,
+                }
+            })
+            .sum();
+        self.slots.len() * std::mem::size_of::<Slot>()
+            + (buckets(&self.by_ino) + buckets(&self.by_name)) * index_bucket
+            + heap
+    }
+
+    /// Inodes held, and how many of them the kernel holds (`nlookup > 0`).
+    pub fn counts(&self) -> (usize, usize) {
+        let kernel = self.slots.iter().filter(|s| s.inode.nlookup > 0).count();
+        (self.slots.len(), kernel)
     }
 
     /// An entry of directory `dir` was created or removed now.

@@ -1,0 +1,337 @@
+//! Memory bounds of the engine (issue 8): the memtable's byte bound holds
+//! even when flushes are slower than the writers, and it is counted by the
+//! engine (`memtable_peak_bytes`, `throttled_writes` in `stats`).
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use reef::engine::{Engine, EngineOptions};
+use reef::store::{MemoryStore, ObjectMeta, ObjectStore, StoreResult};
+use reef::types::{DocId, Document, WriteBatch};
+use tokio::sync::Semaphore;
+
+/// A memory store whose segment uploads wait until the test opens the gate,
+/// so a flush is as slow as the test wants while WAL writes go on.
+#[derive(Debug)]
+struct GatedSegments {
+    inner: MemoryStore,
+    gate: Semaphore,
+    waiting: AtomicUsize,
+}
+
+#[async_trait]
+impl ObjectStore for GatedSegments {
+    async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        if key.contains("/segments/") {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            let permit = self.gate.acquire().await.expect("gate open");
+            drop(permit);
+        }
+        self.inner.put(key, data).await
+    }
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        self.inner.put_if_absent(key, data).await
+    }
+    async fn get(&self, key: &str) -> StoreResult<Bytes> {
+        self.inner.get(key).await
+    }
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
+        self.inner.get_range(key, range).await
+    }
+    async fn list(&self, prefix: &str, offset: Option<&str>) -> StoreResult<Vec<ObjectMeta>> {
+        self.inner.list(prefix, offset).await
+    }
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.inner.delete(key).await
+    }
+    fn describe(&self) -> String {
+        "gated memory store".into()
+    }
+}
+
+fn stat(engine: &Engine, key: &str) -> u64 {
+    engine.stats()[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("stats has {key}"))
+}
+
+async fn poll_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memtable_stays_within_its_byte_bound_while_a_flush_is_stuck() {
+    const THRESHOLD: usize = 64 << 10;
+    const WRITERS: usize = 8;
+    const BATCH_DOCS: usize = 4;
+    let store = Arc::new(GatedSegments {
+        inner: MemoryStore::new(),
+        gate: Semaphore::new(0),
+        waiting: AtomicUsize::new(0),
+    });
+    let engine = Engine::open(
+        store.clone() as Arc<dyn ObjectStore>,
+        "bounded",
+        EngineOptions {
+            auto_flush_bytes: Some(THRESHOLD),
+            auto_flush_wal_objects: None,
+            auto_compact_segments: None,
+            ..EngineOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let body = "x".repeat(400);
+    // Writes of 20 times the threshold: without the bound they would all
+    // land in the memtable while the first flush waits at the gate.
+    let per_writer = 20 * THRESHOLD / WRITERS / (BATCH_DOCS * 450);
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (engine, body) = (engine.clone(), body.clone());
+            tokio::spawn(async move {
+                for b in 0..per_writer {
+                    let mut batch = WriteBatch::new();
+                    for d in 0..BATCH_DOCS {
+                        let id = format!("w{w}/b{b:05}/d{d}");
+                        batch = batch.upsert(Document::new(id).with("body", body.as_str()));
+                    }
+                    engine.write(batch).await.expect("write");
+                }
+            })
+        })
+        .collect();
+
+    poll_until("a flush to reach the gate", || {
+        store.waiting.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    poll_until("a writer to wait for room", || {
+        stat(&engine, "throttled_writes") > 0 || writers.iter().all(|w| w.is_finished())
+    })
+    .await;
+    assert!(
+        !writers.iter().all(|w| w.is_finished()),
+        "every write was acknowledged while the flush was stuck: the memtable holds {} bytes",
+        stat(&engine, "memtable_bytes")
+    );
+    // The slack: batches that passed the check together, one each.
+    let slack = (WRITERS * BATCH_DOCS * 600) as u64;
+    let bound = 2 * THRESHOLD as u64 + slack;
+    assert!(stat(&engine, "memtable_bytes") <= bound);
+
+    store.gate.add_permits(1 << 20);
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let peak = stat(&engine, "memtable_peak_bytes");
+    assert!(peak <= bound, "memtable peak {peak} bytes > bound {bound}");
+    assert!(peak >= THRESHOLD as u64, "the bound was never reached: {peak}");
+    // Nothing was lost by waiting.
+    for w in 0..WRITERS {
+        for b in [0, per_writer - 1] {
+            let id = DocId::new(format!("w{w}/b{b:05}/d0"));
+            assert!(engine.get(&id).await.unwrap().is_some(), "{id} missing");
+        }
+    }
+    assert_eq!(
+        engine.scan_all().await.unwrap().len(),
+        WRITERS * per_writer * BATCH_DOCS
+    );
+}
+
+/// A memory store that records the largest response of any read.
+#[derive(Debug)]
+struct ReadRecorder {
+    inner: MemoryStore,
+    largest: AtomicUsize,
+    total: AtomicUsize,
+}
+
+impl ReadRecorder {
+    fn saw(&self, data: &Bytes) {
+        self.largest.fetch_max(data.len(), Ordering::SeqCst);
+        self.total.fetch_add(data.len(), Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl ObjectStore for ReadRecorder {
+    async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        self.inner.put(key, data).await
+    }
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        self.inner.put_if_absent(key, data).await
+    }
+    async fn get(&self, key: &str) -> StoreResult<Bytes> {
+        let data = self.inner.get(key).await?;
+        self.saw(&data);
+        Ok(data)
+    }
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
+        let data = self.inner.get_range(key, range).await?;
+        self.saw(&data);
+        Ok(data)
+    }
+    async fn list(&self, prefix: &str, offset: Option<&str>) -> StoreResult<Vec<ObjectMeta>> {
+        self.inner.list(prefix, offset).await
+    }
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.inner.delete(key).await
+    }
+    fn describe(&self) -> String {
+        "recording memory store".into()
+    }
+}
+
+#[tokio::test]
+async fn verify_reads_a_namespace_larger_than_its_memory_bound_in_bounded_chunks() {
+    // verify reads at most 1 MiB of blocks at once (or one block).
+    const READ_BOUND: usize = (1 << 20) + (64 << 10);
+    let store = Arc::new(ReadRecorder {
+        inner: MemoryStore::new(),
+        largest: AtomicUsize::new(0),
+        total: AtomicUsize::new(0),
+    });
+    let dyn_store = store.clone() as Arc<dyn ObjectStore>;
+    let engine = Engine::open(
+        dyn_store.clone(),
+        "big",
+        EngineOptions {
+            auto_flush_bytes: None,
+            auto_compact_segments: None,
+            compaction_segment_bytes: 64 << 20,
+            ..EngineOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let body = "y".repeat(1000);
+    let docs = 8_000;
+    for chunk in 0..docs / 100 {
+        let mut batch = WriteBatch::new();
+        for d in 0..100 {
+            let id = format!("doc-{:06}", chunk * 100 + d);
+            batch = batch.upsert(Document::new(id).with("body", body.as_str()));
+        }
+        engine.write(batch).await.unwrap();
+    }
+    engine.flush().await.unwrap();
+    engine.compact().await.unwrap();
+    let m = engine.manifest_snapshot().await.unwrap();
+    let segment_bytes: u64 = m.segments.iter().map(|s| s.size).sum();
+    assert!(
+        m.segments.iter().any(|s| s.size as usize > 4 * READ_BOUND),
+        "the test needs a segment larger than the read bound: {:?}",
+        m.segments.iter().map(|s| s.size).collect::<Vec<_>>()
+    );
+    drop(engine);
+
+    store.largest.store(0, Ordering::SeqCst);
+    store.total.store(0, Ordering::SeqCst);
+    let report = reef::admin::verify(dyn_store.clone(), "big").await.unwrap();
+    assert!(report.healthy, "{:?}", report.issues);
+    assert_eq!(report.live_documents_in_segments, docs as u64);
+    let largest = store.largest.load(Ordering::SeqCst);
+    assert!(largest <= READ_BOUND, "verify read {largest} bytes at once");
+    // It still read every byte of every segment.
+    assert!(store.total.load(Ordering::SeqCst) as u64 >= segment_bytes);
+
+    // And a damaged block in the middle is still found.
+    let seg = &m.segments[0];
+    let key = format!("big/segments/{}", seg.id);
+    let mut data = store.inner.get(&key).await.unwrap().to_vec();
+    let middle = data.len() / 2;
+    data[middle] ^= 0x55;
+    store.inner.put(&key, Bytes::from(data)).await.unwrap();
+    let report = reef::admin::verify(dyn_store, "big").await.unwrap();
+    assert!(!report.healthy);
+    assert!(
+        report
+            .issues
+            .iter()
+            .any(|i| i.object == key && i.problem.contains("corrupt segment")),
+        "{:?}",
+        report.issues
+    );
+}
+
+/// `.stats` of namespace `ns` read through the core, as JSON.
+async fn core_stats(core: &reef::fs::FsCore, ns: u64) -> serde_json::Value {
+    let attr = core.lookup(ns, ".stats").await.expect(".stats");
+    let info = core
+        .open(attr.ino, reef::fs::OpenMode::read_only())
+        .await
+        .expect("open .stats");
+    let mut out = Vec::new();
+    loop {
+        let chunk = core.read(info.fh, out.len() as u64, 1 << 16).await.unwrap();
+        if chunk.is_empty() {
+            break;
+        }
+        out.extend(chunk);
+    }
+    core.release(info.fh).await.unwrap();
+    core.forget(attr.ino, 1);
+    serde_json::from_slice(&out).expect(".stats is JSON")
+}
+
+#[tokio::test]
+async fn an_inode_the_kernel_holds_costs_about_200_bytes_and_forgetting_frees_it() {
+    use reef::fs::{CoreConfig, FsCore, OpenMode, ROOT_INO};
+    const FILES: usize = 20_000;
+    let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let core = FsCore::new(store, CoreConfig::default());
+    let ns = core.mkdir(ROOT_INO, "ns").await.unwrap().ino;
+    let create = OpenMode {
+        write: true,
+        truncate: true,
+        ..OpenMode::default()
+    };
+    // Like `cp` of many files: each is created, written and closed, and
+    // the kernel keeps its inode (no forget).
+    let mut inos = Vec::with_capacity(FILES);
+    for k in 0..FILES {
+        let (attr, info) = core
+            .create(ns, &format!("d{k:06}.json"), create)
+            .await
+            .unwrap();
+        core.write(info.fh, 0, format!("{{\"n\": {k}}}").as_bytes())
+            .await
+            .unwrap();
+        core.flush(info.fh).await.unwrap();
+        core.release(info.fh).await.unwrap();
+        inos.push(attr.ino);
+    }
+    let stats = core_stats(&core, ns).await;
+    let kernel = stats["kernel_inodes"].as_u64().unwrap();
+    let bytes = stats["inode_table_bytes"].as_u64().unwrap();
+    assert!(kernel >= FILES as u64, "{stats}");
+    let per_inode = bytes / kernel;
+    println!("inode table: {bytes} bytes for {kernel} kernel-held inodes = {per_inode} bytes each");
+    assert!(
+        per_inode <= 256,
+        "the inode table holds {bytes} bytes for {kernel} inodes: {per_inode} bytes each"
+    );
+
+    // The kernel forgets them (memory pressure, drop_caches): the table
+    // gives the memory back.
+    for ino in inos {
+        core.forget(ino, 1);
+    }
+    let stats = core_stats(&core, ns).await;
+    let left = stats["inode_table_bytes"].as_u64().unwrap();
+    assert!(stats["inodes"].as_u64().unwrap() < 100, "{stats}");
+    assert!(
+        left < bytes / 20,
+        "after every forget the table still holds {left} of {bytes} bytes"
+    );
+}
