@@ -68,6 +68,19 @@ def work(w):
             if sync:
                 os.fsync(fd)
             os.close(fd)
+        elif phase == "floor":
+            # What one reef commit asks of the local store: a create-if-absent
+            # put = temp file written and fsync'd, linked, directory fsync'd.
+            tmp = f"{d}/.tmp-{k}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.write(fd, (BODY % (k, k)).encode())
+            os.fsync(fd)
+            os.close(fd)
+            os.link(tmp, f)
+            os.unlink(tmp)
+            dfd = os.open(d, os.O_RDONLY)
+            os.fsync(dfd)
+            os.close(dfd)
         elif phase == "md-stat":
             os.stat(f)
         elif phase == "md-read":
@@ -134,6 +147,24 @@ shell_row "find" "find {}/one"
 shell_row "grep -r" "grep -r -c 'document 4242' {}/one"
 shell_row "stat every file" "cd {}/one && xargs -a '$work/names' stat"
 echo "(x native, x bindfs: reef's speed against theirs, that time / reef's time; higher is better)"
+# The floor of a FUSE request here: a warm open+close of one cached file
+# is two round trips (open, release) and no store work.
+for t in "${targets[@]}"; do
+    secs[$t]=$(python3 - "${dir[$t]}/one/d0000000.json" <<'PY'
+import os, sys, time
+t0 = time.perf_counter()
+for _ in range(20000):
+    os.close(os.open(sys.argv[1], os.O_RDONLY))
+print((time.perf_counter() - t0) / 20000 * 1e6)
+PY
+)
+done
+printf 'warm open+close of one file: reef %.1f us, native %.1f us, bindfs %.1f us\n' "${secs[reef]}" "${secs[native]}" "${secs[bindfs]}"
+# The floor of a 1-writer create: one durable store put per close.
+mkdir "$work/native/floor"
+floor=$(python3 "$ops" floor "$work/native/floor" "$files" 1 1)
+printf 'floor: %d durable local-store puts (temp+fsync, link, dir fsync), 1 writer: %.3f s, %.2f ms each\n' \
+    "$files" "$floor" "$(echo "$floor * 1000 / $files" | bc -l)"
 echo
 echo "mdtest-style, 16 workers, a directory each, $files files in all (files/s):"
 printf '%-34s %9s %9s %9s %9s %9s\n' "phase" reef native bindfs "x native" "x bindfs"

@@ -29,6 +29,11 @@ pub(crate) enum FileState {
     /// once, so `touch` is durable when it returns; `created_here` then
     /// records that this handle made it, and a later refused commit through
     /// the same handle removes it again.
+    ///
+    /// `from_empty`: the handle created the file or truncated it at open
+    /// (the kernel then dropped its pages), so whatever the kernel caches
+    /// of it came through this handle's writes, unless another handle
+    /// touched it since (see `FsCore::kernel_holds`).
     Doc {
         buf: Vec<u8>,
         loaded: bool,
@@ -36,6 +41,7 @@ pub(crate) enum FileState {
         written: bool,
         created_here: bool,
         too_large: bool,
+        from_empty: bool,
     },
     /// Scratch I/O goes straight to the inode's in-memory data.
     Scratch,
