@@ -10,15 +10,18 @@
 #   16 workers create (+fsync on native/bindfs), stat, read and remove
 #   FILES files in a directory each, as files/s per phase.
 # Usage: scripts/bench-fs.sh [--100k] [FILES]     (default 4000 files)
+#   --100k: 100,000 files, written by 16 writers only (one writer would take
+#   most of an hour at fsync speed); the mdtest phase keeps 4,000 files.
 #   (REEF_BIN=path/to/reef: that binary instead of this tree's release build)
 # Installs bindfs with apt when it is missing. Work data lives under
 # ${TMPDIR:-/tmp} and is deleted at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 files=4000
+big=0
 for arg in "$@"; do
     case "$arg" in
-    --100k) files=100000 ;;
+    --100k) files=100000; big=1 ;;
     [0-9]*) files="$arg" ;;
     *) echo "usage: $0 [--100k] [FILES]" >&2; exit 2 ;;
     esac
@@ -131,7 +134,9 @@ for t in "${targets[@]}"; do mkdir "${dir[$t]}/one" "${dir[$t]}/many"; done
 # well concurrent closes group-commit.
 wal_stats() { python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); e=s.get("engine", s); print(e["wal_objects_written"], e["docs_written"])' "${dir[reef]}/.stats"; }
 grouping=""
-for w in 1 16; do
+writer_counts=(1 16)
+[ "$big" = 0 ] || writer_counts=(16)
+for w in "${writer_counts[@]}"; do
     read -r w0 d0 < <(wal_stats)
     sub=one; [ "$w" = 1 ] || sub=many
     py_row "create+write+close, $w writer(s)" create "$sub" "$w"
@@ -139,18 +144,21 @@ for w in 1 16; do
     grouping+="$(printf '  %2d writer(s): %d documents in %d WAL objects, %.2f per object\n' "$w" $((d1 - d0)) $((w1 - w0)) "$(echo "($d1 - $d0) / ($w1 - $w0)" | bc -l)")"$'\n'
 done
 # The list of names, made once, so `cat` and `stat` do not read directories.
-(cd "${dir[native]}/one" && ls -f | grep '\.json$' | sort) >"$work/names"
-shell_row "cat every file, right after write" "cd {}/one && xargs -a '$work/names' cat"
-shell_row "cat every file, warm" "cd {}/one && xargs -a '$work/names' cat"
-shell_row "ls -l" "ls -l {}/one"
-shell_row "find" "find {}/one"
-shell_row "grep -r" "grep -r -c 'document 4242' {}/one"
-shell_row "stat every file" "cd {}/one && xargs -a '$work/names' stat"
+# The read-side rows use the files the first create row wrote.
+read_dir=one
+[ "$big" = 0 ] || read_dir=many
+(cd "${dir[native]}/$read_dir" && ls -f | grep '\.json$' | sort) >"$work/names"
+shell_row "cat every file, right after write" "cd {}/$read_dir && xargs -a '$work/names' cat"
+shell_row "cat every file, warm" "cd {}/$read_dir && xargs -a '$work/names' cat"
+shell_row "ls -l" "ls -l {}/$read_dir"
+shell_row "find" "find {}/$read_dir"
+shell_row "grep -r" "grep -r -c 'document 4242' {}/$read_dir"
+shell_row "stat every file" "cd {}/$read_dir && xargs -a '$work/names' stat"
 echo "(x native, x bindfs: reef's speed against theirs, that time / reef's time; higher is better)"
 # The floor of a FUSE request here: a warm open+close of one cached file
 # is two round trips (open, release) and no store work.
 for t in "${targets[@]}"; do
-    secs[$t]=$(python3 - "${dir[$t]}/one/d0000000.json" <<'PY'
+    secs[$t]=$(python3 - "${dir[$t]}/$read_dir/d0000000.json" <<'PY'
 import os, sys, time
 t0 = time.perf_counter()
 for _ in range(20000):
@@ -161,21 +169,23 @@ PY
 done
 printf 'warm open+close of one file: reef %.1f us, native %.1f us, bindfs %.1f us\n' "${secs[reef]}" "${secs[native]}" "${secs[bindfs]}"
 # The floor of a 1-writer create: one durable store put per close.
+md_files=$files
+[ "$big" = 0 ] || md_files=4000
 mkdir "$work/native/floor"
-floor=$(python3 "$ops" floor "$work/native/floor" "$files" 1 1)
+floor=$(python3 "$ops" floor "$work/native/floor" "$md_files" 1 1)
 printf 'floor: %d durable local-store puts (temp+fsync, link, dir fsync), 1 writer: %.3f s, %.2f ms each\n' \
-    "$files" "$floor" "$(echo "$floor * 1000 / $files" | bc -l)"
+    "$md_files" "$floor" "$(echo "$floor * 1000 / $md_files" | bc -l)"
 echo
-echo "mdtest-style, 16 workers, a directory each, $files files in all (files/s):"
+echo "mdtest-style, 16 workers, a directory each, $md_files files in all (files/s):"
 printf '%-34s %9s %9s %9s %9s %9s\n' "phase" reef native bindfs "x native" "x bindfs"
 for t in "${targets[@]}"; do mkdir "${dir[$t]}/md"; python3 "$ops" md-mkdirs "${dir[$t]}/md" 0 16 0; done
 for phase in create stat read remove; do
     for t in "${targets[@]}"; do
-        secs[$t]=$(python3 "$ops" "md-$phase" "${dir[$t]}/md" "$files" 16 "$(sync_of "$t")")
+        secs[$t]=$(python3 "$ops" "md-$phase" "${dir[$t]}/md" "$md_files" 16 "$(sync_of "$t")")
     done
     printf '%-34s %9.0f %9.0f %9.0f %9.2f %9.2f\n' "$phase" \
-        "$(echo "$files / ${secs[reef]}" | bc -l)" "$(echo "$files / ${secs[native]}" | bc -l)" \
-        "$(echo "$files / ${secs[bindfs]}" | bc -l)" \
+        "$(echo "$md_files / ${secs[reef]}" | bc -l)" "$(echo "$md_files / ${secs[native]}" | bc -l)" \
+        "$(echo "$md_files / ${secs[bindfs]}" | bc -l)" \
         "$(echo "${secs[native]} / ${secs[reef]}" | bc -l)" "$(echo "${secs[bindfs]} / ${secs[reef]}" | bc -l)"
 done
 echo
