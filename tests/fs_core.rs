@@ -951,9 +951,19 @@ async fn unchanged_documents_keep_the_kernel_page_cache() {
     };
     assert!(!open_ro(core.clone()).await, "first open fills the cache");
     assert!(open_ro(core.clone()).await, "unchanged: keep it");
+    // Rewritten through a truncating open with nothing else open: the
+    // kernel holds exactly the bytes written, which are now stored.
     write_file(&core, ns, "x.json", br#"{"v":2}"#).await.unwrap();
-    assert!(!open_ro(core.clone()).await, "rewritten: drop it");
+    assert!(open_ro(core.clone()).await, "rewritten from empty: keep it");
+    // Edited in place: the kernel's pages mix old and new bytes.
+    let info = core.open(ino, OpenMode::write_only()).await.unwrap();
+    core.write(info.fh, 5, b"3").await.unwrap();
+    core.flush(info.fh).await.unwrap();
+    core.release(info.fh).await.unwrap();
+    assert!(!open_ro(core.clone()).await, "edited in place: drop it");
     assert!(open_ro(core.clone()).await);
+    assert_eq!(read_str(&core, ns, "x.json").await, r#"{"v":3}"#);
+    write_file(&core, ns, "x.json", br#"{"v":2}"#).await.unwrap();
     // A writer may leave rejected bytes in the page cache: drop it after.
     assert_eq!(
         errno(write_file(&core, ns, "x.json", b"{bad").await),

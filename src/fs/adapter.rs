@@ -1,13 +1,25 @@
-//! The fuser `Filesystem`: a thin layer that hands every request to the
-//! tokio runtime, so no FUSE thread waits on the object store, and turns
-//! `FsCore` results into replies. Unsupported operations fail here, early
-//! and explicitly (symlink, hard link, device nodes, xattrs).
+//! The fuser `Filesystem`: a thin layer that turns requests into `FsCore`
+//! calls and their results into replies. Unsupported operations fail here,
+//! early and explicitly (symlink, hard link, device nodes, xattrs).
+//!
+//! Dispatch (`Adapter::run`): each request's future is polled once on the
+//! FUSE thread that read it, inside the runtime's context. What memory can
+//! answer (a cached lookup or getattr, open and release of a known
+//! document, a read of content the engine holds, a cached listing page)
+//! completes in that poll and is answered without waking any other thread:
+//! a hop to a tokio worker and back costs more than the work itself. A
+//! future that has to wait (object-store I/O, a contended handle or
+//! commit) returns `Pending` and is handed, as it is, to the runtime, so a
+//! FUSE thread never waits on the object store. Handing it over is safe:
+//! the runtime polls a spawned task at once, so a wake-up lost to the
+//! first poll's no-op waker is never needed.
 
 use std::ffi::OsStr;
 use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 use fuser::{
@@ -61,15 +73,27 @@ impl Adapter {
         }
     }
 
-    /// Runs a request on the runtime; with metrics on, times it from here
-    /// until its future (which sends the reply) is done.
+    /// Runs a request: on this thread if it completes without waiting,
+    /// else on the runtime (see the module docs). With metrics on, times it
+    /// from here until its future (which sends the reply) is done.
     fn run<F>(&self, op: FuseOp, fut: impl FnOnce(Arc<FsCore>) -> F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
         let guard = self.inflight.enter();
         let timer = self.metrics.clone().map(|m| (m, Instant::now()));
-        let fut = fut(self.core.clone());
+        let mut fut = Box::pin(fut(self.core.clone()));
+        let first = {
+            let _runtime = self.rt.enter();
+            fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+        };
+        if let Poll::Ready(()) = first {
+            if let Some((metrics, started)) = timer {
+                metrics.observe(op, started);
+            }
+            drop(guard);
+            return;
+        }
         self.rt.spawn(async move {
             fut.await;
             if let Some((metrics, started)) = timer {

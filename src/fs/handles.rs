@@ -35,6 +35,11 @@ pub(crate) enum FileState {
     /// closes its first one before writing) must not see later writes,
     /// fsync and close succeed while nothing can be stored any more, so
     /// those fail with EIO.
+    ///
+    /// `from_empty`: the handle created the file or truncated it at open
+    /// (the kernel then dropped its pages), so whatever the kernel caches
+    /// of it came through this handle's writes, unless another handle
+    /// touched it since (see `FsCore::kernel_holds`).
     Doc {
         buf: Vec<u8>,
         loaded: bool,
@@ -43,6 +48,7 @@ pub(crate) enum FileState {
         created_here: bool,
         too_large: bool,
         abandoned: bool,
+        from_empty: bool,
     },
     /// Scratch I/O goes straight to the inode's in-memory data.
     Scratch,

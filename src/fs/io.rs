@@ -4,6 +4,18 @@
 //! `release` commit a dirty buffer as one engine write. Scratch handles act
 //! on the inode's in-memory bytes. Control handles see content generated at
 //! open and run their action on close.
+//!
+//! Page cache after a commit: a commit normally drops the kernel's pages
+//! and attributes of the file (and waits until it has). It keeps the pages
+//! when they can only hold what is now stored: the handle created the file
+//! or truncated it at open (the kernel dropped its pages then), no other
+//! handle is open, no read through another handle has put stored bytes
+//! into the cache since (`kernel_cache_seq` is still `None`: every read
+//! through a handle that cannot write, and every open for writing that
+//! does not truncate, sets it to [`PAGES_MIXED`]), and the stored bytes are
+//! exactly the handle's buffer. The pages are then recorded as holding the
+//! new sequence, so the next open keeps them, and only the attributes are
+//! dropped (the stored mtime replaces the kernel's), without waiting.
 
 use std::time::SystemTime;
 
@@ -16,6 +28,11 @@ use super::namespace::get_stored;
 use super::setattr::set_scratch_len;
 use crate::types::WriteBatch;
 
+/// `DocNode::kernel_cache_seq` when the kernel's pages of a document may
+/// hold bytes of no stored sequence (sequence 0 is never a document's: an
+/// engine's first WAL object is its fence).
+pub(crate) const PAGES_MIXED: Option<u64> = Some(0);
+
 impl FsCore {
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let handle = self.handles.get(fh).ok_or(FsError::BadHandle)?;
@@ -27,6 +44,15 @@ impl FsCore {
             return Err(FsError::BadHandle);
         }
         self.ensure_loaded(f).await?;
+        if !f.writable && matches!(f.state, FileState::Doc { .. }) {
+            // The kernel caches what this returns, beside what a writer of
+            // the same file may be writing: a commit must not keep both.
+            if let Some(Node::Doc(d)) = self.table.lock().get_mut(f.ino).map(|i| &mut i.node) {
+                if d.kernel_cache_seq.is_none() {
+                    d.kernel_cache_seq = PAGES_MIXED;
+                }
+            }
+        }
         let slice = |data: &[u8]| -> Vec<u8> {
             let start = (offset as usize).min(data.len());
             let end = start.saturating_add(size as usize).min(data.len());
@@ -85,6 +111,7 @@ impl FsCore {
                 dirty,
                 written,
                 too_large,
+                from_empty,
                 ..
             } => {
                 if end > self.doc_buffer_cap() {
@@ -103,6 +130,13 @@ impl FsCore {
                 let len = buf.len() as u64;
                 if let Some(Node::Doc(d)) = self.table.lock().get_mut(ino).map(|i| &mut i.node) {
                     d.dirty_size = Some(len);
+                    // The pages now hold uncommitted bytes: no open may keep
+                    // them as a stored sequence's.
+                    if !*from_empty {
+                        d.kernel_cache_seq = PAGES_MIXED;
+                    } else if d.kernel_cache_seq != PAGES_MIXED {
+                        d.kernel_cache_seq = None;
+                    }
                 }
             }
             FileState::Scratch => {
@@ -274,14 +308,16 @@ impl FsCore {
                 written,
                 created_here,
                 abandoned,
+                from_empty,
                 ..
             } if *dirty => {
                 let creating = self.is_uncommitted_doc(f.ino);
                 let was_written = *written;
+                let kernel_view = *from_empty;
                 *dirty = false;
                 *written = false;
                 let content = std::mem::take(buf);
-                let result = self.commit_doc(f.ino, &content).await;
+                let result = self.commit_doc(f.ino, &content, kernel_view).await;
                 *buf = content;
                 match &result {
                     Ok(()) => *created_here = creating && !was_written,
@@ -314,8 +350,14 @@ impl FsCore {
     /// Validates `content` as document inode `ino` and writes it, byte for
     /// byte, as one batch, with the time set while it was uncommitted (if
     /// any). On failure the stored document is untouched and one line is
-    /// logged naming the file and the reason.
-    pub(crate) async fn commit_doc(&self, ino: u64, content: &[u8]) -> FsResult<()> {
+    /// logged naming the file and the reason. `from_empty`: `content` is
+    /// what a handle that started empty wrote (see the module docs).
+    pub(crate) async fn commit_doc(
+        &self,
+        ino: u64,
+        content: &[u8],
+        from_empty: bool,
+    ) -> FsResult<()> {
         let (ns, id) = self.doc_of(ino)?;
         let (linked, name, mtime) = {
             let t = self.table.lock();
@@ -341,20 +383,34 @@ impl FsCore {
         };
         match attempt.await {
             Ok(stored) => {
-                {
+                let keep_pages = {
                     let mut t = self.table.lock();
+                    let alone = t.get(ino).is_some_and(|i| i.open <= 1);
+                    let mut keep = false;
                     if let Some(Node::Doc(d)) = t.get_mut(ino).map(|i| &mut i.node) {
+                        keep = from_empty
+                            && alone
+                            && d.kernel_cache_seq.is_none()
+                            && stored.as_ref().is_some_and(|s| s.json == content);
                         d.pending = false;
                         d.meta = stored.as_ref().map(DocMeta::of);
                         d.dirty_size = None;
-                        d.kernel_cache_seq = None;
+                        d.kernel_cache_seq = match &stored {
+                            Some(s) if keep => Some(s.seq),
+                            _ => None,
+                        };
                         d.mtime_set = None;
                     }
                     t.unhide(ns.ino, &id);
                     t.reindex(ino);
-                }
+                    keep
+                };
                 self.bump_epoch();
-                self.invalidate_inode(ino, true).await;
+                if keep_pages {
+                    self.invalidate_attrs(ino).await;
+                } else {
+                    self.invalidate_inode(ino, true).await;
+                }
                 Ok(())
             }
             Err(e) => {

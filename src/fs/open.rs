@@ -11,6 +11,7 @@ use super::core::{control_ino, ns_of, DirRef, FsCore};
 use super::error::{FsError, FsResult};
 use super::handles::{FileHandle, FileState, Handle};
 use super::inodes::{DocMeta, DocNode, Node, ScratchNode, ROOT_INO};
+use super::io::PAGES_MIXED;
 use super::names::NameKind;
 use super::namespace::get_stored;
 use super::setattr::set_scratch_len;
@@ -173,7 +174,9 @@ impl FsCore {
         };
         let mut keep_cache = false;
         if mode.write {
-            d.kernel_cache_seq = None;
+            // Truncating drops the kernel's pages; otherwise what it holds
+            // will match no stored sequence once written.
+            d.kernel_cache_seq = if truncate { None } else { PAGES_MIXED };
         } else if let Some(seq) = seq {
             keep_cache = d.kernel_cache_seq == Some(seq);
             d.kernel_cache_seq = Some(seq);
@@ -190,6 +193,7 @@ impl FsCore {
             created_here: false,
             too_large: false,
             abandoned: false,
+            from_empty: truncate,
         };
         Ok(self.new_file_handle(ino, mode, state, keep_cache, false))
     }
@@ -256,6 +260,7 @@ impl FsCore {
                     created_here: false,
                     too_large: false,
                     abandoned: false,
+                    from_empty: true,
                 },
             ),
             _ => (

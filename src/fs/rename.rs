@@ -13,6 +13,7 @@
 use super::core::{DirRef, FsCore};
 use super::error::{FsError, FsResult};
 use super::inodes::{DocMeta, DocNode, Node, ScratchNode, ROOT_INO};
+use super::io::PAGES_MIXED;
 use super::names::NameKind;
 use super::namespace::Namespace;
 use crate::types::{with_id, DocId, WriteBatch};
@@ -359,7 +360,8 @@ impl FsCore {
                         if let Node::Doc(d) = &mut inode.node {
                             d.id = b.clone();
                             d.meta = meta;
-                            d.kernel_cache_seq = None;
+                            // Its pages hold what it held under its old name.
+                            d.kernel_cache_seq = PAGES_MIXED;
                         } else {
                             inode.node = Node::Doc(DocNode {
                                 id: b.clone(),

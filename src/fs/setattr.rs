@@ -9,6 +9,7 @@ use super::core::FsCore;
 use super::error::{FsError, FsResult};
 use super::handles::{FileState, Handle};
 use super::inodes::{DocMeta, InodeTable, Node};
+use super::io::PAGES_MIXED;
 use crate::types::WriteBatch;
 
 impl FsCore {
@@ -151,7 +152,7 @@ impl FsCore {
                     if let Some(Node::Doc(d)) = self.table.lock().get_mut(ino).map(|i| &mut i.node)
                     {
                         d.dirty_size = Some(size as u64);
-                        d.kernel_cache_seq = None;
+                        d.kernel_cache_seq = PAGES_MIXED;
                     }
                     return Ok(());
                 }
@@ -166,7 +167,7 @@ impl FsCore {
             stored.ok_or(FsError::NotFound)?.json.to_vec()
         };
         content.resize(size, 0);
-        self.commit_doc(ino, &content).await
+        self.commit_doc(ino, &content, false).await
     }
 }
 

@@ -14,6 +14,7 @@ use super::attr::Attr;
 use super::core::FsCore;
 use super::error::{FsError, FsResult};
 use super::inodes::{DirNode, InodeTable, Node, ROOT_INO};
+use super::io::PAGES_MIXED;
 use super::names::decode_dir;
 use super::namespace::scan;
 use crate::types::{with_id, DocId, WriteBatch};
@@ -283,7 +284,7 @@ fn retarget(t: &mut InodeTable, dir: u64, old: &str, new: &str) {
         match t.get_mut(ino).map(|i| &mut i.node) {
             Some(Node::Doc(d)) => {
                 d.id = DocId::from(swap(d.id.as_str()));
-                d.kernel_cache_seq = None;
+                d.kernel_cache_seq = PAGES_MIXED;
                 d.meta = None;
             }
             Some(Node::Dir(_)) => retarget(t, ino, old, new),

@@ -1,0 +1,329 @@
+//! The mount's fast paths through /dev/fuse: concurrent closes share WAL
+//! objects (group commit), a committed write keeps the kernel's page cache
+//! only while it can hold nothing but what is stored, and no cached answer
+//! outlives a change made through another path, name or mount.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use reef::store::{LocalFsStore, MemoryStore, ObjectMeta, ObjectStore, StoreResult};
+
+#[path = "support/mounted.rs"]
+mod mounted;
+use mounted::{fuse_available, write_close, Mounted};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn local_store(dir: &Path) -> Arc<dyn ObjectStore> {
+    Arc::new(LocalFsStore::new(dir.to_path_buf()).expect("local store"))
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// A number from a namespace's `.stats`.
+fn stat(m: &Mounted, ns: &str, field: &str) -> u64 {
+    let text = read(&m.join(&format!("{ns}/.stats")));
+    let json: serde_json::Value = serde_json::from_str(&text).expect(".stats is JSON");
+    json[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{field} in .stats: {text}"))
+}
+
+/// Polls `f` until it returns true or the deadline passes.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let until = Instant::now() + DEADLINE;
+    while !f() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Holds WAL puts whose key contains `key_part` while armed, telling the
+/// test about each one, until permits are added.
+#[derive(Debug)]
+struct GatedStore {
+    inner: Arc<dyn ObjectStore>,
+    key_part: String,
+    armed: AtomicBool,
+    gate: Arc<tokio::sync::Semaphore>,
+    entered: Mutex<mpsc::Sender<String>>,
+}
+
+impl GatedStore {
+    async fn pass(&self, key: &str) {
+        if self.armed.load(Ordering::SeqCst) && key.contains(&self.key_part) {
+            let _ = self.entered.lock().unwrap().send(key.to_string());
+            if let Ok(permit) = self.gate.acquire().await {
+                permit.forget();
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for GatedStore {
+    async fn put(&self, key: &str, data: bytes::Bytes) -> StoreResult<()> {
+        self.pass(key).await;
+        self.inner.put(key, data).await
+    }
+    async fn put_if_absent(&self, key: &str, data: bytes::Bytes) -> StoreResult<()> {
+        self.pass(key).await;
+        self.inner.put_if_absent(key, data).await
+    }
+    async fn get(&self, key: &str) -> StoreResult<bytes::Bytes> {
+        self.inner.get(key).await
+    }
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> StoreResult<bytes::Bytes> {
+        self.inner.get_range(key, range).await
+    }
+    async fn list(&self, prefix: &str, offset: Option<&str>) -> StoreResult<Vec<ObjectMeta>> {
+        self.inner.list(prefix, offset).await
+    }
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.inner.delete(key).await
+    }
+    fn describe(&self) -> String {
+        "gated".into()
+    }
+}
+
+/// N files closed at once while a WAL put is in flight are committed in
+/// one WAL object, not N: the closes queue behind the put and the next
+/// commit takes them all.
+#[test]
+fn concurrent_closes_share_wal_objects() {
+    if !fuse_available() {
+        return;
+    }
+    let (entered_tx, entered) = mpsc::channel();
+    let gated = Arc::new(GatedStore {
+        inner: Arc::new(MemoryStore::new()),
+        key_part: "g/wal/".into(),
+        armed: false.into(),
+        gate: Arc::new(tokio::sync::Semaphore::new(0)),
+        entered: Mutex::new(entered_tx),
+    });
+    let store: Arc<dyn ObjectStore> = gated.clone();
+    let m = Mounted::new(store, "");
+    std::fs::create_dir(m.join("g")).unwrap();
+    write_close(&m.join("g/first.json"), "{}").unwrap();
+    let (wal0, calls0, docs0) = (
+        stat(&m, "g", "wal_objects_written"),
+        stat(&m, "g", "write_calls"),
+        stat(&m, "g", "docs_written"),
+    );
+    gated.armed.store(true, Ordering::SeqCst);
+
+    const N: usize = 8;
+    // Every writer opens and writes; writer 0 closes first and its commit
+    // sticks in the store; then the others close together.
+    let opened = Arc::new(Barrier::new(N + 1));
+    let (close_tx, close_rx) = (0..N)
+        .map(|_| mpsc::channel::<()>())
+        .unzip::<_, _, Vec<_>, Vec<_>>();
+    let writers: Vec<_> = close_rx
+        .into_iter()
+        .enumerate()
+        .map(|(k, go)| {
+            let path = m.join(&format!("g/d{k}.json"));
+            let opened = opened.clone();
+            std::thread::spawn(move || {
+                let mut f = std::fs::File::create(&path)?;
+                f.write_all(format!(r#"{{"k":{k}}}"#).as_bytes())?;
+                opened.wait();
+                go.recv().expect("told to close");
+                let fd = std::os::fd::IntoRawFd::into_raw_fd(f);
+                // SAFETY: fd was just released by `f` and is closed once.
+                if unsafe { libc::close(fd) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    opened.wait();
+    close_tx[0].send(()).unwrap();
+    let key = entered
+        .recv_timeout(DEADLINE)
+        .expect("the first commit reached the store");
+    assert!(key.contains("g/wal/"), "{key}");
+    for tx in &close_tx[1..] {
+        tx.send(()).unwrap();
+    }
+    // All N writes are queued in the engine (the first inside the store).
+    eventually("every close to reach the engine", || {
+        stat(&m, "g", "write_calls") == calls0 + N as u64
+    });
+    gated.gate.add_permits(1 << 20);
+    for w in writers {
+        w.join().expect("writer thread").expect("close succeeded");
+    }
+    let wal = stat(&m, "g", "wal_objects_written") - wal0;
+    // One for the stuck put, one for the seven queued behind it (a close
+    // counted but a moment from queueing when the gate opened may take a
+    // third); without group commit it would be N.
+    assert!((2..=3).contains(&wal), "{N} closes took {wal} WAL objects");
+    assert_eq!(stat(&m, "g", "docs_written") - docs0, N as u64);
+    for k in 0..N {
+        assert_eq!(
+            read(&m.join(&format!("g/d{k}.json"))),
+            format!(r#"{{"k":{k}}}"#)
+        );
+    }
+}
+
+/// `op` → request count, from the mount's `/metrics`.
+fn fuse_requests(addr: SocketAddr) -> BTreeMap<String, u64> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).expect("response");
+    let prefix = "reef_fuse_request_duration_seconds_count{op=\"";
+    raw.lines()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .filter_map(|l| {
+            let (op, rest) = l.split_once("\"} ")?;
+            Some((op.to_string(), rest.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+fn reads_since(addr: SocketAddr, before: &BTreeMap<String, u64>) -> u64 {
+    let now = fuse_requests(addr);
+    now.get("read").copied().unwrap_or(0) - before.get("read").copied().unwrap_or(0)
+}
+
+/// A document exactly two pages long, `fill` repeated in its body.
+fn two_pages(fill: char) -> String {
+    let head = r#"{"body":""#;
+    let tail = r#""}"#;
+    let body: String = std::iter::repeat_n(fill, 8192 - head.len() - tail.len()).collect();
+    format!("{head}{body}{tail}")
+}
+
+/// What `cat` right after writing costs: the pages the write left in the
+/// kernel's cache are still there (no READ reaches the daemon), until the
+/// file is changed through another handle.
+#[test]
+fn a_committed_write_keeps_the_page_cache_it_matches() {
+    if !fuse_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let m = Mounted::new(local_store(dir.path()), "metrics=127.0.0.1:0");
+    let addr = m.handle().metrics_addr().expect("metrics address");
+    std::fs::create_dir(m.join("p")).unwrap();
+    let a = m.join("p/a.json");
+    let v1 = two_pages('x');
+    write_close(&a, &v1).unwrap();
+    let before = fuse_requests(addr);
+    assert_eq!(read(&a), v1);
+    assert_eq!(reads_since(addr, &before), 0, "the written pages were dropped");
+
+    // Changed in place through a handle that did not truncate: the pages
+    // no longer match anything stored until the commit; then they go.
+    let f = std::fs::OpenOptions::new().write(true).open(&a).unwrap();
+    f.write_all_at(b"yy", 10).unwrap();
+    drop(f);
+    let mut v2 = v1.clone();
+    v2.replace_range(10..12, "yy");
+    let before = fuse_requests(addr);
+    assert_eq!(read(&a), v2);
+    assert!(reads_since(addr, &before) > 0, "kept pages of an in-place edit");
+    assert_eq!(read(&a), v2);
+}
+
+/// A reader that puts stored bytes into the cache while a writer rewrites
+/// the file: the writer's commit must drop them, not keep them.
+#[test]
+fn pages_read_during_a_rewrite_do_not_outlive_its_commit() {
+    if !fuse_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let m = Mounted::new(local_store(dir.path()), "");
+    std::fs::create_dir(m.join("r")).unwrap();
+    let a = m.join("r/a.json");
+    let old = r#"{"v":"old-old-old"}"#;
+    let new = r#"{"v":"new-new-new"}"#;
+    write_close(&a, old).unwrap();
+    let mut reader = std::fs::File::open(&a).unwrap();
+    let mut writer = std::fs::File::create(&a).unwrap();
+    writer.write_all(new.as_bytes()).unwrap();
+    // The reader's handle shows the document as of its first read (the
+    // stored one); the kernel caches what it got.
+    let mut seen = String::new();
+    reader.read_to_string(&mut seen).unwrap();
+    assert_eq!(seen, old);
+    drop(reader);
+    let fd = std::os::fd::IntoRawFd::into_raw_fd(writer);
+    // SAFETY: fd was just released by `writer` and is closed once.
+    assert_eq!(unsafe { libc::close(fd) }, 0);
+    assert_eq!(read(&a), new);
+}
+
+/// Rename, delete, recreate and rewrite through one path; every other
+/// path and a follower mount of the same store see each change.
+#[test]
+fn no_cached_answer_outlives_a_change() {
+    if !fuse_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = local_store(dir.path());
+    let m = Mounted::new(store.clone(), "");
+    std::fs::create_dir(m.join("c")).unwrap();
+    let (a, b) = (m.join("c/a.json"), m.join("c/b.json"));
+    write_close(&a, r#"{"v":1}"#).unwrap();
+    assert_eq!(read(&a), r#"{"v":1}"#);
+    // Same length, other bytes: only the content can tell them apart.
+    write_close(&a, r#"{"v":2}"#).unwrap();
+    assert_eq!(read(&a), r#"{"v":2}"#);
+
+    std::fs::rename(&a, &b).unwrap();
+    assert_eq!(read(&b), r#"{"v":2}"#);
+    assert_eq!(
+        std::fs::metadata(&a).unwrap_err().kind(),
+        std::io::ErrorKind::NotFound
+    );
+    write_close(&a, r#"{"v":3}"#).unwrap();
+    assert_eq!(read(&a), r#"{"v":3}"#);
+    assert_eq!(read(&b), r#"{"v":2}"#);
+
+    std::fs::remove_file(&b).unwrap();
+    assert_eq!(
+        std::fs::metadata(&b).unwrap_err().kind(),
+        std::io::ErrorKind::NotFound
+    );
+    write_close(&b, r#"{"v":44}"#).unwrap();
+    assert_eq!(std::fs::metadata(&b).unwrap().len(), 8);
+    assert_eq!(read(&b), r#"{"v":44}"#);
+
+    // A follower of the same store picks each change up, cache and all.
+    let f = Mounted::new(store, "ro,refresh=50");
+    let fa = f.join("c/a.json");
+    eventually("the follower to show a.json", || {
+        std::fs::read_to_string(&fa).ok().as_deref() == Some(r#"{"v":3}"#)
+    });
+    write_close(&a, r#"{"v":5}"#).unwrap();
+    eventually("the follower to show the rewrite", || {
+        std::fs::read_to_string(&fa).ok().as_deref() == Some(r#"{"v":5}"#)
+    });
+    std::fs::remove_file(&a).unwrap();
+    eventually("the follower to show the delete", || {
+        std::fs::metadata(&fa).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+    });
+}
