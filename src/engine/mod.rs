@@ -41,7 +41,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
 pub use checkpoint::Checkpoint;
-pub use gc::{GcOptions, GcReport};
+pub use gc::{GcOptions, GcReport, GcTotals};
 pub use group_sizes::{GroupSizeHistogram, GROUP_SIZE_BOUNDS};
 pub use history::At;
 pub use manifest::Manifest;
@@ -242,6 +242,9 @@ struct Counters {
     group_sizes: group_sizes::GroupSizes,
     /// Bytes of segments written by compaction (write amplification).
     compaction_bytes: AtomicU64,
+    /// Garbage collection; a lock, not atomics: a pass updates it a few
+    /// times, and a reader sees one consistent set.
+    gc: Mutex<gc::GcTotals>,
 }
 
 struct Inner {
@@ -335,6 +338,7 @@ impl Engine {
             "compaction_bytes_written": c.compaction_bytes.load(Ordering::Relaxed),
             "cache_hits": inner.reader.hits.load(Ordering::Relaxed),
             "cache_misses": inner.reader.misses.load(Ordering::Relaxed),
+            "gc": c.gc.lock().clone(),
         })
     }
 
