@@ -13,7 +13,7 @@
 # Figures: documents/s and MB/s of document JSON, and import / baseline.
 # Timings are the reports' elapsed_ms (opening the namespace excluded).
 #
-# Usage: scripts/bench-transfer.sh [DOCS] [STORES]   (default: 1000000 "local s3")
+# Usage: [REEF_BIN=PATH] scripts/bench-transfer.sh [DOCS] [STORES]   (default: 1000000 "local s3")
 # Data lives under $TMPDIR (about 5 GB of disk for 1M documents: the tree
 # takes one block per file) and is deleted at exit.
 set -euo pipefail
@@ -21,8 +21,14 @@ cd "$(dirname "$0")/.."
 docs="${1:-1000000}"
 stores="${2:-local s3}"
 
-cargo build --release --quiet --bin reef
-reef="$PWD/target/release/reef"
+# REEF_BIN: a release binary built already (skips the build, which would
+# wait for any other build holding target/).
+if [ -n "${REEF_BIN:-}" ]; then
+    reef="$REEF_BIN"
+else
+    cargo build --release --quiet --bin reef
+    reef="$PWD/target/release/reef"
+fi
 work="$(mktemp -d "${TMPDIR:-/tmp}/reef-bench-transfer.XXXXXX")"
 moto_pid=""
 cleanup() {
