@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests drive
 # (fuse3 and the shell tools the mount tests run, groff to render the man
-# pages, moto's S3 server in a venv), then runs every test — memory, local
+# pages, moto's S3 server in a venv, cargo-deb), then runs every test — memory, local
 # directory, S3 on loopback, and real FUSE mounts. CI runs exactly this
 # (.ci/run).
 set -euo pipefail
@@ -29,7 +29,12 @@ for suite in pjdfstest fsx; do
         cargo install --locked --debug "$suite" # debug: no optimizing pass to wait for; both suites run in seconds
 done
 
+# tests/packaging.rs builds the Debian package with cargo-deb (installed
+# once into ~/.cargo/bin, like the suites above).
+cargo deb --version >/dev/null 2>&1 || cargo install --locked cargo-deb
+
 # Fail rather than skip when a backend or the mount cannot be set up.
+export REEF_REQUIRE_DEB=1
 export REEF_REQUIRE_S3=1
 export REEF_REQUIRE_FUSE=1
 export REEF_REQUIRE_EXTERNAL=1

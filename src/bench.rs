@@ -24,6 +24,19 @@ pub struct BenchArgs {
     /// Concurrencies of the batch=1 write steps.
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 8, 64, 512])]
     writers: Vec<usize>,
+    /// Instead of the steps above, the baseline of `reef import`
+    /// (scripts/bench-transfer.sh): the engine's own batch write of the
+    /// documents of this JSON Lines file, read and split into batches before
+    /// the clock starts, through an engine opened as `reef import` opens one.
+    /// Prints one JSON object: docs, bytes, elapsed_ms.
+    #[arg(long, value_name = "FILE", requires = "store")]
+    batch_write: Option<std::path::PathBuf>,
+    /// Namespace of --batch-write.
+    #[arg(long, default_value = "bench-batch-write")]
+    namespace: String,
+    /// Documents per engine write for --batch-write (as `reef import --batch`).
+    #[arg(long, default_value_t = 2000)]
+    batch: usize,
 }
 
 struct Row {
@@ -117,7 +130,53 @@ async fn open(store: &Arc<dyn ObjectStore>, ns: &str) -> Result<Engine, String> 
         .map_err(|e| format!("open {ns}: {e}"))
 }
 
+/// `--batch-write FILE`: see [`BenchArgs::batch_write`].
+async fn batch_write(args: &BenchArgs, path: &std::path::Path) -> Result<(), String> {
+    let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut batches = Vec::new();
+    let mut batch = WriteBatch::new();
+    let (mut docs, mut bytes) = (0u64, 0u64);
+    for (k, line) in text.split(|&b| b == b'\n').enumerate() {
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        #[derive(serde::Deserialize)]
+        struct Head {
+            id: String,
+        }
+        let head: Head = serde_json::from_slice(line)
+            .map_err(|e| format!("{} line {}: {e}", path.display(), k + 1))?;
+        batch = batch.put_json(DocId::from(head.id), Bytes::copy_from_slice(line), None);
+        docs += 1;
+        bytes += line.len() as u64;
+        if batch.ops.len() >= args.batch.max(1) {
+            batches.push(std::mem::take(&mut batch));
+        }
+    }
+    if !batch.ops.is_empty() {
+        batches.push(batch);
+    }
+    drop(text);
+    let store = open_store(args.store.as_deref().unwrap_or_default()).map_err(|e| e.to_string())?;
+    let engine = Engine::open(store, &args.namespace, EngineOptions::default())
+        .await
+        .map_err(|e| format!("open {}: {e}", args.namespace))?;
+    let start = Instant::now();
+    for wb in batches {
+        engine.write(wb).await.map_err(|e| e.to_string())?;
+    }
+    let elapsed_ms = start.elapsed().as_millis() as u64;
+    println!(
+        "{}",
+        serde_json::json!({"docs": docs, "bytes": bytes, "elapsed_ms": elapsed_ms})
+    );
+    Ok(())
+}
+
 pub async fn run(args: BenchArgs) -> Result<(), String> {
+    if let Some(path) = &args.batch_write {
+        return batch_write(&args, path).await;
+    }
     let _tmp;
     let base: Arc<dyn ObjectStore> = match &args.store {
         Some(url) => open_store(url).map_err(|e| e.to_string())?,

@@ -1,6 +1,7 @@
 //! `-o metrics=ADDR:PORT`: Prometheus text on `/metrics`, scraped over TCP
 //! from a real mount through /dev/fuse while files are written, flushed,
-//! read, and the namespace is taken over by another writer.
+//! compacted, garbage-collected, read, and the namespace is taken over by
+//! another writer.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -100,7 +101,8 @@ fn scrape_during_a_real_mount_moves_as_files_are_written() {
     let data = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn ObjectStore> =
         Arc::new(LocalFsStore::new(data.path().to_path_buf()).expect("store"));
-    let m = Mounted::new(store.clone(), "rw,metrics=127.0.0.1:0");
+    // retain=0: a flush's automatic GC pass deletes the WAL it covered.
+    let m = Mounted::new(store.clone(), "rw,retain=0,metrics=127.0.0.1:0");
     let addr = m.handle().metrics_addr().expect("metrics are served");
     assert!(addr.ip().is_loopback());
 
@@ -121,6 +123,11 @@ fn scrape_during_a_real_mount_moves_as_files_are_written() {
         ("reef_compactions_total", "counter"),
         ("reef_cache_hits_total", "counter"),
         ("reef_cache_misses_total", "counter"),
+        ("reef_compaction_bytes_written_total", "counter"),
+        ("reef_gc_passes_total", "counter"),
+        ("reef_gc_failures_total", "counter"),
+        ("reef_gc_deleted_objects_total", "counter"),
+        ("reef_gc_deleted_bytes_total", "counter"),
         ("reef_fenced", "gauge"),
     ] {
         assert!(a.has_family(family, kind), "no {kind} {family} in:\n{}", a.body);
@@ -184,6 +191,53 @@ fn scrape_during_a_real_mount_moves_as_files_are_written() {
             > b.get("reef_store_request_duration_seconds_count{kind=\"put\"}"),
         "a segment upload is a put"
     );
+    // The flush's GC pass deleted the 21 WAL objects the segment covers.
+    let gc_wal = |s: &Scrape, what: &str| {
+        s.get(&format!(
+            "reef_gc_deleted_{what}_total{{kind=\"wal\",namespace=\"articles\"}}"
+        ))
+    };
+    assert_eq!(
+        c.get(&ns("reef_gc_passes_total")),
+        b.get(&ns("reef_gc_passes_total")) + 1.0
+    );
+    assert!(gc_wal(&c, "objects") >= gc_wal(&b, "objects") + 21.0);
+    assert!(gc_wal(&c, "bytes") > gc_wal(&b, "bytes") + 20.0 * 20.0);
+    assert!(
+        c.get("reef_store_request_duration_seconds_count{kind=\"delete_many\"}")
+            > b.get("reef_store_request_duration_seconds_count{kind=\"delete_many\"}"),
+        "GC deletes in bulk"
+    );
+    assert_eq!(c.get(&ns("reef_gc_failures_total")), 0.0);
+
+    // A second segment, then a requested compaction merges both; its GC
+    // pass deletes the replaced segments and the older manifests. `.gc`
+    // runs one more pass.
+    write_close(&m.join("articles/extra.json"), r#"{"n":0,"text":"new words"}"#).expect("write");
+    write_close(&m.join("articles/.flush"), "").expect("flush");
+    write_close(&m.join("articles/.compact"), "").expect("compact");
+    let g = scrape(addr);
+    assert_eq!(
+        g.get(&ns("reef_compactions_total")),
+        c.get(&ns("reef_compactions_total")) + 1.0
+    );
+    assert!(g.get(&ns("reef_compaction_bytes_written_total")) > 0.0);
+    let deleted = |s: &Scrape, kind: &str| {
+        s.get(&format!(
+            "reef_gc_deleted_objects_total{{kind=\"{kind}\",namespace=\"articles\"}}"
+        ))
+    };
+    assert!(deleted(&g, "replaced_segment") >= deleted(&c, "replaced_segment") + 2.0);
+    assert!(deleted(&g, "manifest") > deleted(&c, "manifest"));
+    write_close(&m.join("articles/.gc"), "").expect("gc");
+    let c = scrape(addr);
+    assert_eq!(
+        c.get(&ns("reef_gc_passes_total")),
+        g.get(&ns("reef_gc_passes_total")) + 1.0
+    );
+    // The documents read below come from the compacted segment.
+    let text = std::fs::read_to_string(m.join("articles/extra.json")).expect("read");
+    assert!(text.contains("new words"));
 
     // Documents never read yet now come from the segment, through its cache.
     for i in 0..20 {

@@ -129,6 +129,29 @@ pub struct Deleted {
     pub manifests: Count,
 }
 
+impl Deleted {
+    fn of(&mut self, kind: Kind) -> &mut Count {
+        match kind {
+            Kind::Wal => &mut self.wal,
+            Kind::Replaced => &mut self.replaced_segments,
+            Kind::Orphan => &mut self.orphan_segments,
+            Kind::Manifest => &mut self.manifests,
+        }
+    }
+}
+
+/// What this engine's GC has done since it opened (`Engine::gc_totals`,
+/// for metrics and `.stats`): dry runs are not counted.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct GcTotals {
+    /// Passes that ran to their end (complete or stopped by the per-pass bound).
+    pub passes: u64,
+    /// Passes that failed (a store error); the next pass retries.
+    pub failures: u64,
+    /// Objects and bytes deleted, by kind.
+    pub deleted: Deleted,
+}
+
 /// Kept objects by reason.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Kept {
@@ -243,6 +266,11 @@ impl Engine {
         self.inner.gc_memo.lock().last.clone()
     }
 
+    /// What this engine's GC passes have done since it opened.
+    pub fn gc_totals(&self) -> GcTotals {
+        self.inner.counters.gc.lock().clone()
+    }
+
     /// GC options from this engine's configuration.
     pub fn gc_options(&self) -> GcOptions {
         let o = &self.inner.opts;
@@ -274,9 +302,21 @@ impl Inner {
         }
     }
 
-    /// One pass against `current`, which this writer has just committed.
-    /// Runs with the maintenance lock held.
+    /// One pass against `current`, which this writer has just committed,
+    /// counted in the engine's totals. Runs with the maintenance lock held.
     async fn collect(&self, current: &Manifest, opts: &GcOptions) -> EngineResult<GcReport> {
+        let result = self.collect_pass(current, opts).await;
+        if !opts.dry_run {
+            let mut totals = self.counters.gc.lock();
+            match &result {
+                Ok(_) => totals.passes += 1,
+                Err(_) => totals.failures += 1,
+            }
+        }
+        result
+    }
+
+    async fn collect_pass(&self, current: &Manifest, opts: &GcOptions) -> EngineResult<GcReport> {
         let started = Instant::now();
         let plan = self.plan(current, opts).await?;
         let mut report = plan.report;
@@ -284,12 +324,7 @@ impl Inner {
         let todo: Vec<&(Kind, String, u64)> = plan.deletes.iter().take(budget).collect();
         report.complete = todo.len() == plan.deletes.len();
         for (kind, key, size) in &todo {
-            match kind {
-                Kind::Wal => report.deleted.wal.add(*size),
-                Kind::Replaced => report.deleted.replaced_segments.add(*size),
-                Kind::Orphan => report.deleted.orphan_segments.add(*size),
-                Kind::Manifest => report.deleted.manifests.add(*size),
-            }
+            report.deleted.of(*kind).add(*size);
             if report.keys.len() < KEYS_LISTED {
                 report.keys.push(key.clone());
             }
@@ -302,10 +337,15 @@ impl Inner {
             while start < todo.len() {
                 let kind = todo[start].0;
                 let end = start + todo[start..].iter().take_while(|d| d.0 == kind).count();
-                let keys: Vec<String> =
-                    todo[start..end].iter().map(|(_, k, _)| k.clone()).collect();
-                for chunk in keys.chunks(DELETE_CHUNK) {
-                    self.store.delete_many(chunk).await?;
+                for chunk in todo[start..end].chunks(DELETE_CHUNK) {
+                    let keys: Vec<String> = chunk.iter().map(|(_, k, _)| k.clone()).collect();
+                    self.store.delete_many(&keys).await?;
+                    // Counted as each bulk delete lands, so a pass cut
+                    // short still shows what it removed.
+                    let mut totals = self.counters.gc.lock();
+                    for (_, _, size) in chunk {
+                        totals.deleted.of(kind).add(*size);
+                    }
                 }
                 start = end;
             }

@@ -45,7 +45,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
 pub use checkpoint::Checkpoint;
-pub use gc::{GcOptions, GcReport};
+pub use gc::{GcOptions, GcReport, GcTotals};
 pub use group_sizes::{GroupSizeHistogram, GROUP_SIZE_BOUNDS};
 pub use history::{check_retained, describe_retained, retained_range, At};
 pub use manifest::Manifest;
@@ -273,6 +273,9 @@ struct Counters {
     memtable_peak_bytes: AtomicU64,
     /// Writes that waited for a flush to make room in the memtable.
     throttled_writes: AtomicU64,
+    /// Garbage collection; a lock, not atomics: a pass updates it a few
+    /// times, and a reader sees one consistent set.
+    gc: Mutex<gc::GcTotals>,
 }
 
 struct Inner {
@@ -379,6 +382,7 @@ impl Engine {
             "compaction_bytes_written": c.compaction_bytes.load(Ordering::Relaxed),
             "cache_hits": inner.reader.hits.load(Ordering::Relaxed),
             "cache_misses": inner.reader.misses.load(Ordering::Relaxed),
+            "gc": c.gc.lock().clone(),
         })
     }
 

@@ -8,7 +8,8 @@
 //! - per open namespace, the engine's own counters (`Engine::stats`,
 //!   `Engine::group_sizes`): commits and their group sizes, documents
 //!   written, memtable bytes, unflushed WAL objects, flushes, compactions,
-//!   segment cache hits and misses, fencing; and the disk cache's hits.
+//!   segment cache hits and misses, fencing, garbage collection (passes,
+//!   failures, objects and bytes deleted by kind); and the disk cache's hits.
 //!
 //! Everything but the FUSE and store histograms is read at scrape time
 //! ([`MountCollector`]), so metrics add no work to the engine's hot paths.
@@ -27,7 +28,8 @@ use prometheus_client::metrics::MetricType;
 
 use super::core::FsCore;
 use super::inodes::{Node, ROOT_INO};
-use crate::engine::Engine;
+use crate::engine::gc::Count;
+use crate::engine::{Engine, GcTotals};
 use crate::store::RequestKind;
 
 /// The FUSE requests timed, one histogram each (the `op` label).
@@ -169,7 +171,7 @@ fn stat(stats: &serde_json::Value, field: &str) -> u64 {
 }
 
 /// Engine gauges and counters: (stats field, metric name, type, help).
-const ENGINE_FAMILIES: [(&str, &str, MetricType, &str); 12] = [
+const ENGINE_FAMILIES: [(&str, &str, MetricType, &str); 13] = [
     (
         "wal_objects_written",
         "reef_commits",
@@ -199,6 +201,12 @@ const ENGINE_FAMILIES: [(&str, &str, MetricType, &str); 12] = [
         "reef_compactions",
         MetricType::Counter,
         "Compactions (automatic and requested).",
+    ),
+    (
+        "compaction_bytes_written",
+        "reef_compaction_bytes_written",
+        MetricType::Counter,
+        "Bytes of segments written by compaction (write amplification).",
     ),
     (
         "memtable_bytes",
@@ -390,7 +398,63 @@ impl MountCollector {
             MetricType::Counter,
             &misses,
         )?;
+        Self::encode_gc(engines, enc)?;
         Self::encode_group_sizes(engines, enc)
+    }
+
+    /// Garbage collection: passes, failures, and what they deleted by kind.
+    fn encode_gc(engines: &[(String, Engine)], enc: &mut Enc) -> Result<(), std::fmt::Error> {
+        let totals: Vec<_> = engines.iter().map(|(ns, e)| (ns, e.gc_totals())).collect();
+        let per_ns = |f: &dyn Fn(&GcTotals) -> u64| -> Vec<_> {
+            totals
+                .iter()
+                .map(|(ns, t)| (vec![("namespace", ns.to_string())], f(t)))
+                .collect()
+        };
+        family(
+            enc,
+            "reef_gc_passes",
+            "Garbage-collection passes run to their end (automatic after a flush or compaction, .gc).",
+            MetricType::Counter,
+            &per_ns(&|t| t.passes),
+        )?;
+        family(
+            enc,
+            "reef_gc_failures",
+            "Garbage-collection passes that failed (the daemon logs why; the next pass retries).",
+            MetricType::Counter,
+            &per_ns(&|t| t.failures),
+        )?;
+        let by_kind = |f: &dyn Fn(&Count) -> u64| -> Vec<_> {
+            let mut series = Vec::new();
+            for (ns, t) in &totals {
+                let d = &t.deleted;
+                for (kind, count) in [
+                    ("wal", &d.wal),
+                    ("replaced_segment", &d.replaced_segments),
+                    ("orphan_segment", &d.orphan_segments),
+                    ("manifest", &d.manifests),
+                ] {
+                    let labels = vec![("kind", kind.to_string()), ("namespace", ns.to_string())];
+                    series.push((labels, f(count)));
+                }
+            }
+            series
+        };
+        family(
+            enc,
+            "reef_gc_deleted_objects",
+            "Objects garbage collection deleted, by kind.",
+            MetricType::Counter,
+            &by_kind(&|c| c.objects),
+        )?;
+        family(
+            enc,
+            "reef_gc_deleted_bytes",
+            "Bytes of the objects garbage collection deleted, by kind.",
+            MetricType::Counter,
+            &by_kind(&|c| c.bytes),
+        )
     }
 
     fn encode_group_sizes(

@@ -81,10 +81,12 @@ pub enum RequestKind {
     List,
     ListPrefixes,
     Delete,
+    /// A bulk delete (S3 DeleteObjects: up to 1000 keys), as GC makes.
+    DeleteMany,
 }
 
 impl RequestKind {
-    pub const ALL: [RequestKind; 7] = [
+    pub const ALL: [RequestKind; 8] = [
         RequestKind::Get,
         RequestKind::GetRange,
         RequestKind::Put,
@@ -92,6 +94,7 @@ impl RequestKind {
         RequestKind::List,
         RequestKind::ListPrefixes,
         RequestKind::Delete,
+        RequestKind::DeleteMany,
     ];
 
     /// The `kind` label of the metrics.
@@ -104,6 +107,7 @@ impl RequestKind {
             RequestKind::List => "list",
             RequestKind::ListPrefixes => "list_prefixes",
             RequestKind::Delete => "delete",
+            RequestKind::DeleteMany => "delete_many",
         }
     }
 }
@@ -274,7 +278,9 @@ impl ObjectStore for MeteredStore {
     /// request per 1000 keys, as S3 bills it.
     async fn delete_many(&self, keys: &[String]) -> StoreResult<()> {
         add(&self.counters.delete_requests, keys.len().div_ceil(1000) as u64);
+        let started = Instant::now();
         let result = self.inner.delete_many(keys).await;
+        let result = self.timed(RequestKind::DeleteMany, started, result);
         self.count_result(result)
     }
 
