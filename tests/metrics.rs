@@ -139,7 +139,14 @@ fn scrape_during_a_real_mount_moves_as_files_are_written() {
         let path = m.join(&format!("articles/doc{i}.json"));
         write_close(&path, format!(r#"{{"n":{i},"text":"some words"}}"#)).expect("write");
     }
-    let b = scrape(addr);
+    // A FUSE request is timed once its reply is sent, so the last close's
+    // FLUSH may be recorded just after close returned here.
+    let flushes = "reef_fuse_request_duration_seconds_count{op=\"flush\"}";
+    let mut b = scrape(addr);
+    wait_until("the last FLUSH to be recorded", Duration::from_secs(10), || {
+        b = scrape(addr);
+        b.get(flushes) >= a.get(flushes) + 20.0
+    });
     let grew = |series: &str, by: f64| {
         let (before, after) = (a.get(series), b.get(series));
         assert!(
