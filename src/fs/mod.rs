@@ -6,12 +6,10 @@
 //! - [`FsCore`] implements every operation as an async fn over plain values
 //!   (inode numbers, handles, [`FsError`] with its errno), testable without
 //!   mounting (`tests/fs_core.rs`);
-//! - `adapter` is the thin fuser `Filesystem`: each request is handed to a
-//!   tokio runtime, so no FUSE thread waits on the object store;
-//! - `mount` ([`mount`], [`MountOptions`], [`MountHandle`]) and `daemon`
-//!   ([`run_mount_command`]) set up mounts and run `reef mount`;
-//! - `metrics` (what is measured, by name) and `metrics_server` (the
-//!   `/metrics` HTTP responder) serve `-o metrics=ADDR:PORT`.
+//! - `fuse` is the kernel side, apart from the core: the thin fuser
+//!   adapter, kernel notifications, [`mount`] ([`MountOptions`],
+//!   [`MountHandle`]), the `reef mount` daemon ([`run_mount_command`]) and
+//!   the Prometheus metrics of `-o metrics=ADDR:PORT`.
 //!
 //! Semantics in brief:
 //!
@@ -52,27 +50,21 @@
 //! - `.changes` (unlisted, see `changes`): one JSON line per committed
 //!   operation, growing as commits land (`tail -f`), never attr-cached.
 
-mod adapter;
 mod attr;
 mod changes;
 mod control;
 mod core;
-mod daemon;
 mod dirstream;
 mod error;
 mod follow;
-mod fuse_conv;
+mod fuse;
 mod handles;
 mod inodes;
 mod invalidate;
 mod io;
 mod lookup;
-mod metrics;
-mod metrics_server;
-mod mount;
 pub(crate) mod names;
 mod namespace;
-mod notify;
 mod ns_dirs;
 mod open;
 mod readdir;
@@ -84,10 +76,10 @@ mod versions;
 
 pub use self::attr::{Attr, DirEntry, FileKind, OpenInfo, OpenMode, SetAttr};
 pub use self::core::{CoreConfig, FsCore, StatFs};
-pub use self::daemon::run_mount_command;
 pub use self::error::{FsError, FsResult};
+pub use self::fuse::daemon::run_mount_command;
+pub use self::fuse::mount::{mount, mount_core, MountHandle, MountOptions};
 pub use self::inodes::ROOT_INO;
 pub use self::invalidate::Invalidation;
-pub use self::mount::{mount, mount_core, MountHandle, MountOptions};
 pub use self::names::{classify, classify_in, doc_file_name, ControlKind, NameKind};
 pub use self::rename::RenameFlags;

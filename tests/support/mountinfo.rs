@@ -1,5 +1,5 @@
 //! Reading /proc/self/mountinfo in tests (the daemon has its own copy in
-//! `src/fs/daemon.rs`, private to it).
+//! `src/fs/fuse/daemon.rs`, private to it).
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
 pub fn unescape(s: &str) -> String {

@@ -26,10 +26,10 @@ use prometheus_client::metrics::exemplar::Exemplar;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::MetricType;
 
-use super::core::FsCore;
-use super::inodes::{Node, ROOT_INO};
 use crate::engine::gc::Count;
 use crate::engine::{Engine, GcTotals};
+use crate::fs::core::FsCore;
+use crate::fs::inodes::{Node, ROOT_INO};
 use crate::store::RequestKind;
 
 /// The FUSE requests timed, one histogram each (the `op` label).

@@ -29,15 +29,15 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use super::attr::{OpenMode, SetAttr};
-use super::core::FsCore;
 use super::fuse_conv::{
     configure_kernel, empty_reply, entry_reply, errno, file_type, fopen_flags, time_of, to_fuser,
     utf8,
 };
 use super::metrics::{FuseMetrics, FuseOp};
 use super::notify::InFlight;
-use super::rename::RenameFlags;
+use crate::fs::attr::{OpenMode, SetAttr};
+use crate::fs::core::FsCore;
+use crate::fs::rename::RenameFlags;
 
 /// Filled once the session exists; see `Filesystem::destroy` below.
 pub(crate) type UnmounterSlot = Arc<parking_lot::Mutex<Option<fuser::SessionUnmounter>>>;

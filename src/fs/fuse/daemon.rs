@@ -22,8 +22,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::error::FsError;
 use super::mount::{lazy_unmount, mount, Event, MountOptions};
+use crate::fs::error::FsError;
 
 /// Runs `reef mount SOURCE MOUNTPOINT`. In the foreground, returns after a
 /// clean unmount. Detached, the calling process returns `Ok` once the mount

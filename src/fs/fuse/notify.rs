@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use fuser::{INodeNo, Notifier};
 use parking_lot::{Condvar, Mutex};
 
-use super::invalidate::Invalidation;
+use crate::fs::invalidate::Invalidation;
 
 pub(crate) fn spawn_notifier(
     notifier: Notifier,

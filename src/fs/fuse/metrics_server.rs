@@ -20,7 +20,7 @@ use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::error::FsError;
+use crate::fs::error::FsError;
 
 /// Bound on a request head; scrapers send a few hundred bytes.
 const MAX_REQUEST: usize = 8 << 10;

@@ -13,11 +13,11 @@ use std::time::Duration;
 use fuser::{MountOption, SessionACL, SessionUnmounter};
 
 use super::adapter::{Adapter, UnmounterSlot};
-use super::core::{CoreConfig, FsCore};
-use super::error::FsError;
 use super::metrics::{FuseMetrics, MountCollector};
 use super::metrics_server;
 use super::notify::{spawn_notifier, InFlight};
+use crate::fs::core::{CoreConfig, FsCore};
+use crate::fs::error::FsError;
 use crate::store::{DiskCacheStore, MeteredStore, ObjectStore};
 
 /// How to mount. Every field is also an `-o` option (see `parse_o`).
@@ -555,11 +555,11 @@ mod tests {
         assert_eq!(cfg.refresh, Some(Duration::from_millis(250)));
         assert_eq!(cfg.attr_ttl(), Duration::from_millis(250));
         let cfg = MountOptions::parse_o("ro").unwrap().core_config();
-        assert_eq!(cfg.refresh, Some(super::super::core::DEFAULT_REFRESH));
-        assert!(cfg.attr_ttl() <= super::super::core::DEFAULT_REFRESH);
+        assert_eq!(cfg.refresh, Some(crate::fs::core::DEFAULT_REFRESH));
+        assert!(cfg.attr_ttl() <= crate::fs::core::DEFAULT_REFRESH);
         // A writer keeps long TTLs: it invalidates what it changes.
         let cfg = MountOptions::parse_o("rw,refresh=250").unwrap().core_config();
-        assert_eq!(cfg.attr_ttl(), super::super::core::WRITER_TTL);
+        assert_eq!(cfg.attr_ttl(), crate::fs::core::WRITER_TTL);
         let cfg = MountOptions::parse_o("ro,refresh=0").unwrap().core_config();
         assert_eq!(cfg.refresh, None);
         assert!(MountOptions::parse_o("refresh=soon").is_err());

@@ -8,8 +8,8 @@ use fuser::{
     ReplyEmpty, ReplyEntry, TimeOrNow,
 };
 
-use super::attr::{Attr, FileKind, OpenInfo};
-use super::error::FsError;
+use crate::fs::attr::{Attr, FileKind, OpenInfo};
+use crate::fs::error::FsError;
 
 pub(crate) fn errno(e: &FsError) -> Errno {
     Errno::from_i32(e.errno())
