@@ -19,66 +19,14 @@ use std::time::{Duration, Instant};
 
 use reef::engine::{Engine, EngineOptions};
 use reef::fs::{CoreConfig, FsCore, OpenMode, ROOT_INO};
-use reef::store::{LocalFsStore, MeteredStore, ObjectStore};
+use reef::store::MeteredStore;
 use reef::types::{DocId, Document, WriteBatch};
 
 // ---------------------------------------------------------------- sources
 
-/// A SOURCE that several mounts share; `open` is a fresh client each time.
-enum Source {
-    Local(tempfile::TempDir),
-    S3 {
-        server: &'static s3::MotoServer,
-        prefix: String,
-    },
-}
-
-impl Source {
-    fn name(&self) -> &'static str {
-        match self {
-            Source::Local(_) => "local",
-            Source::S3 { .. } => "s3",
-        }
-    }
-
-    fn open(&self) -> Arc<dyn ObjectStore> {
-        match self {
-            Source::Local(dir) => {
-                Arc::new(LocalFsStore::new(dir.path().to_path_buf()).expect("local store"))
-            }
-            Source::S3 { server, prefix } => server.s3_store(prefix),
-        }
-    }
-
-    /// SOURCE as `reef` takes it on the command line.
-    fn url(&self) -> String {
-        match self {
-            Source::Local(dir) => dir.path().display().to_string(),
-            Source::S3 { prefix, .. } => format!("s3://{}/{prefix}", s3::BUCKET),
-        }
-    }
-
-    /// Environment a `reef` child process needs to reach the source.
-    fn env(&self) -> Vec<(String, String)> {
-        match self {
-            Source::Local(_) => Vec::new(),
-            Source::S3 { server, .. } => server.env(),
-        }
-    }
-}
-
-/// A local directory, and S3 when moto is installed (required with
-/// REEF_REQUIRE_S3=1).
-fn sources(test: &str) -> Vec<Source> {
-    let mut out = vec![Source::Local(tempfile::tempdir().expect("tempdir"))];
-    if let Some(server) = s3::shared() {
-        out.push(Source::S3 {
-            server,
-            prefix: s3::unique_prefix(test),
-        });
-    }
-    out
-}
+#[path = "support/source.rs"]
+mod source;
+use source::{sources, Source};
 
 // ---------------------------------------------------------------- mounts
 

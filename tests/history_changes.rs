@@ -9,6 +9,8 @@
 mod mounted;
 #[path = "support/s3.rs"]
 mod s3;
+#[path = "support/source.rs"]
+mod source;
 
 use std::io::Read;
 use std::path::Path;
@@ -17,39 +19,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mounted::{fuse_available, write_close, Mounted};
-use reef::store::{LocalFsStore, ObjectStore};
-
-enum Source {
-    Local(tempfile::TempDir),
-    S3 {
-        server: &'static s3::MotoServer,
-        prefix: String,
-    },
-}
+use source::Source;
 
 impl Source {
-    fn open(&self) -> Arc<dyn ObjectStore> {
-        match self {
-            Source::Local(dir) => {
-                Arc::new(LocalFsStore::new(dir.path().to_path_buf()).expect("local store"))
-            }
-            Source::S3 { server, prefix } => server.s3_store(prefix),
-        }
-    }
-
     fn reef(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_reef"));
-        if let Source::S3 { server, .. } = self {
-            cmd.envs(server.env());
-        }
+        cmd.envs(self.env());
         cmd
-    }
-
-    fn url(&self) -> String {
-        match self {
-            Source::Local(dir) => dir.path().display().to_string(),
-            Source::S3 { prefix, .. } => format!("s3://{}/{prefix}", s3::BUCKET),
-        }
     }
 
     /// `reef changes SOURCE n ARGS..`, run to completion.
