@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{LocalFsStore, ObjectStore, StoreError};
+use super::{LocalFsStore, NameSync, ObjectStore, StoreError};
 
 fn b(s: &'static str) -> Bytes {
     Bytes::from_static(s.as_bytes())
@@ -136,4 +136,92 @@ async fn an_object_is_not_a_directory() {
         .await
         .expect("deleting a directory name is a no-op");
     assert_eq!(store.get("ns/x/y").await.expect("still there"), b("1"));
+}
+
+#[tokio::test]
+async fn both_put_sequences_place_whole_objects_once() {
+    for sync in [NameSync::WithFile, NameSync::Directory] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalFsStore::with_name_sync(dir.path().to_path_buf(), sync).expect("open");
+        store
+            .put_if_absent("ns/wal/1", b("first"))
+            .await
+            .expect("create");
+        let again = store.put_if_absent("ns/wal/1", b("second")).await;
+        assert!(
+            matches!(again, Err(StoreError::AlreadyExists(_))),
+            "{sync:?}: {again:?}"
+        );
+        assert_eq!(
+            store.get("ns/wal/1").await.expect("get"),
+            b("first"),
+            "{sync:?}"
+        );
+        store.put("ns/manifest", b("v1")).await.expect("put");
+        store.put("ns/manifest", b("v2")).await.expect("overwrite");
+        assert_eq!(
+            store.get("ns/manifest").await.expect("get"),
+            b("v2"),
+            "{sync:?}"
+        );
+        let mut names = Vec::new();
+        files_under(dir.path(), &mut names);
+        names.sort();
+        assert_eq!(
+            names,
+            ["1", "manifest", "ns", "wal"],
+            "{sync:?}: no temp file is left"
+        );
+    }
+}
+
+#[test]
+fn only_journalling_filesystems_sync_names_with_the_file() {
+    assert_eq!(NameSync::for_magic(0xEF53), NameSync::WithFile, "ext4");
+    assert_eq!(NameSync::for_magic(0x5846_5342), NameSync::WithFile, "xfs");
+    assert_eq!(NameSync::for_magic(0x9123_683E), NameSync::WithFile, "btrfs");
+    assert_eq!(NameSync::for_magic(0x0102_1994), NameSync::Directory, "tmpfs");
+    assert_eq!(NameSync::for_magic(0x6969), NameSync::Directory, "nfs");
+}
+
+/// The store asks the filesystem it lives on: this one's type, as the
+/// kernel reports it for the test directory's mount, decides the sequence.
+#[test]
+fn the_store_detects_its_filesystem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalFsStore::new(dir.path().to_path_buf()).expect("open");
+    let fstype = mount_fstype(dir.path());
+    let journalling = matches!(fstype.as_str(), "ext4" | "ext3" | "xfs" | "btrfs");
+    let expected = if journalling {
+        NameSync::WithFile
+    } else {
+        NameSync::Directory
+    };
+    assert_eq!(
+        store.name_sync(),
+        expected,
+        "{} is on {fstype}",
+        dir.path().display()
+    );
+}
+
+/// The filesystem type of the mount holding `path` (the longest mount
+/// point that is a prefix of it, from /proc/self/mountinfo).
+fn mount_fstype(path: &Path) -> String {
+    let path = std::fs::canonicalize(path).expect("canonical path");
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let mut best: Option<(usize, String)> = None;
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(dash) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        let (Some(point), Some(fstype)) = (fields.get(4), fields.get(dash + 1)) else {
+            continue;
+        };
+        if path.starts_with(point) && best.as_ref().is_none_or(|(len, _)| point.len() >= *len) {
+            best = Some((point.len(), fstype.to_string()));
+        }
+    }
+    best.expect("a mount holds every path").1
 }

@@ -31,7 +31,7 @@ pub use disk_cache::DiskCacheStore;
 pub use failpoint::FailpointStore;
 pub use key::validate_key;
 pub use latency::LatencyStore;
-pub use local::{LocalFsStore, TEMP_PREFIX};
+pub use local::{LocalFsStore, NameSync, TEMP_PREFIX};
 pub use memory::MemoryStore;
 pub use metered::{MeteredStore, RequestKind, StoreMetrics};
 pub use url::{open_store, open_store_with_env, retry_config, s3_store};
