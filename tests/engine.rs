@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use common::*;
 use reef::admin;
+use reef::engine::wal::PIPELINE_DEPTH;
 use reef::engine::{Engine, EngineError, EngineOptions};
 use reef::store::{MemoryStore, ObjectStore};
 use reef::types::{DocId, Document, Limits, Patch, TypeError, Value, WriteBatch};
@@ -117,22 +118,30 @@ async fn corruption_in_the_middle_of_the_wal_quarantines_it_and_later_objects() 
         }
     }
     let wal = list_keys_containing(&store, &format!("{ns}/wal/")).await;
-    // fence, a, b, c, d: corrupt b.
-    assert_eq!(wal.len(), 5, "{wal:?}");
-    overwrite_with_garbage(&store, &wal[2]).await;
+    // The fence and the VOIDs of its pipeline window, then a, b, c, d:
+    // corrupt b.
+    let window = PIPELINE_DEPTH as usize;
+    assert_eq!(wal.len(), window + 4, "{wal:?}");
+    let b = window + 1;
+    overwrite_with_garbage(&store, &wal[b]).await;
     let err = Engine::open(store.clone(), ns, EngineOptions::default())
         .await
         .unwrap_err();
     assert!(
-        err.to_string().contains(&wal[2]),
+        err.to_string().contains(&wal[b]),
         "error names the object: {err}"
     );
     let report = admin::verify(store.clone(), ns).await.unwrap();
     assert!(!report.healthy);
-    assert!(report.issues.iter().any(|i| i.object == wal[2]), "{report:?}");
+    assert!(report.issues.iter().any(|i| i.object == wal[b]), "{report:?}");
 
     let repaired = admin::repair(store.clone(), ns).await.unwrap();
-    assert_eq!(repaired.voided_wal, vec![3, 4, 5], "{repaired:?}");
+    let seq_b = b as u64 + 1;
+    assert_eq!(
+        repaired.voided_wal,
+        vec![seq_b, seq_b + 1, seq_b + 2],
+        "{repaired:?}"
+    );
     assert_eq!(repaired.quarantined.len(), 3);
     let quarantined = list_keys_containing(&store, &format!("{ns}/quarantine/")).await;
     assert_eq!(quarantined.len(), 3);
@@ -742,10 +751,11 @@ async fn verify_reads_objects_concurrently_and_reports_in_order() {
         }
     }
     let wal = list_keys_containing(&mem, &format!("{ns}/wal/")).await;
-    assert_eq!(wal.len(), 201, "fence + 200 writes");
+    let objects = PIPELINE_DEPTH as usize + 200;
+    assert_eq!(wal.len(), objects, "fence, its window's VOIDs, 200 writes");
     let report = admin::verify(store.clone(), ns).await.unwrap();
     assert!(report.healthy, "{report:?}");
-    assert_eq!(report.wal_objects_checked, 201);
+    assert_eq!(report.wal_objects_checked, objects);
     let peak = gauged.peak.load(std::sync::atomic::Ordering::SeqCst);
     assert!(
         (2..=32).contains(&peak),

@@ -213,6 +213,20 @@ fn reads_since(addr: SocketAddr, before: &BTreeMap<String, u64>) -> u64 {
     now.get("read").copied().unwrap_or(0) - before.get("read").copied().unwrap_or(0)
 }
 
+/// Whether READs reach the daemon after `before`: a request is counted
+/// once its reply is sent, so the count may trail the `read` that caused
+/// it; poll it, up to a deadline.
+fn reads_arrive_since(addr: SocketAddr, before: &BTreeMap<String, u64>) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while reads_since(addr, before) == 0 {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
 /// A document exactly two pages long, `fill` repeated in its body.
 fn two_pages(fill: char) -> String {
     let head = r#"{"body":""#;
@@ -249,7 +263,10 @@ fn a_committed_write_keeps_the_page_cache_it_matches() {
     v2.replace_range(10..12, "yy");
     let before = fuse_requests(addr);
     assert_eq!(read(&a), v2);
-    assert!(reads_since(addr, &before) > 0, "kept pages of an in-place edit");
+    assert!(
+        reads_arrive_since(addr, &before),
+        "kept pages of an in-place edit"
+    );
     assert_eq!(read(&a), v2);
 }
 

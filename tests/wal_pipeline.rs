@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use reef::admin;
-use reef::engine::layout::{parse_numbered, wal_dir};
-use reef::engine::wal::{WalKind, WalRecord};
+use reef::engine::layout::{now_ms, parse_numbered, wal_dir, wal_key};
+use reef::engine::wal::{WalKind, WalOp, WalRecord, PIPELINE_DEPTH};
 use reef::engine::{Engine, EngineOptions, WriteAck};
 use reef::store::{FailpointStore, LatencyStore, MemoryStore, MeteredStore, ObjectStore};
 use reef::types::DocId;
@@ -228,6 +228,92 @@ async fn a_live_writer_voids_its_strays_before_it_writes_on() {
             "{}",
             ts.name
         );
+        let report = admin::verify(ts.store.clone(), ns).await.expect("verify");
+        assert!(report.healthy, "{}: {report:?}", ts.name);
+    }
+}
+
+fn as_writer(id: &str) -> EngineOptions {
+    EngineOptions {
+        writer_id: Some(id.to_string()),
+        ..EngineOptions::default()
+    }
+}
+
+/// A zombie: a writer still running when another takes the namespace
+/// over, with puts in flight that land late, after the new writer has
+/// written and flushed. None of them may ever be applied, and none may
+/// stop the new writer (`engine::wal`, "the fence claims the whole window").
+#[tokio::test]
+async fn a_zombie_writers_late_puts_are_never_applied() {
+    for ts in all_backends() {
+        let ns = "pipe-zombie";
+        let zombie = Engine::open(ts.store.clone(), ns, as_writer("zombie"))
+            .await
+            .expect("open the first writer");
+        let last = zombie
+            .write(upsert_batch(vec![doc("before")]))
+            .await
+            .expect("write")
+            .seq;
+        let writer = Engine::open(ts.store.clone(), ns, as_writer("new"))
+            .await
+            .expect("take over");
+        writer
+            .write(upsert_batch(vec![doc("acked")]))
+            .await
+            .expect("write after the takeover");
+        writer.flush().await.expect("flush");
+        // The zombie's put at `last + 1` met the fence; the ones it had in
+        // flight behind it land now, wherever a slot is still free.
+        let mut landed = Vec::new();
+        for seq in last + 2..=last + PIPELINE_DEPTH {
+            let mut stray = WalRecord::marker("zombie", seq, WalKind::Batch, None);
+            stray.ops.push(WalOp {
+                id: DocId::from(format!("stray-{seq}")),
+                json: Some(bytes::Bytes::from_static(b"{}")),
+                mtime: now_ms(),
+            });
+            if ts
+                .store
+                .put_if_absent(&wal_key(ns, seq), stray.encode())
+                .await
+                .is_ok()
+            {
+                landed.push(seq);
+            }
+        }
+        writer
+            .write(upsert_batch(vec![doc("later")]))
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: the new writer goes on (strays at {landed:?}): {e}",
+                    ts.name
+                )
+            });
+        let want = vec!["acked", "before", "later"];
+        assert_eq!(scan_ids(&writer).await, want, "{}", ts.name);
+        drop(writer);
+        drop(zombie);
+        let reopened = open_engine(&ts.store, ns).await;
+        assert_eq!(
+            scan_ids(&reopened).await,
+            want,
+            "{}: strays at {landed:?}",
+            ts.name
+        );
+        let follower = Engine::open(
+            ts.store.clone(),
+            ns,
+            EngineOptions {
+                read_only: true,
+                ..EngineOptions::default()
+            },
+        )
+        .await
+        .expect("follower");
+        assert_eq!(scan_ids(&follower).await, want, "{}", ts.name);
         let report = admin::verify(ts.store.clone(), ns).await.expect("verify");
         assert!(report.healthy, "{}: {report:?}", ts.name);
     }

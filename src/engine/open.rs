@@ -144,10 +144,12 @@ pub(super) async fn replay(
     })
 }
 
-/// VOID markers in the holes of `(fence_seq, last]` (create-if-absent).
-/// Returns their sequences, or `None` when a slot holds another writer's
-/// FENCE (a takeover raced ours: open again).
-async fn fill_past_gap(
+/// VOID markers in every free slot of `(fence_seq, last]` (create-if-absent);
+/// a slot already holding another writer's BATCH keeps it (a stray of the
+/// writer our fence stopped). Returns the VOIDs' sequences, or `None` when
+/// a slot holds another writer's FENCE or VOID (a takeover raced ours: open
+/// again).
+async fn claim_window(
     store: &Arc<dyn ObjectStore>,
     ns: &str,
     writer_id: &str,
@@ -163,8 +165,8 @@ async fn fill_past_gap(
         let key = wal_key(ns, seq);
         match store.put_if_absent(&key, marker.encode()).await {
             Ok(()) => Ok(Some(seq)),
-            // A late put of the crashed pipeline is a stray like the rest;
-            // anything else means another writer is at work.
+            // A late put of the fenced writer's pipeline is a stray like
+            // the rest; anything else means another writer is at work.
             Err(StoreError::AlreadyExists(_)) => {
                 let data = store.get(&key).await.map_err(|e| Some(EngineError::from(e)))?;
                 match WalRecord::decode(data, seq) {
@@ -260,12 +262,15 @@ impl Engine {
                     Err(StoreError::AlreadyExists(_)) => continue,
                     Err(e) => return Err(e.into()),
                 }
-                last_seq = fence_seq;
                 markers.push(fence_seq);
-                // A crashed pipeline left objects past the hole our fence
-                // just filled: they follow our fence, so replay skips them
-                // (writer continuity); we fill the holes between them and
-                // write after the last.
+                // Claim the rest of the pipeline window after our fence: a
+                // previous writer's puts that were in flight when we fenced
+                // it (strays of a crashed pipeline found past the hole, or
+                // of a zombie still running, landing later) can only lie in
+                // it, and each slot now holds our VOID or such a stray,
+                // which follows our fence (skipped by writer continuity).
+                // Our first batch goes after the window, so our first flush
+                // covers it and no replay ever starts inside it (`wal`).
                 if let Some(&last) = replayed.past_gap.last() {
                     log::warn!(
                         "namespace {ns}: WAL object {fence_seq} is missing and {} later ones \
@@ -273,12 +278,14 @@ impl Engine {
                          acknowledged; they stay ignored and this writer writes after them",
                         replayed.past_gap.len()
                     );
-                    match fill_past_gap(&store, ns, &writer_id, fence_seq, last, &replayed).await? {
-                        Some(voids) => markers.extend(voids),
-                        None => continue,
-                    }
-                    last_seq = last;
                 }
+                let window_end = fence_seq + PIPELINE_DEPTH - 1;
+                match claim_window(&store, ns, &writer_id, fence_seq, window_end, &replayed).await?
+                {
+                    Some(voids) => markers.extend(voids),
+                    None => continue,
+                }
+                last_seq = window_end;
                 let claim = current.claim_successor(&writer_id);
                 match manifest::commit(&store, ns, &claim).await {
                     Ok(()) => current = claim,

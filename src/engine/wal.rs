@@ -55,18 +55,27 @@
 //! markers, `f` itself last: until that last put lands the gap at `f`
 //! hides everything after it (rule 1), and once it has, only VOIDs are left.
 //! With no stray there is nothing to hide, and the next group reuses `f`.
-//! If it dies first, the next writer's FENCE fills the gap at `f`, the
-//! strays now follow that fence (rule 2), and the new writer fills the
-//! holes among them with VOIDs and writes after the last one, so its first
-//! flush covers them and no replay ever starts among them.
+//!
+//! ## Taking over: the fence claims the whole window
+//!
+//! A writer that opens writes its FENCE at the first free sequence `F`
+//! (the end of the dense run, which may fill a crashed pipeline's hole) and
+//! then a VOID at every free slot of `(F, F + PIPELINE_DEPTH)`, and writes
+//! its first batch after that. The writer it fenced — dead, or a zombie
+//! still running — may have puts in flight, but only inside that window:
+//! it started the put at `s` only once everything up to
+//! `s - PIPELINE_DEPTH` was answered, every slot below `F` existed when the
+//! new writer listed, and its put at `F` fails on the fence. So once the
+//! open returns, each slot of the window holds a VOID of the new writer or
+//! such a stray, which follows the fence and is skipped (rule 2), however
+//! late it lands; and since the new writer's first flush covers the window,
+//! no replay ever starts inside it, past the fence that explains it. A slot
+//! holding another writer's FENCE or VOID means a third writer is opening
+//! at the same time: the open starts over from a fresh listing.
 //!
 //! What this does not cover: a put that failed without an answer and lands
 //! after the writer gave up on it (the same as before pipelining, see
-//! `store::create_resolved`), and a zombie writer that is still running
-//! when another takes over — a stray of it landing after the new writer's
-//! listing fences the new writer at that slot (safely: nothing is
-//! acknowledged), but would be replayed by a later opener whose replay
-//! starts past the new writer's fence. Stop the old writer first (DESIGN §4).
+//! `store::create_resolved`).
 
 use bytes::Bytes;
 
