@@ -426,7 +426,9 @@ async fn run(command: Command) -> Result<ExitCode, String> {
                 }
                 CheckpointAction::List => {
                     reef::engine::layout::check_namespace(&namespace).map_err(|e| e.to_string())?;
-                    let cps = engine::checkpoint::list(&store, &namespace)
+                    // Pending ones too (`"pending": true`): an abandoned one
+                    // holds GC back until deleted.
+                    let cps = engine::checkpoint::list_all(&store, &namespace)
                         .await
                         .map_err(|e| e.to_string())?;
                     print_json(&cps)?;

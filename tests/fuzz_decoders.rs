@@ -618,6 +618,7 @@ fn checkpoints() {
                 manifest_version: i as u64 + 1,
                 created_ms: 1_700_000_000_000,
                 created_by: format!("writer-{i}"),
+                pending: i == 1,
             }
             .encode()
             .to_vec()

@@ -11,7 +11,9 @@
 //!   those manifests this serves every state committed within retention
 //!   (`Engine::open_at`);
 //! - for each checkpoint: its manifest, that manifest's segments and the
-//!   WAL in `(flushed_through, seq]`;
+//!   WAL in `(flushed_through, seq]`; for each *pending* checkpoint (one
+//!   being created by another process, see `checkpoint`), every manifest
+//!   from its floor on, as if the horizon were there;
 //! - every FENCE and VOID WAL object and every claim manifest, forever
 //!   (the fencing boundaries below; one of each per writer open, tiny);
 //! - segments no manifest names that are younger than the orphan grace.
@@ -174,6 +176,10 @@ pub struct Kept {
     /// Objects that could not be read or decoded; `reef verify` names them.
     pub unreadable: u64,
     pub checkpoints: Vec<String>,
+    /// Checkpoints still being created (or abandoned by a creator that
+    /// stopped): every state from their floor on is kept.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending_checkpoints: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -396,8 +402,16 @@ impl Inner {
             .manifests
             .insert(current.version, Arc::new(Summary::of(current)));
 
-        let mut checkpoints: Vec<Checkpoint> = checkpoint::list(&self.store, ns).await?;
+        let (pending, mut checkpoints): (Vec<Checkpoint>, Vec<Checkpoint>) =
+            checkpoint::list_all(&self.store, ns)
+                .await?
+                .into_iter()
+                .partition(|c| c.pending);
         report.kept.checkpoints = checkpoints.iter().map(|c| c.name.clone()).collect();
+        report.kept.pending_checkpoints = pending.iter().map(|c| c.name.clone()).collect();
+        // Every state from the lowest floor on is kept: its creator reads
+        // one of them after the pending checkpoint became visible.
+        let floor = pending.iter().map(|c| c.manifest_version).min();
         // States that views in this process are reading count as
         // checkpoints while they are open (`pins`).
         let pins = self.opts.pins.of(ns);
@@ -408,6 +422,7 @@ impl Inner {
             manifest_version,
             created_ms: 0,
             created_by: String::new(),
+            pending: false,
         }));
         let pinned_versions: HashSet<u64> =
             checkpoints.iter().map(|c| c.manifest_version).collect();
@@ -441,7 +456,7 @@ impl Inner {
             report.kept.manifests_retained += 1;
             live_segments.extend(s.segments.iter().cloned());
             horizon = (*v, s.flushed_through);
-            if s.created_ms <= cutoff {
+            if s.created_ms <= cutoff && floor.is_none_or(|f| *v <= f) {
                 reached = true;
             }
         }
