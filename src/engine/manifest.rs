@@ -201,3 +201,31 @@ pub async fn commit(store: &Arc<dyn ObjectStore>, ns: &str, m: &Manifest) -> Eng
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Lineage;
+
+    fn lineage<'a>(writer_id: &'a str, flushed_through: u64, segments: &[&'a str]) -> Lineage<'a> {
+        Lineage {
+            writer_id,
+            flushed_through,
+            segments: segments.to_vec(),
+        }
+    }
+
+    #[test]
+    fn only_a_later_commit_of_the_same_writer_is_certainly_a_legacy_flush() {
+        let prev = lineage("a", 5, &["s1"]);
+        // A flush and a compaction by the writer of the version before.
+        assert!(lineage("a", 9, &["s2", "s1"]).legacy_is_flush(Some(&prev)));
+        assert!(lineage("a", 5, &["s3"]).legacy_is_flush(Some(&prev)));
+        // An open's claim copies its predecessor, whoever opened.
+        assert!(!lineage("a", 5, &["s1"]).legacy_is_flush(Some(&prev)));
+        assert!(!lineage("b", 5, &["s1"]).legacy_is_flush(Some(&prev)));
+        // A repair or rebuild commit: its own writer id, any content.
+        assert!(!lineage("reef-rebuild-1-2", 9, &["s2"]).legacy_is_flush(Some(&prev)));
+        // Nothing to compare with: maybe a claim.
+        assert!(!lineage("a", 9, &["s2"]).legacy_is_flush(None));
+    }
+}
