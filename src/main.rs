@@ -297,6 +297,23 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), String> {
     Ok(())
 }
 
+/// Live documents and their bytes, counted page by page: memory stays at
+/// one page (and the engine's bounded caches) whatever the namespace size.
+async fn live_totals(engine: &Engine) -> Result<(u64, u64), engine::EngineError> {
+    const PAGE: usize = 1024;
+    let (mut docs, mut bytes) = (0u64, 0u64);
+    let mut after = None;
+    loop {
+        let page = engine.scan(after.as_ref(), PAGE).await?;
+        let Some(last) = page.last() else {
+            return Ok((docs, bytes));
+        };
+        docs += page.len() as u64;
+        bytes += page.iter().map(|d| d.json.len() as u64).sum::<u64>();
+        after = Some(last.id.clone());
+    }
+}
+
 async fn open_writer(source: &str, ns: &str) -> Result<Engine, String> {
     Engine::open(store(source)?, ns, EngineOptions::default())
         .await
@@ -322,10 +339,11 @@ async fn run(command: Command) -> Result<ExitCode, String> {
             let engine = Engine::open(metered.clone(), &namespace, opts)
                 .await
                 .map_err(|e| format!("cannot open namespace {namespace}: {e}"))?;
-            let docs = engine.scan_all().await.map_err(|e| e.to_string())?;
+            let (live_documents, live_bytes) =
+                live_totals(&engine).await.map_err(|e| e.to_string())?;
             let mut stats = engine.stats();
-            stats["live_documents"] = docs.len().into();
-            stats["live_bytes"] = docs.iter().map(|d| d.json.len()).sum::<usize>().into();
+            stats["live_documents"] = live_documents.into();
+            stats["live_bytes"] = live_bytes.into();
             stats["store_requests_for_this_command"] =
                 serde_json::to_value(metered.snapshot()).map_err(|e| e.to_string())?;
             print_json(&stats)?;
@@ -426,7 +444,9 @@ async fn run(command: Command) -> Result<ExitCode, String> {
                 }
                 CheckpointAction::List => {
                     reef::engine::layout::check_namespace(&namespace).map_err(|e| e.to_string())?;
-                    let cps = engine::checkpoint::list(&store, &namespace)
+                    // Pending ones too (`"pending": true`): an abandoned one
+                    // holds GC back until deleted.
+                    let cps = engine::checkpoint::list_all(&store, &namespace)
                         .await
                         .map_err(|e| e.to_string())?;
                     print_json(&cps)?;

@@ -344,7 +344,7 @@ fn manifest_seeds() -> Vec<(Vec<u8>, u64)> {
             segments: (0..n).map(sample_meta).collect(),
             vector_dims: (n == 1).then_some(8),
             created_ms: 1_700_000_000_000,
-            claim: n == 0,
+            claim: Some(n == 0),
             claims: vec![1],
             ..Manifest::default()
         };
@@ -618,6 +618,7 @@ fn checkpoints() {
                 manifest_version: i as u64 + 1,
                 created_ms: 1_700_000_000_000,
                 created_by: format!("writer-{i}"),
+                pending: i == 1,
             }
             .encode()
             .to_vec()

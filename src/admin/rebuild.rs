@@ -103,14 +103,24 @@ pub(super) async fn rebuild_fenced(
     // The rebuilt manifest is a claim (this tool fenced the namespace), and
     // it keeps every claim the readable manifests knew of, so garbage
     // collection keeps sparing them (see `engine::gc`).
+    // Legacy manifests (no `claim` field) count unless they are certainly a
+    // flush (`Lineage::legacy_is_flush`), as GC decides.
     let mut claims = std::collections::BTreeSet::new();
+    let mut prev: Option<Manifest> = None;
     for (v, _) in &listing.manifests {
-        if let Ok(old) = manifest::read(store, ns, *v).await {
+        let old = manifest::read(store, ns, *v).await.ok();
+        if let Some(old) = &old {
             claims.extend(old.claims.iter().copied());
-            if old.claim {
+            let before = prev.as_ref().filter(|p| p.version + 1 == *v);
+            let claim = old.claim.unwrap_or_else(|| {
+                !old.lineage()
+                    .legacy_is_flush(before.map(Manifest::lineage).as_ref())
+            });
+            if claim {
                 claims.insert(*v);
             }
         }
+        prev = old;
     }
     claims.insert(version);
     let m = Manifest {
@@ -120,7 +130,7 @@ pub(super) async fn rebuild_fenced(
         segments: live.into_iter().map(|(s, _)| s).collect(),
         vector_dims,
         created_ms: now_ms(),
-        claim: true,
+        claim: Some(true),
         claims: claims.into_iter().collect(),
         // Which flushed WAL objects are markers is not known here; GC
         // reads the small ones to tell (see `engine::gc`).

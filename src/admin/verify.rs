@@ -147,6 +147,9 @@ pub async fn verify_with_progress(
                 &checkpoint_key(ns, name),
                 format!("pins manifest {}, which is missing", cp.manifest_version),
             ),
+            // Being created by another process (or abandoned): it pins no
+            // openable state yet, and GC keeps what it may need.
+            Err(crate::engine::EngineError::CheckpointPending { .. }) => {}
             Err(e) => issue(&checkpoint_key(ns, name), e.to_string()),
         }
     }

@@ -11,14 +11,45 @@
 //! create-if-absent, so two creators of one name cannot overwrite each
 //! other: the second gets `CheckpointExists`.
 //!
-//! Safety against GC: a writer creates a checkpoint under its maintenance
-//! lock, which its GC passes also hold, so its own GC cannot run between
-//! choosing the state and pinning it. A checkpoint created by another
-//! process (`reef checkpoint create` next to a live mount) pins a state the
-//! mount's retention still keeps, as long as the retention is longer than
-//! the few round trips creation takes; `create_at` re-checks after writing
-//! that the pinned manifest still exists and removes the checkpoint with a
-//! clear error otherwise.
+//! # Safety against GC (the argument)
+//!
+//! A checkpoint must never name a state GC has started to free. Two kinds
+//! of creator exist:
+//!
+//! - **The writer** (`mkdir .snapshots/NAME` on the mount that holds the
+//!   namespace, `Engine::create_checkpoint` on a writer) creates it under
+//!   its maintenance lock, which its GC passes also hold, so its own GC
+//!   cannot run between choosing the state and pinning it. The GC of a
+//!   zombie writer deletes only below its own, older state (see `gc`).
+//! - **Any other process** (`reef checkpoint create`, a follower mount)
+//!   cannot take the writer's lock, and GC with `retain=0` frees an old
+//!   state as soon as a newer one is committed. Checking after writing does
+//!   not help: a pass that listed the checkpoints before the write may
+//!   delete after the check. So such a creator *pins before it reads*
+//!   (`Engine::create_checkpoint` on a read-only engine):
+//!   1. it writes the checkpoint create-if-absent as **pending**, naming
+//!      `floor`, the newest manifest version it has seen;
+//!   2. it then reads the newest committed state `(v, s)` (`refresh`:
+//!      a LIST of the manifests, the newest one, the WAL after it);
+//!   3. it overwrites the pending checkpoint with the final one, `(v, s)`.
+//!
+//!   Take any GC pass, committed on manifest `C` (GC only runs right after
+//!   its writer committed `C`) and listing the checkpoints at time `t`:
+//!   - it saw nothing: the pending put had not completed at `t`, while
+//!     `C`'s commit had, so the LIST of step 2 (after the pending put)
+//!     finds `C` or newer: `v >= C`. The pass deletes only manifests older
+//!     than its horizon `<= C`, segments only such manifests name (a
+//!     segment, once replaced, is never named again) and WAL at or below
+//!     `C.flushed_through <= v.flushed_through`: nothing `(v, s)` needs;
+//!   - it saw the pending one: GC keeps every manifest from `floor` on,
+//!     their segments and the WAL after `floor`'s flushed point; `v` was
+//!     read after `floor` was seen, so `v >= floor`: all of `(v, s)` stays;
+//!   - it saw the final one: it keeps `(v, s)` like any checkpoint.
+//!
+//!   No clock is involved. A creator that dies between steps 1 and 3 leaves
+//!   a pending checkpoint, which `reef checkpoint list` shows, GC keeps
+//!   honouring (its report names it) and `reef checkpoint delete` removes;
+//!   it cannot be opened (`CheckpointPending`).
 
 use std::sync::Arc;
 
@@ -45,6 +76,12 @@ pub struct Checkpoint {
     pub created_ms: u64,
     /// The writer (or tool) that created it.
     pub created_by: String,
+    /// Still being created by a process that does not hold the namespace
+    /// (see "Safety against GC"): `manifest_version` is then the floor GC
+    /// keeps every manifest from, and `seq` means nothing. Final
+    /// checkpoints omit the field, so their format is unchanged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 impl Checkpoint {
@@ -106,20 +143,15 @@ pub async fn create_at(
         manifest_version,
         created_ms: now_ms(),
         created_by: created_by.to_string(),
+        pending: false,
     };
     let key = checkpoint_key(ns, name);
-    match store.put_if_absent(&key, cp.encode()).await {
-        Ok(()) => {}
-        Err(StoreError::AlreadyExists(_)) => {
-            return Err(EngineError::CheckpointExists {
-                ns: ns.to_string(),
-                name: name.to_string(),
-            })
-        }
-        Err(e) => return Err(e.into()),
-    }
-    // A GC pass that listed checkpoints before ours existed may have freed
-    // the manifest meanwhile; then the checkpoint pins nothing and must go.
+    put_new(store, ns, &cp).await?;
+    // The writer's own GC cannot have run (maintenance lock). For a past
+    // view, another process's GC may have freed its manifest (a pin only
+    // protects within this process): refuse then. Best effort only: a pass
+    // that listed the checkpoints before ours may still delete after this
+    // check, which is why followers create theirs pending-first instead.
     match store.get(&manifest_key(ns, manifest_version)).await {
         Ok(_) => Ok(cp),
         Err(e) if e.is_not_found() => {
@@ -135,7 +167,36 @@ pub async fn create_at(
     }
 }
 
+/// Writes `cp` create-if-absent; its name taken is `CheckpointExists`.
+/// (Not `create_resolved`: two creates of one name by one creator within a
+/// millisecond encode identically, and the second must be refused.)
+async fn put_new(store: &Arc<dyn ObjectStore>, ns: &str, cp: &Checkpoint) -> EngineResult<()> {
+    let key = checkpoint_key(ns, &cp.name);
+    match store.put_if_absent(&key, cp.encode()).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::AlreadyExists(_)) => Err(EngineError::CheckpointExists {
+            ns: ns.to_string(),
+            name: cp.name.clone(),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Checkpoint `name`; a pending one is `CheckpointPending` (it pins no
+/// state that can be opened yet).
 pub async fn read(store: &Arc<dyn ObjectStore>, ns: &str, name: &str) -> EngineResult<Checkpoint> {
+    let cp = read_any(store, ns, name).await?;
+    if cp.pending {
+        return Err(EngineError::CheckpointPending {
+            ns: ns.to_string(),
+            name: name.to_string(),
+        });
+    }
+    Ok(cp)
+}
+
+/// Checkpoint `name`, pending or not.
+async fn read_any(store: &Arc<dyn ObjectStore>, ns: &str, name: &str) -> EngineResult<Checkpoint> {
     check_name(name)?;
     let key = checkpoint_key(ns, name);
     let data = match store.get(&key).await {
@@ -151,9 +212,16 @@ pub async fn read(store: &Arc<dyn ObjectStore>, ns: &str, name: &str) -> EngineR
     Checkpoint::decode(data, name).map_err(|reason| EngineError::Corrupt { key, reason })
 }
 
-/// Every checkpoint of `ns`, by name. A corrupt one is an error naming it:
-/// skipping it would let GC free the state it pins.
+/// Every finished checkpoint of `ns`, by name (those that can be opened).
 pub async fn list(store: &Arc<dyn ObjectStore>, ns: &str) -> EngineResult<Vec<Checkpoint>> {
+    let mut all = list_all(store, ns).await?;
+    all.retain(|c| !c.pending);
+    Ok(all)
+}
+
+/// Every checkpoint of `ns`, pending ones included, by name. A corrupt one
+/// is an error naming it: skipping it would let GC free the state it pins.
+pub async fn list_all(store: &Arc<dyn ObjectStore>, ns: &str) -> EngineResult<Vec<Checkpoint>> {
     let dir = checkpoint_dir(ns);
     let mut names: Vec<String> = store
         .list(&dir, None)
@@ -165,7 +233,13 @@ pub async fn list(store: &Arc<dyn ObjectStore>, ns: &str) -> EngineResult<Vec<Ch
     let mut out = Vec::with_capacity(names.len());
     for name in names {
         let key = checkpoint_key(ns, &name);
-        let data = store.get(&key).await?;
+        let data = match store.get(&key).await {
+            Ok(data) => data,
+            // Deleted since the listing (a failed create cleans up): it
+            // pins nothing.
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        };
         out.push(
             Checkpoint::decode(data, &name)
                 .map_err(|reason| EngineError::Corrupt { key, reason })?,
@@ -178,7 +252,7 @@ pub async fn list(store: &Arc<dyn ObjectStore>, ns: &str) -> EngineResult<Vec<Ch
 pub async fn delete(store: &Arc<dyn ObjectStore>, ns: &str, name: &str) -> EngineResult<()> {
     // Reading first gives a clear error for a missing name (a delete of a
     // missing key succeeds silently); a corrupt one can still be deleted.
-    match read(store, ns, name).await {
+    match read_any(store, ns, name).await {
         Ok(_) | Err(EngineError::Corrupt { .. }) => {}
         Err(e) => return Err(e),
     }
@@ -188,11 +262,15 @@ pub async fn delete(store: &Arc<dyn ObjectStore>, ns: &str, name: &str) -> Engin
 
 impl super::Engine {
     /// Creates checkpoint `name` of this engine's current state: every write
-    /// acknowledged so far. Works on followers too (it writes only the
-    /// checkpoint object).
+    /// acknowledged so far. On a follower (read-only, not a past view) it is
+    /// the newest committed state, read after pinning (see "Safety against
+    /// GC"); it writes only the checkpoint object.
     pub async fn create_checkpoint(&self, name: &str) -> EngineResult<Checkpoint> {
         check_name(name)?;
         let inner = &self.inner;
+        if inner.opts.read_only && !inner.pinned {
+            return self.create_checkpoint_detached(name).await;
+        }
         // GC passes of this engine hold the same lock, so none can free the
         // state between reading it and pinning it.
         let _maintenance = inner.maintenance.lock().await;
@@ -201,6 +279,49 @@ impl super::Engine {
             (st.manifest.version, st.last_seq)
         };
         create_at(&inner.store, &inner.ns, name, version, seq, &inner.writer_id).await
+    }
+
+    /// Pending checkpoint, then the newest state, then the final checkpoint.
+    async fn create_checkpoint_detached(&self, name: &str) -> EngineResult<Checkpoint> {
+        let inner = &self.inner;
+        let (store, ns) = (&inner.store, inner.ns.as_str());
+        let pending = Checkpoint {
+            name: name.to_string(),
+            seq: 0,
+            manifest_version: inner.state.read().manifest.version,
+            created_ms: now_ms(),
+            created_by: inner.writer_id.clone(),
+            pending: true,
+        };
+        put_new(store, ns, &pending).await?;
+        let finish = async {
+            self.refresh().await?;
+            let (manifest_version, seq) = {
+                let st = inner.state.read();
+                (st.manifest.version, st.last_seq)
+            };
+            let cp = Checkpoint {
+                seq,
+                manifest_version,
+                created_ms: now_ms(),
+                pending: false,
+                ..pending.clone()
+            };
+            // Overwrites our own pending object: nobody else writes it.
+            store.put(&checkpoint_key(ns, name), cp.encode()).await?;
+            Ok::<_, EngineError>(cp)
+        };
+        match finish.await {
+            Ok(cp) => Ok(cp),
+            Err(e) => {
+                if let Err(del) = store.delete(&checkpoint_key(ns, name)).await {
+                    log::warn!(
+                        "namespace {ns}: checkpoint {name:?} stays pending after a failed create ({del}); `reef checkpoint delete` removes it"
+                    );
+                }
+                Err(e)
+            }
+        }
     }
 
     pub async fn list_checkpoints(&self) -> EngineResult<Vec<Checkpoint>> {

@@ -11,9 +11,14 @@
 //!   those manifests this serves every state committed within retention
 //!   (`Engine::open_at`);
 //! - for each checkpoint: its manifest, that manifest's segments and the
-//!   WAL in `(flushed_through, seq]`;
+//!   WAL in `(flushed_through, seq]`; for each *pending* checkpoint (one
+//!   being created by another process, see `checkpoint`), every manifest
+//!   from its floor on, as if the horizon were there;
 //! - every FENCE and VOID WAL object and every claim manifest, forever
-//!   (the fencing boundaries below; one of each per writer open, tiny);
+//!   (the fencing boundaries below; one of each per writer open, tiny).
+//!   A legacy manifest (written before manifests said whether they are a
+//!   claim) counts as a claim unless it is certainly a flush: same writer
+//!   id as its predecessor, different content (`Lineage::legacy_is_flush`);
 //! - segments no manifest names that are younger than the orphan grace.
 //!
 //! Everything else is deleted: WAL covered by the horizon's segments,
@@ -52,7 +57,17 @@
 //!    it, that version is that writer's *claim* (its first commit): had
 //!    that writer committed an earlier version, it would have committed
 //!    every version from its claim up, including `v_A`. GC never deletes a
-//!    claim (`Manifest::claim`, listed in `Manifest::claims`). If nobody
+//!    claim (`Manifest::claim`, listed in `Manifest::claims`). A legacy
+//!    manifest has no such flag; it is deleted only when it differs from
+//!    its predecessor and has the same writer, i.e. when it was that
+//!    writer's second or later commit: a writer's first commit used to be
+//!    either a copy of its predecessor (an open's claim) or a repair or
+//!    rebuild commit under a one-off writer id, so such a version was
+//!    nobody's claim and nobody's next slot. The predecessor is read before
+//!    anything is deleted, and manifests go newest first, so a pass cut
+//!    short never leaves a legacy flush without the predecessor that
+//!    proves it one (a bulk delete that removes an arbitrary subset can;
+//!    that version is then kept, a tiny leak, never a free slot). If nobody
 //!    holds `v_A + 1` (the new writer died between fence and claim), `A`
 //!    may still commit a flush of writes it made *before* the fence, which
 //!    is correct, and no GC ran meanwhile: only a claimed writer runs GC.
@@ -84,7 +99,7 @@ use serde::Serialize;
 
 use super::checkpoint::{self, Checkpoint};
 use super::layout::{manifest_dir, manifest_key, now_ms, parse_numbered, segment_dir, wal_dir};
-use super::manifest::{self, Manifest};
+use super::manifest::{self, Lineage, Manifest};
 use super::segment::{decode_footer, SegmentIndex, FOOTER_LEN};
 use super::wal::{WalKind, WalRecord};
 use super::{Engine, EngineError, EngineResult, Inner};
@@ -174,6 +189,10 @@ pub struct Kept {
     /// Objects that could not be read or decoded; `reef verify` names them.
     pub unreadable: u64,
     pub checkpoints: Vec<String>,
+    /// Checkpoints still being created (or abandoned by a creator that
+    /// stopped): every state from their floor on is kept.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending_checkpoints: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -211,7 +230,8 @@ pub(super) struct GcMemo {
 struct Summary {
     created_ms: u64,
     flushed_through: u64,
-    claim: bool,
+    claim: Option<bool>,
+    writer_id: String,
     segments: Vec<String>,
 }
 
@@ -221,7 +241,16 @@ impl Summary {
             created_ms: m.created_ms,
             flushed_through: m.flushed_through,
             claim: m.claim,
+            writer_id: m.writer_id.clone(),
             segments: m.segments.iter().map(|s| s.id.clone()).collect(),
+        }
+    }
+
+    fn lineage(&self) -> Lineage<'_> {
+        Lineage {
+            writer_id: &self.writer_id,
+            flushed_through: self.flushed_through,
+            segments: self.segments.iter().map(String::as_str).collect(),
         }
     }
 }
@@ -396,8 +425,16 @@ impl Inner {
             .manifests
             .insert(current.version, Arc::new(Summary::of(current)));
 
-        let mut checkpoints: Vec<Checkpoint> = checkpoint::list(&self.store, ns).await?;
+        let (pending, mut checkpoints): (Vec<Checkpoint>, Vec<Checkpoint>) =
+            checkpoint::list_all(&self.store, ns)
+                .await?
+                .into_iter()
+                .partition(|c| c.pending);
         report.kept.checkpoints = checkpoints.iter().map(|c| c.name.clone()).collect();
+        report.kept.pending_checkpoints = pending.iter().map(|c| c.name.clone()).collect();
+        // Every state from the lowest floor on is kept: its creator reads
+        // one of them after the pending checkpoint became visible.
+        let floor = pending.iter().map(|c| c.manifest_version).min();
         // States that views in this process are reading count as
         // checkpoints while they are open (`pins`).
         let pins = self.opts.pins.of(ns);
@@ -408,6 +445,7 @@ impl Inner {
             manifest_version,
             created_ms: 0,
             created_by: String::new(),
+            pending: false,
         }));
         let pinned_versions: HashSet<u64> =
             checkpoints.iter().map(|c| c.manifest_version).collect();
@@ -441,7 +479,7 @@ impl Inner {
             report.kept.manifests_retained += 1;
             live_segments.extend(s.segments.iter().cloned());
             horizon = (*v, s.flushed_through);
-            if s.created_ms <= cutoff {
+            if s.created_ms <= cutoff && floor.is_none_or(|f| *v <= f) {
                 reached = true;
             }
         }
@@ -472,8 +510,25 @@ impl Inner {
                 report.kept.manifests_claims += 1;
                 continue;
             }
-            match self.summary(v).await? {
-                Some(s) if s.claim => report.kept.manifests_claims += 1,
+            let summary = self.summary(v).await?;
+            // A legacy manifest is decided on its predecessor, read before
+            // anything is deleted (deletes go newest first, so a pass cut
+            // short leaves every remaining one its predecessor).
+            let legacy_flush = match &summary {
+                Some(s) if s.claim.is_none() => {
+                    let prev = match v.checked_sub(1) {
+                        Some(p) => self.summary(p).await?,
+                        None => None,
+                    };
+                    s.lineage()
+                        .legacy_is_flush(prev.as_ref().map(|p| p.lineage()).as_ref())
+                }
+                _ => false,
+            };
+            match summary {
+                Some(s) if s.claim != Some(false) && !legacy_flush => {
+                    report.kept.manifests_claims += 1
+                }
                 Some(s) => {
                     replaced.extend(s.segments.iter().cloned());
                     manifest_deletes.push((Kind::Manifest, manifest_key(ns, v), size));

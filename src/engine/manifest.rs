@@ -30,13 +30,14 @@ pub struct Manifest {
     pub segments: Vec<SegmentMeta>,
     pub vector_dims: Option<usize>,
     pub created_ms: u64,
-    /// This version is a writer's claim (its first commit after fencing the
-    /// WAL at open). Garbage collection never deletes a claim: it is the
-    /// next manifest version of whichever writer it fenced (see `gc`).
-    /// Manifests written before this field existed may be claims, so a
-    /// missing field reads as `true`.
-    #[serde(default = "legacy_claim")]
-    pub claim: bool,
+    /// `Some(true)`: this version is a writer's claim (its first commit
+    /// after fencing the WAL at open). Garbage collection never deletes a
+    /// claim: it is the next manifest version of whichever writer it fenced
+    /// (see `gc`). `None`: a *legacy* manifest, written before this field
+    /// existed, which may be a claim; `Manifest::legacy_is_flush` tells the
+    /// ones that certainly are not.
+    #[serde(default)]
+    pub claim: Option<bool>,
     /// Versions of every claim in this manifest's history, so GC knows them
     /// without reading each one again.
     #[serde(default)]
@@ -49,10 +50,6 @@ pub struct Manifest {
     pub markers_known_after: Option<u64>,
     #[serde(default)]
     pub markers: Vec<u64>,
-}
-
-fn legacy_claim() -> bool {
-    true
 }
 
 impl Manifest {
@@ -92,7 +89,7 @@ impl Manifest {
             version: self.version + 1,
             writer_id: writer_id.to_string(),
             created_ms: super::layout::now_ms(),
-            claim: false,
+            claim: Some(false),
             ..self.clone()
         }
     }
@@ -100,7 +97,7 @@ impl Manifest {
     /// The next version as a new writer's claim on the namespace.
     pub fn claim_successor(&self, writer_id: &str) -> Manifest {
         let mut next = self.successor(writer_id);
-        next.claim = true;
+        next.claim = Some(true);
         next.claims.push(next.version);
         // The new writer learns every marker above the flushed point by
         // replaying it; below it, only what this manifest already knew.
@@ -110,6 +107,48 @@ impl Manifest {
             None => Some(self.flushed_through),
         };
         next
+    }
+}
+
+/// What tells a legacy claim from a flush (`Manifest::legacy_is_flush`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Lineage<'a> {
+    pub writer_id: &'a str,
+    pub flushed_through: u64,
+    pub segments: Vec<&'a str>,
+}
+
+impl Lineage<'_> {
+    /// Whether a legacy manifest with this lineage certainly is not a
+    /// claim, given its predecessor's (version - 1; `None` when it is gone
+    /// or unreadable). Before the `claim` field, a writer's first commit
+    /// was either an open's claim, a copy of its predecessor's segments and
+    /// flushed point, or a repair or rebuild-manifest commit, under a
+    /// writer id of its own (`reef-<op>-<pid>-<random>`). So a version that
+    /// differs from its predecessor in content, committed by the same
+    /// writer id, was that writer's later commit (a flush or compaction),
+    /// not a claim: no writer's next slot, and GC may delete it like any
+    /// replaced manifest. Anything else may be a claim and is kept.
+    pub fn legacy_is_flush(&self, prev: Option<&Lineage<'_>>) -> bool {
+        prev.is_some_and(|p| {
+            p.writer_id == self.writer_id
+                && (p.flushed_through != self.flushed_through || p.segments != self.segments)
+        })
+    }
+}
+
+impl Manifest {
+    /// May be a claim: a claim, or a legacy manifest (unknown).
+    pub fn may_be_claim(&self) -> bool {
+        self.claim != Some(false)
+    }
+
+    pub fn lineage(&self) -> Lineage<'_> {
+        Lineage {
+            writer_id: &self.writer_id,
+            flushed_through: self.flushed_through,
+            segments: self.segments.iter().map(|s| s.id.as_str()).collect(),
+        }
     }
 }
 
@@ -160,5 +199,33 @@ pub async fn commit(store: &Arc<dyn ObjectStore>, ns: &str, m: &Manifest) -> Eng
             })
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lineage;
+
+    fn lineage<'a>(writer_id: &'a str, flushed_through: u64, segments: &[&'a str]) -> Lineage<'a> {
+        Lineage {
+            writer_id,
+            flushed_through,
+            segments: segments.to_vec(),
+        }
+    }
+
+    #[test]
+    fn only_a_later_commit_of_the_same_writer_is_certainly_a_legacy_flush() {
+        let prev = lineage("a", 5, &["s1"]);
+        // A flush and a compaction by the writer of the version before.
+        assert!(lineage("a", 9, &["s2", "s1"]).legacy_is_flush(Some(&prev)));
+        assert!(lineage("a", 5, &["s3"]).legacy_is_flush(Some(&prev)));
+        // An open's claim copies its predecessor, whoever opened.
+        assert!(!lineage("a", 5, &["s1"]).legacy_is_flush(Some(&prev)));
+        assert!(!lineage("b", 5, &["s1"]).legacy_is_flush(Some(&prev)));
+        // A repair or rebuild commit: its own writer id, any content.
+        assert!(!lineage("reef-rebuild-1-2", 9, &["s2"]).legacy_is_flush(Some(&prev)));
+        // Nothing to compare with: maybe a claim.
+        assert!(!lineage("a", 9, &["s2"]).legacy_is_flush(None));
     }
 }

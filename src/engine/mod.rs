@@ -149,6 +149,8 @@ pub enum EngineError {
     CheckpointExists { ns: String, name: String },
     #[error("namespace {ns} has no checkpoint {name:?}")]
     NoSuchCheckpoint { ns: String, name: String },
+    #[error("checkpoint {name:?} of namespace {ns} is still being created (or its creator stopped before finishing); try again, or remove it with `reef checkpoint delete`")]
+    CheckpointPending { ns: String, name: String },
     #[error("sequence {seq} of namespace {ns} is not retained: {retained}")]
     NotRetained {
         ns: String,

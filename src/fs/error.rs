@@ -114,6 +114,7 @@ impl From<EngineError> for FsError {
             EngineError::BadCheckpointName { .. } => FsError::Invalid(e.to_string()),
             EngineError::CheckpointExists { .. } => FsError::Exists,
             EngineError::NoSuchCheckpoint { .. }
+            | EngineError::CheckpointPending { .. }
             | EngineError::NotRetained { .. }
             | EngineError::TimeNotRetained { .. } => FsError::NotFound,
             // Store failures, corrupt objects, failed WAL writes, and
