@@ -11,8 +11,8 @@
 #           99th-percentile durations (strace -T, seccomp-filtered so other
 #           syscalls run untraced): the longest the tool waited for one
 #           batch of entries
-#   RSS     the daemon's peak resident memory during the timed run (sampled
-#           every 50 ms) and after it
+#   RSS     the daemon's resident memory before the timed run, its peak
+#           (VmHWM) and after it
 # The namespace is built with `reef import` of a generated JSON Lines file
 # (then flushed and compacted), not through the mount.
 # Usage: scripts/bench-list.sh [DOCS]      (default 1000000)
@@ -82,30 +82,21 @@ mount_reef() {
         sleep 0.05
     done
 }
-rss() { awk '$1 == "VmRSS:" { print int($2 / 1024) }' "/proc/$pid/status"; }
+status() { awk -v k="$1:" '$1 == k { print int($2 / 1024) }' "/proc/$pid/status"; }
 
 # Runs "$@" (output to /dev/null) and prints its wall seconds; with a
-# daemon, also its peak RSS during the run and its RSS after, in MiB.
+# daemon (mounted fresh for this run), also its RSS before the run, its peak
+# (VmHWM: since mounting, so the peak of the run) and its RSS after, in MiB.
 timed() {
-    local peak_file="$work/peak" sampler=
-    echo 0 >"$peak_file"
-    if [ -n "$pid" ]; then
-        (peak=0; while kill -0 "$pid" 2>/dev/null; do
-            r=$(rss); [ "$r" -gt "$peak" ] && { peak=$r; echo "$peak" >"$peak_file"; }
-            sleep 0.05
-        done) &
-        sampler=$!
-    fi
-    local t0 t1
+    local t0 t1 before=-
+    [ -z "$pid" ] || before=$(status VmRSS)
     t0=$(date +%s.%N)
     "$@" >/dev/null
     t1=$(date +%s.%N)
-    if [ -n "$sampler" ]; then
-        kill "$sampler" 2>/dev/null || true
-        wait "$sampler" 2>/dev/null || true
-        printf '%.2f %s %s\n' "$(echo "$t1 - $t0" | bc -l)" "$(cat "$peak_file")" "$(rss)"
+    if [ -n "$pid" ]; then
+        printf '%.2f %s %s %s\n' "$(echo "$t1 - $t0" | bc -l)" "$before" "$(status VmHWM)" "$(status VmRSS)"
     else
-        printf '%.2f - -\n' "$(echo "$t1 - $t0" | bc -l)"
+        printf '%.2f - - -\n' "$(echo "$t1 - $t0" | bc -l)"
     fi
 }
 first() {
@@ -130,7 +121,7 @@ PY
 declare -A tools=([ls-f]="ls -f" [ls-l]="ls -l" [find]="find . -type f")
 order=(ls-f ls-l find)
 printf 'load before: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-8s %-7s %9s %9s %7s %9s %9s %9s %9s\n' tool target "total s" "first s" calls "max ms" "p99 ms" "peak MiB" "RSS MiB"
+printf '%-8s %-7s %9s %9s %7s %9s %9s %9s %9s %9s\n' tool target "total s" "first s" calls "max ms" "p99 ms" "RSS0 MiB" "peak MiB" "RSS MiB"
 declare -A total
 for t in "${order[@]}"; do
     # shellcheck disable=SC2206
@@ -144,7 +135,7 @@ for t in "${order[@]}"; do
         fi
         # native: warm the dentries (reef runs on the fresh mount)
         [ "$target" = reef ] || (cd "$dir" && "${cmd[@]}" >/dev/null)
-        read -r secs peak after < <(cd "$dir" && timed "${cmd[@]}")
+        read -r secs before peak after < <(cd "$dir" && timed "${cmd[@]}")
         total[$t.$target]=$secs
         # A count check: every document listed once.
         if [ "$t" = ls-f ]; then
@@ -156,7 +147,7 @@ for t in "${order[@]}"; do
         if [ "$target" = reef ]; then unmount; mount_reef; fi
         read -r calls max p99 < <(cd "$dir" && gaps "${cmd[@]}")
         [ "$target" = reef ] && unmount
-        printf '%-8s %-7s %9s %9s %7s %9s %9s %9s %9s\n' "$t" "$target" "$secs" "$fst" "$calls" "$max" "$p99" "$peak" "$after"
+        printf '%-8s %-7s %9s %9s %7s %9s %9s %9s %9s %9s\n' "$t" "$target" "$secs" "$fst" "$calls" "$max" "$p99" "$before" "$peak" "$after"
     done
     printf '%-8s reef / native time: %.2f\n' "$t" "$(echo "${total[$t.reef]} / ${total[$t.native]}" | bc -l)"
 done
