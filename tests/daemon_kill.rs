@@ -365,7 +365,7 @@ fn snapshotter(
 /// Waits until `count` (writes or snapshots a helper thread completed) is
 /// at least one, so the kill lands while the operation is under way and
 /// each round has something to check even on a loaded machine.
-fn wait_for_first(count: &AtomicU64, child: &mut Child, what: &str) {
+fn wait_for_first(count: &AtomicU64, child: &mut Child, what: &str, mp: &Mountpoint) {
     let deadline = Instant::now() + LIVE_TIMEOUT;
     while count.load(Ordering::Acquire) == 0 {
         assert!(
@@ -374,7 +374,8 @@ fn wait_for_first(count: &AtomicU64, child: &mut Child, what: &str) {
         );
         assert!(
             Instant::now() < deadline,
-            "{what}: nothing completed within {LIVE_TIMEOUT:?}"
+            "{what}: nothing completed within {LIVE_TIMEOUT:?}; daemon log:\n{}",
+            std::fs::read_to_string(mp.log()).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -567,7 +568,7 @@ fn kill_9_at_random_moments_never_wedges_and_the_mount_recovers() {
                     stop,
                     std::thread::spawn(move || writer(ns, round, stop2, count2)),
                 ));
-                wait_for_first(&count, &mut child, &what);
+                wait_for_first(&count, &mut child, &what, &mp);
                 std::thread::sleep(after);
                 kill9(&child);
                 *counts.entry("serving writes").or_default() += 1;
@@ -581,7 +582,7 @@ fn kill_9_at_random_moments_never_wedges_and_the_mount_recovers() {
                     stop,
                     std::thread::spawn(move || writer(ns, round, stop2, count2)),
                 ));
-                wait_for_first(&count, &mut child, &what);
+                wait_for_first(&count, &mut child, &what, &mp);
                 let gc_stop = Arc::new(AtomicBool::new(false));
                 let (ns, stop3) = (mp.mnt.join("k"), gc_stop.clone());
                 collecting = Some((gc_stop, std::thread::spawn(move || collector(ns, stop3))));
@@ -598,7 +599,7 @@ fn kill_9_at_random_moments_never_wedges_and_the_mount_recovers() {
                     stop,
                     std::thread::spawn(move || writer(ns, round, stop2, count2)),
                 ));
-                wait_for_first(&count, &mut child, &what);
+                wait_for_first(&count, &mut child, &what, &mp);
                 let snap_stop = Arc::new(AtomicBool::new(false));
                 let made = Arc::new(AtomicU64::new(0));
                 let (ns, stop3, earlier) = (mp.mnt.join("k"), snap_stop.clone(), acked.len());
@@ -609,7 +610,7 @@ fn kill_9_at_random_moments_never_wedges_and_the_mount_recovers() {
                         snapshotter(ns, round, earlier, stop3, count, made2)
                     }),
                 ));
-                wait_for_first(&made, &mut child, &what);
+                wait_for_first(&made, &mut child, &what, &mp);
                 std::thread::sleep(after);
                 kill9(&child);
                 *counts.entry("snapshotting").or_default() += 1;

@@ -146,9 +146,9 @@ pub(super) async fn replay(
 
 /// VOID markers in every free slot of `(fence_seq, last]` (create-if-absent);
 /// a slot already holding another writer's BATCH keeps it (a stray of the
-/// writer our fence stopped). Returns the VOIDs' sequences, or `None` when
-/// a slot holds another writer's FENCE or VOID (a takeover raced ours: open
-/// again).
+/// writer our fence stopped), and so does a VOID. Returns the VOIDs'
+/// sequences, or `None` when a slot holds a FENCE (a takeover raced ours:
+/// open again).
 async fn claim_window(
     store: &Arc<dyn ObjectStore>,
     ns: &str,
@@ -171,6 +171,10 @@ async fn claim_window(
                 let data = store.get(&key).await.map_err(|e| Some(EngineError::from(e)))?;
                 match WalRecord::decode(data, seq) {
                     Ok(rec) if rec.kind == WalKind::Batch && rec.writer_id != writer_id => Ok(None),
+                    // A VOID already claims the slot for good: one of ours
+                    // from an attempt that started over, or of an opener
+                    // that died while claiming its own window.
+                    Ok(rec) if rec.kind == WalKind::Void => Ok(None),
                     _ => Err(None),
                 }
             }

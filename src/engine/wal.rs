@@ -70,8 +70,9 @@
 //! such a stray, which follows the fence and is skipped (rule 2), however
 //! late it lands; and since the new writer's first flush covers the window,
 //! no replay ever starts inside it, past the fence that explains it. A slot
-//! holding another writer's FENCE or VOID means a third writer is opening
-//! at the same time: the open starts over from a fresh listing.
+//! already holding a VOID stays claimed (an opener that died mid-claim
+//! leaves some); one holding a FENCE means a third writer is opening at
+//! the same time: the open starts over from a fresh listing.
 //!
 //! What this does not cover: a put that failed without an answer and lands
 //! after the writer gave up on it (the same as before pipelining, see
