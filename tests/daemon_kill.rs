@@ -307,7 +307,9 @@ fn writer(
             break;
         }
         let name = format!("r{round}-{k}.json");
-        if write_close(&ns.join(&name), doc_body(round, k)).is_err() {
+        if let Err(e) = write_close(&ns.join(&name), doc_body(round, k)) {
+            // Expected once the daemon is killed; shown when a round fails.
+            eprintln!("round {round}: writing {name}: {e}");
             break;
         }
         acked.insert(name, doc_body(round, k));
@@ -374,8 +376,18 @@ fn wait_for_first(count: &AtomicU64, child: &mut Child, what: &str, mp: &Mountpo
         );
         assert!(
             Instant::now() < deadline,
-            "{what}: nothing completed within {LIVE_TIMEOUT:?}; daemon log:\n{}",
-            std::fs::read_to_string(mp.log()).unwrap_or_default()
+            "{what}: nothing completed within {LIVE_TIMEOUT:?}; daemon log:\n{}\nstore: {:?}",
+            std::fs::read_to_string(mp.log()).unwrap_or_default(),
+            walkdir::WalkDir::new(&mp.src)
+                .into_iter()
+                .filter_map(Result::ok)
+                .map(|e| e
+                    .path()
+                    .strip_prefix(&mp.src)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default())
+                .filter(|p| !p.contains("/wal/"))
+                .collect::<Vec<_>>()
         );
         std::thread::sleep(Duration::from_millis(1));
     }
