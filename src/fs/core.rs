@@ -19,7 +19,7 @@ use super::attr::{time_from_ms, Attr, FileKind};
 use super::error::{FsError, FsResult};
 use super::handles::HandleTable;
 use super::inodes::ROOT_INO;
-use super::inodes::{DocMeta, InodeTable, Node};
+use super::inodes::{DocMeta, InodeTable, Node, DEFAULT_MAX_KERNEL_INODES};
 use super::invalidate::Invalidation;
 use super::names::{classify_in, ControlKind, NameKind};
 use super::namespace::Namespace;
@@ -44,6 +44,10 @@ pub struct CoreConfig {
     /// writer (another mount, another machine) committed. `None`: never
     /// (a follower then shows the namespace as of its first use).
     pub refresh: Option<Duration>,
+    /// Inodes the kernel may hold before the daemon asks it to drop the
+    /// oldest documents' entries (`inodes`: "The kernel-held bound");
+    /// `0`: no bound. `-o max_inodes=N`.
+    pub max_kernel_inodes: usize,
 }
 
 /// How long the kernel may cache entries and attributes of a mount that is
@@ -75,6 +79,7 @@ impl Default for CoreConfig {
             dir_mode: 0o755,
             scratch_limit: 256 << 20,
             refresh: Some(DEFAULT_REFRESH),
+            max_kernel_inodes: DEFAULT_MAX_KERNEL_INODES,
         }
     }
 }
@@ -148,13 +153,18 @@ impl FsCore {
         mut cfg: CoreConfig,
     ) -> Arc<FsCore> {
         cfg.engine.read_only = cfg.read_only;
+        let max_kernel_inodes = cfg.max_kernel_inodes;
         Arc::new_cyclic(|me| FsCore {
             me: me.clone(),
             store,
             metered,
             disk_cache,
             cfg,
-            table: Mutex::new(InodeTable::new()),
+            table: Mutex::new({
+                let mut t = InodeTable::new();
+                t.set_kernel_bound(max_kernel_inodes, None);
+                t
+            }),
             handles: HandleTable::new(),
             epoch: AtomicU64::new(0),
             sink: Mutex::new(None),

@@ -19,21 +19,54 @@
 //! in empty buckets of a whole inode each, and a map keyed by (parent, name)
 //! a second copy of every name. Names are `CompactString`s, inline up to 24
 //! bytes. When most entries were forgotten, the slab and indexes shrink.
+//!
+//! # The kernel-held bound
+//!
+//! The kernel forgets an inode only when it drops the dentry, and on a
+//! machine with memory to spare it never does: after writing a million
+//! files it holds a million inodes, and so does this table. So the table
+//! bounds them itself: once more than `max_kernel` inodes are kernel-held,
+//! it asks the kernel (`inval_entry`, through the notifier thread) to drop
+//! the entries of the oldest-remembered documents that are committed and
+//! not open, a batch at a time, down to `max_kernel - max_kernel /
+//! EVICT_BATCH_DIVISOR`. FUSE inodes die with their last dentry, so the
+//! kernel then sends `forget` and the entries leave the table; the next
+//! access to such a name is an ordinary `lookup`. Only committed documents
+//! are asked for: they are found again by name from the store, while a
+//! scratch file, a pending document or an explicit directory exists only
+//! here. The order is a FIFO of inode numbers (8 bytes per kernel-held
+//! inode); an inode is queued at most once (`queued`), and an entry whose
+//! inode was forgotten meanwhile is skipped when it comes up.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::SystemTime;
 
 use compact_str::CompactString;
 use hashbrown::HashTable;
 
+use super::invalidate::Invalidation;
 use super::names::ControlKind;
 use super::namespace::Namespace;
 use crate::types::DocId;
 
 pub const ROOT_INO: u64 = 1;
+
+/// Inodes the kernel may hold before the table asks it to drop the oldest
+/// documents' entries (see "The kernel-held bound"). At about 200 bytes per
+/// inode this is some 20 MB of daemon memory, a fraction of the 250 MB the
+/// whole daemon may use (issue 8), while a working set of a hundred
+/// thousand files still stays in the kernel's caches; beyond it, a file
+/// touched again costs one `lookup`. `-o max_inodes=N` changes it.
+pub const DEFAULT_MAX_KERNEL_INODES: usize = 100_000;
+
+/// Evictions come in batches of `max_kernel / EVICT_BATCH_DIVISOR`
+/// entries, so the notifier thread is woken once per batch rather than
+/// once per new file, and a table just over its bound does not evict one
+/// entry per `lookup`.
+const EVICT_BATCH_DIVISOR: usize = 16;
 
 /// What the store holds for a document, as last seen or written here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +143,10 @@ pub(crate) struct Inode {
     pub open: u32,
     /// False once unlinked or replaced by a rename.
     pub linked: bool,
+    /// In the kernel-held FIFO (at most once).
+    queued: bool,
+    /// The kernel was asked to drop its entry and has not forgotten it yet.
+    evicting: bool,
 }
 
 impl Inode {
@@ -161,6 +198,16 @@ pub(crate) struct InodeTable {
     hidden: HashMap<(u64, DocId), u64>,
     pub scratch_bytes: u64,
     sweep_at: usize,
+    /// Inodes with `nlookup > 0`, of any kind.
+    kernel_held: usize,
+    /// Of those, the ones the kernel was asked to drop.
+    evicting: usize,
+    /// The bound on `kernel_held - evicting`.
+    max_kernel: usize,
+    /// Kernel-held document inodes, oldest first (eviction candidates).
+    kernel_fifo: VecDeque<u64>,
+    /// The notifier thread; `None` without a kernel (tests of the core).
+    sink: Option<mpsc::Sender<Invalidation>>,
     /// When an entry was last created in or removed from a directory (not
     /// kept across mounts: directories are not stored).
     dir_mtimes: HashMap<u64, SystemTime>,
@@ -196,6 +243,11 @@ impl InodeTable {
             hidden: HashMap::new(),
             scratch_bytes: 0,
             sweep_at: 1 << 16,
+            kernel_held: 0,
+            evicting: 0,
+            max_kernel: DEFAULT_MAX_KERNEL_INODES,
+            kernel_fifo: VecDeque::new(),
+            sink: None,
             dir_mtimes: HashMap::new(),
         };
         t.push(
@@ -208,6 +260,8 @@ impl InodeTable {
                 open: 0,
                 // The root has no name in a directory: never in `by_name`.
                 linked: true,
+                queued: false,
+                evicting: false,
             },
         );
         t
@@ -327,6 +381,8 @@ impl InodeTable {
                 nlookup: 0,
                 open: 0,
                 linked: true,
+                queued: false,
+                evicting: false,
             },
         );
         self.index_name(idx);
@@ -410,12 +466,141 @@ impl InodeTable {
             .unwrap_or_default()
     }
 
+    /// The kernel learned of `ino` once more (lookup, create, readdirplus
+    /// entry, mkdir); past the kernel-held bound, the oldest documents'
+    /// entries are dropped.
+    pub fn remember(&mut self, ino: u64) {
+        let Some(idx) = self.slot_of(ino) else {
+            return;
+        };
+        let inode = &mut self.slots[idx].inode;
+        inode.nlookup += 1;
+        if inode.nlookup > 1 {
+            return;
+        }
+        self.kernel_held += 1;
+        if matches!(inode.node, Node::Doc(_)) && !inode.queued {
+            inode.queued = true;
+            self.kernel_fifo.push_back(ino);
+        }
+        self.compact_kernel_fifo();
+        self.enforce_kernel_bound();
+    }
+
+    /// Sets the kernel-held bound (`0`: unbounded) and where the requests
+    /// to drop entries go.
+    pub fn set_kernel_bound(&mut self, max: usize, sink: Option<mpsc::Sender<Invalidation>>) {
+        self.max_kernel = if max == 0 { usize::MAX } else { max };
+        self.sink = sink;
+    }
+
+    /// Kernel-held inodes the kernel was asked to drop and has not
+    /// forgotten yet (`.stats`: `evicting_inodes`).
+    pub fn evicting(&self) -> usize {
+        self.evicting
+    }
+
+    /// Asks the kernel to drop the oldest committed, closed documents while
+    /// more than `max_kernel` inodes are kernel-held and not being dropped.
+    fn enforce_kernel_bound(&mut self) {
+        if self.kernel_held.saturating_sub(self.evicting) <= self.max_kernel {
+            return;
+        }
+        let Some(sink) = self.sink.clone() else {
+            return;
+        };
+        let target = self.max_kernel - self.max_kernel / EVICT_BATCH_DIVISOR;
+        // Open or uncommitted documents go back to the end; looking at
+        // each entry at most once per call keeps a call bounded even when
+        // none can be dropped.
+        let mut kept = Vec::new();
+        for _ in 0..self.kernel_fifo.len() {
+            if self.kernel_held - self.evicting <= target {
+                break;
+            }
+            let Some(ino) = self.kernel_fifo.pop_front() else {
+                break;
+            };
+            let Some(idx) = self.slot_of(ino) else {
+                continue;
+            };
+            let inode = &mut self.slots[idx].inode;
+            if !inode.queued {
+                continue;
+            }
+            inode.queued = false;
+            if inode.nlookup == 0 || inode.evicting {
+                continue;
+            }
+            let droppable = inode.linked
+                && inode.open == 0
+                && matches!(&inode.node, Node::Doc(d) if !d.pending && d.dirty_size.is_none());
+            if !droppable {
+                inode.queued = matches!(inode.node, Node::Doc(_));
+                if inode.queued {
+                    kept.push(ino);
+                }
+                continue;
+            }
+            let msg = Invalidation::Entry {
+                parent: inode.parent,
+                name: inode.name.to_string(),
+                done: None,
+            };
+            if sink.send(msg).is_err() {
+                // The mount is gone: nothing holds these inodes any more.
+                inode.queued = true;
+                kept.push(ino);
+                break;
+            }
+            inode.evicting = true;
+            self.evicting += 1;
+        }
+        self.kernel_fifo.extend(kept);
+        self.compact_kernel_fifo();
+    }
+
+    /// Drops FIFO entries of inodes forgotten since they were queued, once
+    /// they are most of it, so the FIFO stays proportional to the inodes
+    /// the kernel holds.
+    fn compact_kernel_fifo(&mut self) {
+        if self.kernel_fifo.len() <= 2 * self.kernel_held + 1024 {
+            return;
+        }
+        let mut fifo = std::mem::take(&mut self.kernel_fifo);
+        // An inode number queued twice (a name deleted and made again) is
+        // kept once: the first occurrence clears `queued`, the second then
+        // fails the test; `queued` is set again on every kept entry after.
+        fifo.retain(|&ino| match self.slot_of(ino) {
+            Some(idx) => {
+                let inode = &mut self.slots[idx].inode;
+                std::mem::replace(&mut inode.queued, false) && inode.nlookup > 0
+            }
+            None => false,
+        });
+        for &ino in &fifo {
+            if let Some(inode) = self.get_mut(ino) {
+                inode.queued = true;
+            }
+        }
+        fifo.shrink_to(2 * fifo.len());
+        self.kernel_fifo = fifo;
+    }
+
     pub fn forget(&mut self, ino: u64, n: u64) {
         if ino == ROOT_INO {
             return;
         }
-        if let Some(inode) = self.get_mut(ino) {
-            inode.nlookup = inode.nlookup.saturating_sub(n);
+        if let Some(idx) = self.slot_of(ino) {
+            let inode = &mut self.slots[idx].inode;
+            let before = inode.nlookup;
+            inode.nlookup = before.saturating_sub(n);
+            if before > 0 && inode.nlookup == 0 {
+                self.kernel_held -= 1;
+                if std::mem::replace(&mut inode.evicting, false) {
+                    self.evicting -= 1;
+                }
+            }
         }
         self.maybe_evict(ino);
         if self.slots.len() < self.sweep_at / 8 {
@@ -483,6 +668,36 @@ impl InodeTable {
             .filter(|s| s.inode.parent == parent && s.inode.linked && s.ino != ROOT_INO)
             .map(|s| (s.ino, s.inode.name.to_string()))
             .collect()
+    }
+
+    /// Linked scratch files anywhere below directory `dir`: (count, bytes).
+    /// One pass over the table that allocates nothing (`.stats` reads it;
+    /// `descendants` would copy every name below a namespace first).
+    pub fn scratch_below(&self, dir: u64) -> (u64, u64) {
+        let mut out = (0, 0);
+        for s in &self.slots {
+            if let Node::Scratch(sc) = &s.inode.node {
+                if s.inode.linked && self.linked_below(s.inode.parent, dir) {
+                    out = (out.0 + 1, out.1 + sc.data.len() as u64);
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether directory `ino` is `dir` or linked below it.
+    fn linked_below(&self, mut ino: u64, dir: u64) -> bool {
+        // Each step goes one level up; the bound guards against a cycle.
+        for _ in 0..=self.slots.len() {
+            if ino == dir {
+                return true;
+            }
+            match self.get(ino) {
+                Some(i) if i.linked && ino != ROOT_INO => ino = i.parent,
+                _ => return false,
+            }
+        }
+        false
     }
 
     /// Linked inodes anywhere below directory `dir`, with their parent:
@@ -559,7 +774,7 @@ impl InodeTable {
                     0
                 };
                 name + match &s.inode.node {
-                    Node::Doc(d) => block(d.id.as_str().len()),
+                    Node::Doc(d) if d.id.is_heap_allocated() => block(d.id.as_str().len()),
                     Node::Dir(d) => block(d.prefix.len()),
                     Node::Scratch(sc) => block(sc.data.capacity()),
                     _ => 0,
@@ -568,6 +783,7 @@ impl InodeTable {
             .sum();
         self.slots.len() * std::mem::size_of::<Slot>()
             + (buckets(&self.by_ino) + buckets(&self.by_name)) * index_bucket
+            + self.kernel_fifo.len() * std::mem::size_of::<u64>()
             + heap
     }
 
