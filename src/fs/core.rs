@@ -66,13 +66,38 @@ impl CoreConfig {
     }
 }
 
+/// A mount's engine bounds, each half the engine's default, so that the
+/// daemon's memory stays under about 250 MB however large its namespaces grow
+/// (issue 8): at most `DEFAULT_MAX_KERNEL_INODES` inodes (~20 MB), two
+/// memtables of `MOUNT_FLUSH_BYTES` and the segment a flush builds from
+/// one (96 MiB at most), the block cache, and a compaction's output
+/// segment of `MOUNT_SEGMENT_BYTES` beside its 32 MiB of input reads.
+/// The engine's own defaults serve `reef import`, `compact` and `bench`,
+/// which run alone and may use more.
+pub const MOUNT_CACHE_BYTES: usize = 32 << 20;
+/// See `MOUNT_CACHE_BYTES`. Small documents reach the WAL-object flush
+/// trigger (2,000 objects) long before this.
+pub const MOUNT_FLUSH_BYTES: usize = 32 << 20;
+/// See `MOUNT_CACHE_BYTES`: the largest buffer a compaction holds.
+pub const MOUNT_SEGMENT_BYTES: usize = 32 << 20;
+
+/// The engine options of a mount (see `MOUNT_CACHE_BYTES`).
+fn mount_engine_options() -> EngineOptions {
+    EngineOptions {
+        cache_bytes: MOUNT_CACHE_BYTES,
+        auto_flush_bytes: Some(MOUNT_FLUSH_BYTES),
+        compaction_segment_bytes: MOUNT_SEGMENT_BYTES,
+        ..EngineOptions::default()
+    }
+}
+
 impl Default for CoreConfig {
     fn default() -> Self {
         // SAFETY: geteuid/getegid cannot fail and touch no memory.
         let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
         CoreConfig {
             read_only: false,
-            engine: EngineOptions::default(),
+            engine: mount_engine_options(),
             uid,
             gid,
             file_mode: 0o644,
