@@ -5,7 +5,7 @@
 # RSS every STEP documents (so growth per document shows as a slope), its
 # peak (VmHWM), the inodes it holds (`.stats`), and the same figures after
 # the kernel dropped its dentries and inodes (`drop_caches`: every inode is
-# forgotten, so what is left is the daemon's own floor). Then `.compact`
+# forgotten, so what is left is the daemon's own floor). Then `.flush` and `.compact`
 # through the mount (the daemon's RSS after it), and after unmounting
 # `reef gc --retain 0`: the store's objects and bytes against the logical
 # bytes (the documents' own sizes).
@@ -81,9 +81,12 @@ echo 2 >/proc/sys/vm/drop_caches
 printf 'after drop_caches: RSS %d MiB, inodes %s\n' "$(status VmRSS)" "$(inodes)"
 if [ "${COMPACT:-1}" = 1 ]; then
     t0=$(date +%s.%N)
+    # Flushed first, so the WAL tail (the memtable's documents) is in
+    # segments too and GC may delete it.
+    touch "$mnt/ns/.flush"
     touch "$mnt/ns/.compact"
     t1=$(date +%s.%N)
-    printf 'after .compact (%.1f s): RSS %d MiB, peak %d MiB, segments %s\n' \
+    printf 'after .flush + .compact (%.1f s): RSS %d MiB, peak %d MiB, segments %s\n' \
         "$(echo "$t1 - $t0" | bc -l)" "$(status VmRSS)" "$(status VmHWM)" \
         "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["segments"])' "$mnt/ns/.stats")"
 fi
@@ -101,7 +104,7 @@ fmt = '{"title": "document %d", "n": %d, "tags": ["alpha", "beta"], "body": "lor
 print(sum(len(fmt % (k, k)) for k in range(int(sys.argv[1]))))
 PY
 )
-    printf 'store after .compact + reef gc --retain 0: %d objects, %d bytes = %.2fx the %d logical bytes\n' \
+    printf 'store after .flush + .compact + reef gc --retain 0: %d objects, %d bytes = %.2fx the %d logical bytes\n' \
         "$objects" "$bytes" "$(echo "$bytes / $logical" | bc -l)" "$logical"
     # By kind: the directory below the namespace (wal, segments, manifests, ...).
     (cd "$work/store/ns" && find . -type f -printf '%h %s\n') |
