@@ -475,10 +475,17 @@ impl InodeTable {
         };
         let inode = &mut self.slots[idx].inode;
         inode.nlookup += 1;
-        if inode.nlookup > 1 {
-            return;
+        if inode.nlookup == 1 {
+            self.kernel_held += 1;
         }
-        self.kernel_held += 1;
+        // Looked up again while the kernel was asked to drop it: the kernel
+        // may have dropped the old inode and made a new one, whose forget
+        // is not coming soon, so it counts as held (and droppable) again.
+        // Else `evicting` would count it until its next forget, and the
+        // bound would let the kernel hold that many more.
+        if std::mem::replace(&mut inode.evicting, false) {
+            self.evicting -= 1;
+        }
         if matches!(inode.node, Node::Doc(_)) && !inode.queued {
             inode.queued = true;
             self.kernel_fifo.push_back(ino);
