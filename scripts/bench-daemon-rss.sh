@@ -5,10 +5,15 @@
 # RSS every STEP documents (so growth per document shows as a slope), its
 # peak (VmHWM), the inodes it holds (`.stats`), and the same figures after
 # the kernel dropped its dentries and inodes (`drop_caches`: every inode is
-# forgotten, so what is left is the daemon's own floor).
+# forgotten, so what is left is the daemon's own floor). Then `.flush` and `.compact`
+# through the mount (the daemon's RSS after it), and after unmounting
+# `reef gc --retain 0`: the store's objects and bytes against the logical
+# bytes (the documents' own sizes).
 # Usage: scripts/bench-daemon-rss.sh [DOCS] [WRITERS] [STEP]
 #   HEAPTRACK=1: run the daemon under heaptrack, print its summary.
 #   REEF_BIN=PATH: the reef binary to measure (default: a release build).
+#   MOUNT_OPTS=a,b: extra `-o` options of the mount (e.g. max_inodes=0).
+#   COMPACT=0: skip the compaction and GC stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 docs="${1:-1000000}"
@@ -28,10 +33,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+mount_args=("$work/store" "$mnt" -f)
+if [ -n "${MOUNT_OPTS:-}" ]; then mount_args+=(-o "$MOUNT_OPTS"); fi
 if [ "${HEAPTRACK:-0}" = 1 ]; then
-    heaptrack -o "$work/heap" "$reef" mount "$work/store" "$mnt" -f >"$work/daemon.log" 2>&1 &
+    heaptrack -o "$work/heap" "$reef" mount "${mount_args[@]}" >"$work/daemon.log" 2>&1 &
 else
-    "$reef" mount "$work/store" "$mnt" -f >"$work/daemon.log" 2>&1 &
+    "$reef" mount "${mount_args[@]}" >"$work/daemon.log" 2>&1 &
 fi
 launcher=$!
 deadline=$((SECONDS + 60))
@@ -72,9 +79,37 @@ printf 'wrote %d docs with %d writers in %.1f s (%.0f docs/s)\n' "$docs" "$write
 sync
 echo 2 >/proc/sys/vm/drop_caches
 printf 'after drop_caches: RSS %d MiB, inodes %s\n' "$(status VmRSS)" "$(inodes)"
+if [ "${COMPACT:-1}" = 1 ]; then
+    t0=$(date +%s.%N)
+    # Flushed first, so the WAL tail (the memtable's documents) is in
+    # segments too and GC may delete it.
+    touch "$mnt/ns/.flush"
+    touch "$mnt/ns/.compact"
+    t1=$(date +%s.%N)
+    printf 'after .flush + .compact (%.1f s): RSS %d MiB, peak %d MiB, segments %s\n' \
+        "$(echo "$t1 - $t0" | bc -l)" "$(status VmRSS)" "$(status VmHWM)" \
+        "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["segments"])' "$mnt/ns/.stats")"
+fi
 fusermount3 -u "$mnt"
 wait "$launcher" || true
 pid=
+if [ "${COMPACT:-1}" = 1 ]; then
+    "$reef" gc "$work/store" ns --retain 0 >"$work/gc.json"
+    objects=$(find "$work/store" -type f | wc -l)
+    bytes=$(find "$work/store" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
+    # The documents exactly as written above.
+    logical=$(python3 - "$docs" <<'PY'
+import sys
+fmt = '{"title": "document %d", "n": %d, "tags": ["alpha", "beta"], "body": "lorem ipsum dolor sit amet"}'
+print(sum(len(fmt % (k, k)) for k in range(int(sys.argv[1]))))
+PY
+)
+    printf 'store after .flush + .compact + reef gc --retain 0: %d objects, %d bytes = %.2fx the %d logical bytes\n' \
+        "$objects" "$bytes" "$(echo "$bytes / $logical" | bc -l)" "$logical"
+    # By kind: the directory below the namespace (wal, segments, manifests, ...).
+    (cd "$work/store/ns" && find . -type f -printf '%h %s\n') |
+        awk '{ split($1, p, "/"); n[p[2]]++; b[p[2]] += $2 } END { for (k in n) printf "  %-12s %7d objects %12d bytes\n", k, n[k], b[k] }'
+fi
 if [ "${HEAPTRACK:-0}" = 1 ]; then
     # Peak heap by the innermost reef (or fuser) function on each stack.
     heaptrack_print -f "$work"/heap*.zst --flamegraph-cost-type peak -F "$work/stacks" >/dev/null

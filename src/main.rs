@@ -153,7 +153,7 @@ struct MountArgs {
     mountpoint: PathBuf,
     /// Mount options, comma-separated, as mount(8) passes them: ro, allow_other,
     /// auto_unmount, uid=N, gid=N, file_mode=0644, dir_mode=0755, cache=DIR,
-    /// threads=N, refresh=MS (ro mounts), log_file=PATH, metrics=ADDR:PORT; fstab-only options (noauto, _netdev, nofail,
+    /// threads=N, max_inodes=N, refresh=MS (ro mounts), log_file=PATH, metrics=ADDR:PORT; fstab-only options (noauto, _netdev, nofail,
     /// x-systemd.*, ...) are accepted and ignored.
     #[arg(short = 'o', value_name = "OPT[,OPT..]")]
     options: Vec<String>,

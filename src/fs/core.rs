@@ -19,7 +19,7 @@ use super::attr::{time_from_ms, Attr, FileKind};
 use super::error::{FsError, FsResult};
 use super::handles::HandleTable;
 use super::inodes::ROOT_INO;
-use super::inodes::{DocMeta, InodeTable, Node};
+use super::inodes::{DocMeta, InodeTable, Node, DEFAULT_MAX_KERNEL_INODES};
 use super::invalidate::Invalidation;
 use super::names::{classify_in, ControlKind, NameKind};
 use super::namespace::Namespace;
@@ -44,6 +44,10 @@ pub struct CoreConfig {
     /// writer (another mount, another machine) committed. `None`: never
     /// (a follower then shows the namespace as of its first use).
     pub refresh: Option<Duration>,
+    /// Inodes the kernel may hold before the daemon asks it to drop the
+    /// oldest documents' entries (`inodes`: "The kernel-held bound");
+    /// `0`: no bound. `-o max_inodes=N`.
+    pub max_kernel_inodes: usize,
 }
 
 /// How long the kernel may cache entries and attributes of a mount that is
@@ -62,19 +66,45 @@ impl CoreConfig {
     }
 }
 
+/// A mount's engine bounds, each half the engine's default, so that the
+/// daemon's memory stays under about 250 MB however large its namespaces grow
+/// (issue 8): at most `DEFAULT_MAX_KERNEL_INODES` inodes (~20 MB), two
+/// memtables of `MOUNT_FLUSH_BYTES` and the segment a flush builds from
+/// one (96 MiB at most), the block cache, and a compaction's output
+/// segment of `MOUNT_SEGMENT_BYTES` beside its 32 MiB of input reads.
+/// The engine's own defaults serve `reef import`, `compact` and `bench`,
+/// which run alone and may use more.
+pub const MOUNT_CACHE_BYTES: usize = 32 << 20;
+/// See `MOUNT_CACHE_BYTES`. Small documents reach the WAL-object flush
+/// trigger (2,000 objects) long before this.
+pub const MOUNT_FLUSH_BYTES: usize = 32 << 20;
+/// See `MOUNT_CACHE_BYTES`: the largest buffer a compaction holds.
+pub const MOUNT_SEGMENT_BYTES: usize = 32 << 20;
+
+/// The engine options of a mount (see `MOUNT_CACHE_BYTES`).
+fn mount_engine_options() -> EngineOptions {
+    EngineOptions {
+        cache_bytes: MOUNT_CACHE_BYTES,
+        auto_flush_bytes: Some(MOUNT_FLUSH_BYTES),
+        compaction_segment_bytes: MOUNT_SEGMENT_BYTES,
+        ..EngineOptions::default()
+    }
+}
+
 impl Default for CoreConfig {
     fn default() -> Self {
         // SAFETY: geteuid/getegid cannot fail and touch no memory.
         let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
         CoreConfig {
             read_only: false,
-            engine: EngineOptions::default(),
+            engine: mount_engine_options(),
             uid,
             gid,
             file_mode: 0o644,
             dir_mode: 0o755,
             scratch_limit: 256 << 20,
             refresh: Some(DEFAULT_REFRESH),
+            max_kernel_inodes: DEFAULT_MAX_KERNEL_INODES,
         }
     }
 }
@@ -148,13 +178,18 @@ impl FsCore {
         mut cfg: CoreConfig,
     ) -> Arc<FsCore> {
         cfg.engine.read_only = cfg.read_only;
+        let max_kernel_inodes = cfg.max_kernel_inodes;
         Arc::new_cyclic(|me| FsCore {
             me: me.clone(),
             store,
             metered,
             disk_cache,
             cfg,
-            table: Mutex::new(InodeTable::new()),
+            table: Mutex::new({
+                let mut t = InodeTable::new();
+                t.set_kernel_bound(max_kernel_inodes, None);
+                t
+            }),
             handles: HandleTable::new(),
             epoch: AtomicU64::new(0),
             sink: Mutex::new(None),

@@ -19,19 +19,26 @@
 //! in empty buckets of a whole inode each, and a map keyed by (parent, name)
 //! a second copy of every name. Names are `CompactString`s, inline up to 24
 //! bytes. When most entries were forgotten, the slab and indexes shrink.
+//!
+//! How many inodes the kernel may keep is bounded (`kernel_bound`).
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::SystemTime;
 
 use compact_str::CompactString;
 use hashbrown::HashTable;
 
+use super::invalidate::Invalidation;
 use super::names::ControlKind;
 use super::namespace::Namespace;
 use crate::types::DocId;
+
+mod kernel_bound;
+
+pub use kernel_bound::DEFAULT_MAX_KERNEL_INODES;
 
 pub const ROOT_INO: u64 = 1;
 
@@ -110,6 +117,10 @@ pub(crate) struct Inode {
     pub open: u32,
     /// False once unlinked or replaced by a rename.
     pub linked: bool,
+    /// In the kernel-held FIFO (at most once).
+    queued: bool,
+    /// The kernel was asked to drop its entry and has not forgotten it yet.
+    evicting: bool,
 }
 
 impl Inode {
@@ -161,6 +172,16 @@ pub(crate) struct InodeTable {
     hidden: HashMap<(u64, DocId), u64>,
     pub scratch_bytes: u64,
     sweep_at: usize,
+    /// Inodes with `nlookup > 0`, of any kind.
+    kernel_held: usize,
+    /// Of those, the ones the kernel was asked to drop.
+    evicting: usize,
+    /// The bound on `kernel_held - evicting`.
+    max_kernel: usize,
+    /// Kernel-held document inodes, oldest first (eviction candidates).
+    kernel_fifo: VecDeque<u64>,
+    /// The notifier thread; `None` without a kernel (tests of the core).
+    sink: Option<mpsc::Sender<Invalidation>>,
     /// When an entry was last created in or removed from a directory (not
     /// kept across mounts: directories are not stored).
     dir_mtimes: HashMap<u64, SystemTime>,
@@ -196,6 +217,11 @@ impl InodeTable {
             hidden: HashMap::new(),
             scratch_bytes: 0,
             sweep_at: 1 << 16,
+            kernel_held: 0,
+            evicting: 0,
+            max_kernel: DEFAULT_MAX_KERNEL_INODES,
+            kernel_fifo: VecDeque::new(),
+            sink: None,
             dir_mtimes: HashMap::new(),
         };
         t.push(
@@ -208,6 +234,8 @@ impl InodeTable {
                 open: 0,
                 // The root has no name in a directory: never in `by_name`.
                 linked: true,
+                queued: false,
+                evicting: false,
             },
         );
         t
@@ -327,6 +355,8 @@ impl InodeTable {
                 nlookup: 0,
                 open: 0,
                 linked: true,
+                queued: false,
+                evicting: false,
             },
         );
         self.index_name(idx);
@@ -414,8 +444,16 @@ impl InodeTable {
         if ino == ROOT_INO {
             return;
         }
-        if let Some(inode) = self.get_mut(ino) {
-            inode.nlookup = inode.nlookup.saturating_sub(n);
+        if let Some(idx) = self.slot_of(ino) {
+            let inode = &mut self.slots[idx].inode;
+            let before = inode.nlookup;
+            inode.nlookup = before.saturating_sub(n);
+            if before > 0 && inode.nlookup == 0 {
+                self.kernel_held -= 1;
+                if std::mem::replace(&mut inode.evicting, false) {
+                    self.evicting -= 1;
+                }
+            }
         }
         self.maybe_evict(ino);
         if self.slots.len() < self.sweep_at / 8 {
@@ -483,6 +521,36 @@ impl InodeTable {
             .filter(|s| s.inode.parent == parent && s.inode.linked && s.ino != ROOT_INO)
             .map(|s| (s.ino, s.inode.name.to_string()))
             .collect()
+    }
+
+    /// Linked scratch files anywhere below directory `dir`: (count, bytes).
+    /// One pass over the table that allocates nothing (`.stats` reads it;
+    /// `descendants` would copy every name below a namespace first).
+    pub fn scratch_below(&self, dir: u64) -> (u64, u64) {
+        let mut out = (0, 0);
+        for s in &self.slots {
+            if let Node::Scratch(sc) = &s.inode.node {
+                if s.inode.linked && self.linked_below(s.inode.parent, dir) {
+                    out = (out.0 + 1, out.1 + sc.data.len() as u64);
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether directory `ino` is `dir` or linked below it.
+    fn linked_below(&self, mut ino: u64, dir: u64) -> bool {
+        // Each step goes one level up; the bound guards against a cycle.
+        for _ in 0..=self.slots.len() {
+            if ino == dir {
+                return true;
+            }
+            match self.get(ino) {
+                Some(i) if i.linked && ino != ROOT_INO => ino = i.parent,
+                _ => return false,
+            }
+        }
+        false
     }
 
     /// Linked inodes anywhere below directory `dir`, with their parent:
@@ -559,7 +627,7 @@ impl InodeTable {
                     0
                 };
                 name + match &s.inode.node {
-                    Node::Doc(d) => block(d.id.as_str().len()),
+                    Node::Doc(d) if d.id.is_heap_allocated() => block(d.id.as_str().len()),
                     Node::Dir(d) => block(d.prefix.len()),
                     Node::Scratch(sc) => block(sc.data.capacity()),
                     _ => 0,
@@ -568,6 +636,7 @@ impl InodeTable {
             .sum();
         self.slots.len() * std::mem::size_of::<Slot>()
             + (buckets(&self.by_ino) + buckets(&self.by_name)) * index_bucket
+            + self.kernel_fifo.len() * std::mem::size_of::<u64>()
             + heap
     }
 

@@ -29,11 +29,17 @@ pub enum Invalidation {
 impl FsCore {
     /// Where kernel cache invalidations go (the adapter's notifier thread).
     pub fn set_invalidation_sink(&self, sink: mpsc::Sender<Invalidation>) {
+        self.table
+            .lock()
+            .set_kernel_bound(self.cfg.max_kernel_inodes, Some(sink.clone()));
         *self.sink.lock() = Some(sink);
     }
 
     /// Stops sending invalidations (the mount is gone).
     pub fn clear_invalidation_sink(&self) {
+        self.table
+            .lock()
+            .set_kernel_bound(self.cfg.max_kernel_inodes, None);
         *self.sink.lock() = None;
     }
 

@@ -462,14 +462,7 @@ impl FsCore {
 
     /// Scratch files below namespace directory `ns_ino`: (count, bytes).
     pub(crate) fn scratch_counts(&self, ns_ino: u64) -> (u64, u64) {
-        let t = self.table.lock();
-        t.descendants(ns_ino)
-            .into_iter()
-            .filter_map(|(ino, _, _)| match t.get(ino).map(|i| &i.node) {
-                Some(Node::Scratch(s)) => Some(s.data.len() as u64),
-                _ => None,
-            })
-            .fold((0, 0), |(n, b), len| (n + 1, b + len))
+        self.table.lock().scratch_below(ns_ino)
     }
 }
 

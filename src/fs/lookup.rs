@@ -214,9 +214,7 @@ impl FsCore {
 
     /// The kernel learned of `ino` (lookup, create, readdirplus entry).
     pub(crate) fn remember(&self, ino: u64) {
-        if let Some(inode) = self.table.lock().get_mut(ino) {
-            inode.nlookup += 1;
-        }
+        self.table.lock().remember(ino);
     }
 
     pub async fn getattr(&self, ino: u64) -> FsResult<Attr> {

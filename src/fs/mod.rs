@@ -79,7 +79,7 @@ pub use self::core::{CoreConfig, FsCore, StatFs};
 pub use self::error::{FsError, FsResult};
 pub use self::fuse::daemon::run_mount_command;
 pub use self::fuse::mount::{mount, mount_core, MountHandle, MountOptions};
-pub use self::inodes::ROOT_INO;
+pub use self::inodes::{DEFAULT_MAX_KERNEL_INODES, ROOT_INO};
 pub use self::invalidate::Invalidation;
 pub use self::names::{classify, classify_in, doc_file_name, ControlKind, NameKind};
 pub use self::rename::RenameFlags;

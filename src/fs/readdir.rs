@@ -181,9 +181,7 @@ impl FsCore {
         };
         let attr = self.attr_locked(t, ino)?;
         if plus && count {
-            if let Some(inode) = t.get_mut(ino) {
-                inode.nlookup += 1;
-            }
+            t.remember(ino);
         }
         Some(DirEntry {
             ino,

@@ -96,9 +96,7 @@ impl FsCore {
         let mut t = self.table.lock();
         let ino = self.register_view(&mut t, dir, ns, name);
         t.touch_dir(dir);
-        if let Some(inode) = t.get_mut(ino) {
-            inode.nlookup += 1;
-        }
+        t.remember(ino);
         Ok(self.dir_attr(&t, ino))
     }
 

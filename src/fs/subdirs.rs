@@ -61,9 +61,7 @@ impl FsCore {
         );
         t.touch_dir(parent);
         t.touch_dir(ino);
-        if let Some(inode) = t.get_mut(ino) {
-            inode.nlookup += 1;
-        }
+        t.remember(ino);
         Ok(self.dir_attr(&t, ino))
     }
 

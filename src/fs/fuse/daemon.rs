@@ -187,6 +187,7 @@ fn serve(
     opts: &MountOptions,
     mut ready: Option<File>,
 ) -> Result<(), FsError> {
+    super::heap::tune();
     let mut report = |msg: &str| {
         if let Some(mut w) = ready.take() {
             let _ = writeln!(w, "{msg}");

@@ -6,13 +6,15 @@
 //!   it must wait (store I/O, a commit);
 //! - `fuse_conv` converts the core's values to fuser's;
 //! - `notify` writes kernel cache invalidations from a thread of its own;
-//! - `mount` and `daemon` set up mounts and run `reef mount`;
+//! - `mount` and `daemon` set up mounts and run `reef mount`; `heap` sets
+//!   the daemon's malloc parameters;
 //! - `metrics` (what is measured, by name) and `metrics_server` (the
 //!   `/metrics` HTTP responder) serve `-o metrics=ADDR:PORT`.
 
 mod adapter;
 pub(super) mod daemon;
 mod fuse_conv;
+mod heap;
 mod metrics;
 mod metrics_server;
 pub(super) mod mount;

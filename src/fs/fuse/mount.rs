@@ -46,6 +46,9 @@ pub struct MountOptions {
     pub cache_size: Option<u64>,
     /// `threads=N`: FUSE event loops (default 4).
     pub threads: Option<usize>,
+    /// `max_inodes=N`: inodes the kernel may hold before the daemon asks it
+    /// to drop the oldest documents (default 100000; `0`: no bound).
+    pub max_inodes: Option<usize>,
     /// `scratch_limit=SIZE`: memory for scratch files (default 256M).
     pub scratch_limit: Option<u64>,
     /// `log_file=PATH`: where a detached daemon writes its log.
@@ -165,6 +168,7 @@ impl MountOptions {
                 ("dir_mode", Some(v)) => self.dir_mode = Some(octal("dir_mode", v)?),
                 ("cache" | "cache_dir", Some(v)) => self.cache_dir = Some(PathBuf::from(v)),
                 ("threads", Some(v)) => self.threads = Some(number("threads", v)?),
+                ("max_inodes", Some(v)) => self.max_inodes = Some(number("max_inodes", v)?),
                 ("scratch_limit", Some(v)) => self.scratch_limit = Some(size("scratch_limit", v)?),
                 ("cache_size" | "max_cache_size", Some(v)) => {
                     self.cache_size = Some(size("cache_size", v)?)
@@ -190,7 +194,7 @@ impl MountOptions {
                     return Err(FsError::Mount(format!(
                         "unknown mount option {opt:?} (reef accepts ro, rw, allow_other, \
                          allow_root, auto_unmount, foreground, uid=, gid=, file_mode=, dir_mode=, \
-                         cache=, cache_size=, threads=, scratch_limit=, log_file=, refresh=MS, retain=, \
+                         cache=, cache_size=, threads=, max_inodes=, scratch_limit=, log_file=, refresh=MS, retain=, \
                          metrics=ADDR:PORT, \
                          noexec, nosuid, nodev, noatime, max_read=, and fstab-only options)"
                     )))
@@ -226,6 +230,9 @@ impl MountOptions {
         }
         if let Some(retain) = self.retain {
             cfg.engine.retain = retain;
+        }
+        if let Some(max) = self.max_inodes {
+            cfg.max_kernel_inodes = max;
         }
         cfg
     }
