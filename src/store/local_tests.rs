@@ -137,3 +137,41 @@ async fn an_object_is_not_a_directory() {
         .expect("deleting a directory name is a no-op");
     assert_eq!(store.get("ns/x/y").await.expect("still there"), b("1"));
 }
+
+/// The one-commit put (ext4, XFS) and the portable one place, replace and
+/// refuse alike, and neither leaves a temp file behind.
+#[tokio::test]
+async fn both_put_paths_place_replace_and_refuse_alike() {
+    for one_commit in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalFsStore::new(dir.path().to_path_buf())
+            .expect("open")
+            .with_one_commit_puts(one_commit);
+        let key = "ns/wal/00000000000000000007";
+        store.put_if_absent(key, b("first")).await.expect("create");
+        assert!(
+            matches!(
+                store.put_if_absent(key, b("second")).await,
+                Err(StoreError::AlreadyExists(_))
+            ),
+            "one_commit={one_commit}: a taken name is refused"
+        );
+        assert_eq!(store.get(key).await.expect("get"), b("first"));
+        store.put("ns/manifest/current", b("v1")).await.expect("put");
+        store
+            .put("ns/manifest/current", b("v2"))
+            .await
+            .expect("replace");
+        assert_eq!(
+            store.get("ns/manifest/current").await.expect("get"),
+            b("v2"),
+            "one_commit={one_commit}"
+        );
+        let mut names = Vec::new();
+        files_under(dir.path(), &mut names);
+        assert!(
+            !names.iter().any(|n| n.starts_with(super::local::TEMP_PREFIX)),
+            "one_commit={one_commit}: temp files left: {names:?}"
+        );
+    }
+}
