@@ -15,8 +15,9 @@
 //! does not truncate, sets it to [`PAGES_MIXED`]), and the stored bytes are
 //! exactly the handle's buffer. The pages are then recorded as holding the
 //! new sequence, so the next open keeps them, and only the attributes are
-//! dropped (the stored mtime replaces the kernel's), without waiting; not
-//! even that when the handle wrote and no attributes were made since (the
+//! dropped (the stored mtime replaces the kernel's; the close returns once
+//! the kernel has, so a `stat` right after it sees the commit); not even
+//! that when the handle wrote and no attributes were made since (the
 //! kernel dropped the size and times itself when the write returned, so
 //! the next `stat` asks for the committed ones): a 1-writer create then
 //! sends no notification at all.
@@ -420,8 +421,10 @@ impl FsCore {
                 let kernel_dropped_attrs =
                     attrs_at_write == Some(self.attrs_made.load(Ordering::SeqCst));
                 if keep_pages {
+                    // Waited for: a `stat` right after the close must not
+                    // see what an `fstat` before it cached.
                     if !kernel_dropped_attrs {
-                        self.invalidate_attrs(ino).await;
+                        self.invalidate_attrs(ino, true).await;
                     }
                 } else {
                     self.invalidate_inode(ino, true).await;
