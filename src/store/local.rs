@@ -8,24 +8,6 @@
 //!
 //! A key cannot be both an object and a "directory" of other keys here
 //! (`a/b` and `a/b/c`), unlike on S3; reef's layout never needs that.
-//!
-//! Durability of a put, and what it costs: the object is durable once its
-//! bytes and its name are. POSIX only promises the name after an fsync of
-//! the directory, so the portable put is two journal commits: fsync the
-//! temp file, link (or rename) it to its name, fsync the directory. On
-//! ext4 (journaled) and XFS an fsync of a file makes durable every change
-//! to that inode made so far, and a link, rename or unlink changes the
-//! inode (its link count or ctime) in the same journal transaction as the
-//! directory entry: ext4 waits for the commit of the inode's last
-//! transaction (`i_sync_tid`; a fast commit records the link and unlink
-//! of the inode too), XFS forces its log up to the inode's last change.
-//! There the put names the temp file first and then fsyncs it once: one
-//! journal commit instead of two, about half the time of a put (measured:
-//! 3.5 against 7.2 ms on this machine's ext4 under load). Until that fsync
-//! returns the object may be visible but not durable; nothing acknowledges
-//! it before, and a crash in between leaves either no object or the whole
-//! object (the bytes were written before the name was given). Other file
-//! systems (`statfs` type) get the portable two-commit put.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -64,28 +46,6 @@ pub(crate) fn temp_path(dir: &Path) -> PathBuf {
 #[derive(Debug, Clone)]
 pub struct LocalFsStore {
     root: PathBuf,
-    /// The root's file system makes a name durable with an fsync of the
-    /// file it names (see the module docs): one journal commit per put.
-    names_with_file: bool,
-}
-
-/// Whether the file system holding `dir` makes durable, with an fsync of a
-/// file, the links, renames and unlinks of that file made before it (ext4
-/// with its journal, XFS; see the module docs).
-fn fsync_persists_names(dir: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    const EXT4_SUPER_MAGIC: i64 = 0xEF53;
-    const XFS_SUPER_MAGIC: i64 = 0x5846_5342;
-    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: `path` is a NUL-terminated string that outlives the call and
-    // `buf` is a properly sized, writable `statfs` that the call fills.
-    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(path.as_ptr(), &mut buf) } != 0 {
-        return false;
-    }
-    matches!(buf.f_type as i64, EXT4_SUPER_MAGIC | XFS_SUPER_MAGIC)
 }
 
 impl LocalFsStore {
@@ -104,23 +64,11 @@ impl LocalFsStore {
                 "store root is not a directory",
             )));
         }
-        let names_with_file = fsync_persists_names(&root);
-        Ok(LocalFsStore {
-            root,
-            names_with_file,
-        })
+        Ok(LocalFsStore { root })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
-    }
-
-    /// Chooses the put (one commit, or the portable two), whatever the
-    /// file system: tests exercise both.
-    #[cfg(test)]
-    pub(crate) fn with_one_commit_puts(mut self, on: bool) -> LocalFsStore {
-        self.names_with_file = on;
-        self
     }
 
     fn path_of(&self, key: &str) -> StoreResult<PathBuf> {
@@ -186,9 +134,8 @@ fn ensure_dir(root: &Path, dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes `data` to a fresh temp file in `dir` (fsync'd when `sync`) and
-/// returns its path and the open file.
-fn write_temp(root: &Path, dir: &Path, data: &[u8], sync: bool) -> io::Result<(PathBuf, File)> {
+/// Writes `data` to a fresh, fsync'd temp file in `dir` and returns its path.
+fn write_temp(root: &Path, dir: &Path, data: &[u8]) -> io::Result<PathBuf> {
     let mut attempts = 0;
     loop {
         match ensure_dir(root, dir) {
@@ -202,15 +149,12 @@ fn write_temp(root: &Path, dir: &Path, data: &[u8], sync: bool) -> io::Result<(P
         let tmp = temp_path(dir);
         match OpenOptions::new().write(true).create_new(true).open(&tmp) {
             Ok(mut file) => {
-                let mut written = file.write_all(data);
-                if sync {
-                    written = written.and_then(|()| file.sync_all());
-                }
+                let written = file.write_all(data).and_then(|()| file.sync_all());
                 if let Err(e) = written {
                     let _ = fs::remove_file(&tmp);
                     return Err(e);
                 }
-                return Ok((tmp, file));
+                return Ok(tmp);
             }
             // A concurrent delete pruned the empty directory: recreate it.
             Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < DIR_RACE_RETRIES => {
@@ -227,19 +171,9 @@ fn parent_of(path: &Path) -> io::Result<&Path> {
         .ok_or_else(|| io::Error::other("object path has no parent directory"))
 }
 
-/// Puts `data` at `path` (only if absent with `create_only`); false when it
-/// was not absent. `names_with_file`: one fsync of the file after naming it
-/// makes the put durable (see the module docs); else the temp file is
-/// fsync'd before it is named and the directory after.
-fn put_blocking(
-    root: &Path,
-    path: &Path,
-    data: &[u8],
-    create_only: bool,
-    names_with_file: bool,
-) -> io::Result<bool> {
+fn put_blocking(root: &Path, path: &Path, data: &[u8], create_only: bool) -> io::Result<bool> {
     let dir = parent_of(path)?;
-    let (tmp, file) = write_temp(root, dir, data, !names_with_file)?;
+    let tmp = write_temp(root, dir, data)?;
     // A hard link fails with EEXIST if the name is taken, atomically, and
     // (unlike O_EXCL on the target) never exposes a half-written object.
     let placed = if create_only {
@@ -255,13 +189,7 @@ fn put_blocking(
         let _ = fs::remove_file(&tmp);
     }
     let placed = placed?;
-    if !names_with_file {
-        fsync_dir(dir)?;
-    } else if placed {
-        // The link (or rename) and the temp name's unlink changed this
-        // inode: its fsync commits them with the bytes.
-        file.sync_all()?;
-    }
+    fsync_dir(dir)?;
     Ok(placed)
 }
 
@@ -467,9 +395,8 @@ impl ObjectStore for LocalFsStore {
         let path = self.path_of(key)?;
         let root = self.root.clone();
         let owned = key.to_string();
-        let names_with_file = self.names_with_file;
         blocking(key, move || {
-            put_blocking(&root, &path, &data, false, names_with_file).map_err(io_error(&owned))?;
+            put_blocking(&root, &path, &data, false).map_err(io_error(&owned))?;
             Ok(())
         })
         .await
@@ -479,11 +406,8 @@ impl ObjectStore for LocalFsStore {
         let path = self.path_of(key)?;
         let root = self.root.clone();
         let owned = key.to_string();
-        let names_with_file = self.names_with_file;
         blocking(key, move || {
-            match put_blocking(&root, &path, &data, true, names_with_file)
-                .map_err(io_error(&owned))?
-            {
+            match put_blocking(&root, &path, &data, true).map_err(io_error(&owned))? {
                 true => Ok(()),
                 false => Err(StoreError::AlreadyExists(owned)),
             }
