@@ -72,8 +72,8 @@ def work(w):
                 os.fsync(fd)
             os.close(fd)
         elif phase == "floor":
-            # The portable create-if-absent put of the local store: temp file
-            # written and fsync'd, linked, directory fsync'd (two commits).
+            # What one reef commit asks of the local store: a create-if-absent
+            # put = temp file written and fsync'd, linked, directory fsync'd.
             tmp = f"{d}/.tmp-{k}"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             os.write(fd, (BODY % (k, k)).encode())
@@ -84,16 +84,6 @@ def work(w):
             dfd = os.open(d, os.O_RDONLY)
             os.fsync(dfd)
             os.close(dfd)
-        elif phase == "floor-one":
-            # What a reef commit asks of an ext4/XFS local store: temp file
-            # written, linked, unlinked, then one fsync of it (one commit).
-            tmp = f"{d}/.tmp-{k}"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            os.write(fd, (BODY % (k, k)).encode())
-            os.link(tmp, f)
-            os.unlink(tmp)
-            os.fsync(fd)
-            os.close(fd)
         elif phase == "md-stat":
             os.stat(f)
         elif phase == "md-read":
@@ -181,12 +171,9 @@ printf 'warm open+close of one file: reef %.1f us, native %.1f us, bindfs %.1f u
 # The floor of a 1-writer create: one durable store put per close.
 md_files=$files
 [ "$big" = 0 ] || md_files=4000
-mkdir "$work/native/floor" "$work/native/floor-one"
+mkdir "$work/native/floor"
 floor=$(python3 "$ops" floor "$work/native/floor" "$md_files" 1 1)
 printf 'floor: %d durable local-store puts (temp+fsync, link, dir fsync), 1 writer: %.3f s, %.2f ms each\n' \
-    "$md_files" "$floor" "$(echo "$floor * 1000 / $md_files" | bc -l)"
-floor=$(python3 "$ops" floor-one "$work/native/floor-one" "$md_files" 1 1)
-printf 'floor: %d one-commit puts (temp, link, unlink, fsync; ext4/XFS), 1 writer: %.3f s, %.2f ms each\n' \
     "$md_files" "$floor" "$(echo "$floor * 1000 / $md_files" | bc -l)"
 echo
 echo "mdtest-style, 16 workers, a directory each, $md_files files in all (files/s):"
