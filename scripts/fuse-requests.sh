@@ -3,7 +3,10 @@
 # by the mount's own metrics (`-o metrics=`: every request the daemon
 # answers, by kind). Each tool runs on FILES small documents right after a
 # remount (the kernel caches nothing yet: "cold") and then once more
-# ("warm"); `cp` copies FILES files from a native directory into the mount.
+# ("warm", twice: the first warm round may still pay for what the cold one
+# left, such as the atime the kernel drops after reading pages); `cp`
+# copies FILES files from a native directory into the mount, `create` is a
+# shell's `printf >new.json` per file, `sed -i` rewrites each file in place.
 # Usage: scripts/fuse-requests.sh [FILES]      (default 500)
 #   (REEF_BIN=path/to/reef: that binary instead of this tree's release build)
 set -euo pipefail
@@ -21,7 +24,15 @@ cleanup() {
 trap cleanup EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mount_it() { "$reef" mount "$work/store" "$mnt" -o "metrics=127.0.0.1:$port"; }
-remount() { fusermount3 -u "$mnt"; mount_it; }
+# The old daemon may still hold the metrics port for a moment after the unmount.
+remount() {
+    fusermount3 -u "$mnt"
+    for _ in $(seq 100); do
+        curl -sf "http://127.0.0.1:$port/metrics" >/dev/null 2>&1 || break
+        sleep 0.1
+    done
+    mount_it
+}
 # Request counts by kind, as "op count" lines.
 counts() {
     curl -sf "http://127.0.0.1:$port/metrics" |
@@ -63,6 +74,20 @@ for tool in cat "grep -r" "ls -l" find stat; do
     remount
     measure "$tool (cold)" "${cmd[@]}"
     measure "$tool (warm)" "${cmd[@]}"
+    measure "$tool (warm again)" "${cmd[@]}"
 done
 remount
 measure "cp -r (overwrite)" cp -r "$work/src/." "$mnt/ns/"
+mkdir "$mnt/new"
+# One open(O_CREAT|O_TRUNC), write, close per new file, as bench-fs.sh's
+# create phase does; then a shell's `>` (it also closes a dup'ed descriptor).
+measure "create+write+close" python3 -c "
+import os, sys
+for n in open(sys.argv[1]).read().split():
+    fd = os.open(sys.argv[2] + '/' + n, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, b'{\"n\": 1}')
+    os.close(fd)
+" "$work/names" "$mnt/new"
+measure "sh printf >new.json" sh -c "cd '$mnt/new' && for f in \$(cat '$work/names'); do printf '{\"n\": 1}' >\"s\$f\"; done"
+remount
+measure "sed -i (cold)" sh -c "cd '$mnt/ns' && xargs -a '$work/names' sed -i 's/document/doc/'"

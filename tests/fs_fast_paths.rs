@@ -351,3 +351,62 @@ fn no_cached_answer_outlives_a_change() {
         std::fs::metadata(&fa).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
     });
 }
+
+/// What `stat` shows right after a close is what is stored (as a fresh
+/// mount sees it), whether the kernel last got the file's attributes
+/// before its write (a commit then sends no invalidation: the write made
+/// the kernel drop them, and the `stat` has to ask) or between the write
+/// and the close (an `fstat`: the commit has to drop what that cached).
+#[test]
+fn attributes_after_a_commit_are_the_stored_ones() {
+    if !fuse_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = local_store(dir.path());
+    let m = Mounted::new(store.clone(), "metrics=127.0.0.1:0");
+    let addr = m.handle().metrics_addr().expect("metrics address");
+    std::fs::create_dir(m.join("t")).unwrap();
+    let (one, two) = (m.join("t/one.json"), m.join("t/two.json"));
+
+    write_close(&one, r#"{"v":1}"#).unwrap();
+    let getattrs = |before: &BTreeMap<String, u64>| {
+        fuse_requests(addr).get("getattr").copied().unwrap_or(0)
+            - before.get("getattr").copied().unwrap_or(0)
+    };
+    let before = fuse_requests(addr);
+    let seen_one = std::fs::metadata(&one).unwrap();
+    assert!(
+        getattrs(&before) >= 1,
+        "the kernel kept attributes from before its write: nothing would refresh them"
+    );
+
+    let mut f = std::fs::File::create(&two).unwrap();
+    f.write_all(br#"{"v":22}"#).unwrap();
+    let mid = f.metadata().unwrap().modified().unwrap();
+    // The commit's time must differ from the one the fstat cached, or a
+    // stale answer could not be told apart.
+    eventually("the clock to pass the cached mtime", || {
+        std::time::SystemTime::now() > mid + Duration::from_millis(5)
+    });
+    drop(f);
+    let seen_two = std::fs::metadata(&two).unwrap();
+
+    m.unmount();
+    let fresh = Mounted::new(store, "");
+    for (seen, name) in [(seen_one, "t/one.json"), (seen_two, "t/two.json")] {
+        let stored = std::fs::metadata(fresh.join(name)).unwrap();
+        assert_eq!(seen.len(), stored.len(), "{name}: size");
+        assert_eq!(
+            seen.modified().unwrap(),
+            stored.modified().unwrap(),
+            "{name}: mtime after the close is not the stored one"
+        );
+    }
+    let stored_two = std::fs::metadata(fresh.join("t/two.json")).unwrap();
+    assert_ne!(
+        stored_two.modified().unwrap(),
+        mid,
+        "the commit kept the pre-commit time"
+    );
+}

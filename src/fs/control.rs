@@ -68,7 +68,7 @@ impl FsCore {
         if old.is_some_and(|len| len != content.len()) {
             let ino = self.table.lock().lookup(ns.ino, kind.file_name());
             if let Some(ino) = ino {
-                self.invalidate_attrs(ino).await;
+                self.invalidate_attrs(ino, false).await;
             }
         }
         Ok(content)

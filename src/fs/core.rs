@@ -140,6 +140,10 @@ pub struct FsCore {
     /// Bumped by every change of stored documents made here, so a lookup
     /// that raced one does not cache what it read before it.
     epoch: AtomicU64,
+    /// Bumped before every set of attributes is made (`attr_locked`), so a
+    /// commit can tell that none was handed to the kernel since a write
+    /// (see `FileHandle::attrs_at_write`).
+    pub(crate) attrs_made: AtomicU64,
     pub(crate) sink: Mutex<Option<mpsc::Sender<Invalidation>>>,
     pub(crate) started_ms: u64,
 }
@@ -192,6 +196,7 @@ impl FsCore {
             }),
             handles: HandleTable::new(),
             epoch: AtomicU64::new(0),
+            attrs_made: AtomicU64::new(0),
             sink: Mutex::new(None),
             started_ms: now_ms(),
         })
@@ -320,6 +325,9 @@ impl FsCore {
     /// Attributes from the table alone; `None` for a document whose stored
     /// state is unknown (the caller fetches it).
     pub(crate) fn attr_locked(&self, t: &InodeTable, ino: u64) -> Option<Attr> {
+        // Before anything is read: a commit that does not see this bump
+        // changed the table before these attributes were made of it.
+        self.attrs_made.fetch_add(1, Ordering::SeqCst);
         let inode = t.get(ino)?;
         Some(match &inode.node {
             Node::Root

@@ -92,7 +92,7 @@ impl FsCore {
         // fetched as current (see `settle_doc`).
         self.bump_epoch();
         for (ino, parent, name) in known {
-            self.invalidate_attrs(ino).await;
+            self.invalidate_attrs(ino, false).await;
             self.invalidate_entry(parent, &name, false).await;
         }
     }

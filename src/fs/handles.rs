@@ -66,6 +66,12 @@ pub(crate) struct FileHandle {
     pub readable: bool,
     pub writable: bool,
     pub state: FileState,
+    /// `FsCore::attrs_made` when this handle last wrote. The kernel drops
+    /// a file's cached size and times itself once a write returns; while
+    /// the counter still reads this at the commit, no attributes were made
+    /// since, so none the kernel holds predates the commit, and telling
+    /// it to drop them again would cost a notification and nothing more.
+    pub attrs_at_write: Option<u64>,
 }
 
 impl FileHandle {

@@ -17,7 +17,10 @@ pub enum Invalidation {
         done: Option<tokio::sync::oneshot::Sender<()>>,
     },
     /// Attributes only: cached pages stay (an open decides about them).
-    Attrs { ino: u64 },
+    Attrs {
+        ino: u64,
+        done: Option<tokio::sync::oneshot::Sender<()>>,
+    },
     /// A name in a directory.
     Entry {
         parent: u64,
@@ -56,9 +59,16 @@ impl FsCore {
         self.notify(msg, wait.then_some(rx)).await;
     }
 
-    /// Drops the kernel's cached attributes of `ino`, not its pages.
-    pub(crate) async fn invalidate_attrs(&self, ino: u64) {
-        self.notify(Invalidation::Attrs { ino }, None).await;
+    /// Drops the kernel's cached attributes of `ino`, not its pages; with
+    /// `wait`, returns once the kernel has (bounded). Attributes alone take
+    /// no page or inode lock in the kernel, so waiting cannot deadlock.
+    pub(crate) async fn invalidate_attrs(&self, ino: u64, wait: bool) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let msg = Invalidation::Attrs {
+            ino,
+            done: wait.then_some(tx),
+        };
+        self.notify(msg, wait.then_some(rx)).await;
     }
 
     /// Drops the kernel's cached attributes and pages of `ino`; with `wait`,

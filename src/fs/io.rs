@@ -15,8 +15,14 @@
 //! does not truncate, sets it to [`PAGES_MIXED`]), and the stored bytes are
 //! exactly the handle's buffer. The pages are then recorded as holding the
 //! new sequence, so the next open keeps them, and only the attributes are
-//! dropped (the stored mtime replaces the kernel's), without waiting.
+//! dropped (the stored mtime replaces the kernel's; the close returns once
+//! the kernel has, so a `stat` right after it sees the commit); not even
+//! that when the handle wrote and no attributes were made since (the
+//! kernel dropped the size and times itself when the write returned, so
+//! the next `stat` asks for the committed ones): a 1-writer create then
+//! sends no notification at all.
 
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use super::core::FsCore;
@@ -127,6 +133,7 @@ impl FsCore {
                 buf[offset as usize..end].copy_from_slice(data);
                 *dirty = true;
                 *written = true;
+                f.attrs_at_write = Some(self.attrs_made.load(Ordering::SeqCst));
                 let len = buf.len() as u64;
                 if let Some(Node::Doc(d)) = self.table.lock().get_mut(ino).map(|i| &mut i.node) {
                     d.dirty_size = Some(len);
@@ -317,7 +324,8 @@ impl FsCore {
                 *dirty = false;
                 *written = false;
                 let content = std::mem::take(buf);
-                let result = self.commit_doc(f.ino, &content, kernel_view).await;
+                let unseen = f.attrs_at_write.take();
+                let result = self.commit_doc(f.ino, &content, kernel_view, unseen).await;
                 *buf = content;
                 match &result {
                     Ok(()) => *created_here = creating && !was_written,
@@ -352,11 +360,13 @@ impl FsCore {
     /// any). On failure the stored document is untouched and one line is
     /// logged naming the file and the reason. `from_empty`: `content` is
     /// what a handle that started empty wrote (see the module docs).
+    /// `attrs_at_write`: the handle's `FileHandle::attrs_at_write`.
     pub(crate) async fn commit_doc(
         &self,
         ino: u64,
         content: &[u8],
         from_empty: bool,
+        attrs_at_write: Option<u64>,
     ) -> FsResult<()> {
         let (ns, id) = self.doc_of(ino)?;
         let (linked, name, mtime) = {
@@ -406,8 +416,16 @@ impl FsCore {
                     keep
                 };
                 self.bump_epoch();
+                // Read after the table changed (above): attributes made
+                // since show the commit.
+                let kernel_dropped_attrs =
+                    attrs_at_write == Some(self.attrs_made.load(Ordering::SeqCst));
                 if keep_pages {
-                    self.invalidate_attrs(ino).await;
+                    // Waited for: a `stat` right after the close must not
+                    // see what an `fstat` before it cached.
+                    if !kernel_dropped_attrs {
+                        self.invalidate_attrs(ino, true).await;
+                    }
                 } else {
                     self.invalidate_inode(ino, true).await;
                 }

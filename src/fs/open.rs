@@ -121,6 +121,7 @@ impl FsCore {
             readable: mode.read,
             writable: mode.write,
             state,
+            attrs_at_write: None,
         }));
         OpenInfo {
             fh,

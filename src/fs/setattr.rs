@@ -167,7 +167,7 @@ impl FsCore {
             stored.ok_or(FsError::NotFound)?.json.to_vec()
         };
         content.resize(size, 0);
-        self.commit_doc(ino, &content, false).await
+        self.commit_doc(ino, &content, false, None).await
     }
 }
 

@@ -33,10 +33,13 @@ pub(crate) fn spawn_notifier(
                             let _ = done.send(());
                         }
                     }
-                    Invalidation::Attrs { ino } => {
+                    Invalidation::Attrs { ino, done } => {
                         // A negative offset: attributes only, pages stay.
                         if let Err(e) = notifier.inval_inode(INodeNo(ino), -1, 0) {
                             log::debug!("invalidate attributes of inode {ino}: {e}");
+                        }
+                        if let Some(done) = done {
+                            let _ = done.send(());
                         }
                     }
                     Invalidation::Entry { parent, name, done } => {
