@@ -14,11 +14,14 @@
 #   REEF_BIN=PATH: the reef binary to measure (default: a release build).
 #   MOUNT_OPTS=a,b: extra `-o` options of the mount (e.g. max_inodes=0).
 #   COMPACT=0: skip the compaction and GC stage.
+#   BODY_REPEATS=N: the body holds "lorem ipsum dolor sit amet " N times
+#   (default 1: documents of ~106 bytes; 6: ~240 bytes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 docs="${1:-1000000}"
 writers="${2:-16}"
 step="${3:-$((docs / 10))}"
+body_repeats="${BODY_REPEATS:-1}"
 # REEF_BIN: measure that binary (e.g. an older build, as a baseline).
 if [ -z "${REEF_BIN:-}" ]; then cargo build --release --quiet --bin reef; fi
 reef="${REEF_BIN:-$PWD/target/release/reef}"
@@ -60,14 +63,15 @@ printf '%10d %10d %10d %10s\n' 0 "$(status VmRSS)" "$(status VmHWM)" "$(inodes)"
 t0=$(date +%s.%N)
 for ((lo = 0; lo < docs; lo += step)); do
     hi=$((lo + step < docs ? lo + step : docs))
-    python3 - "$mnt/ns" "$lo" "$hi" "$writers" <<'PY'
+    python3 - "$mnt/ns" "$lo" "$hi" "$writers" "$body_repeats" <<'PY'
 import sys
 from concurrent.futures import ProcessPoolExecutor
 d, lo, hi, p = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+FMT = '{"title": "document %d", "n": %d, "tags": ["alpha", "beta"], "body": "' + "lorem ipsum dolor sit amet " * int(sys.argv[5]) + '"}'
 def work(w):
     for k in range(lo + w, hi, p):
         with open(f"{d}/d{k:07}.json", "w") as f:
-            f.write('{"title": "document %d", "n": %d, "tags": ["alpha", "beta"], "body": "lorem ipsum dolor sit amet"}' % (k, k))
+            f.write(FMT % (k, k))
 with ProcessPoolExecutor(p) as ex:
     list(ex.map(work, range(p)))
 PY
@@ -98,9 +102,9 @@ if [ "${COMPACT:-1}" = 1 ]; then
     objects=$(find "$work/store" -type f | wc -l)
     bytes=$(find "$work/store" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
     # The documents exactly as written above.
-    logical=$(python3 - "$docs" <<'PY'
+    logical=$(python3 - "$docs" "$body_repeats" <<'PY'
 import sys
-fmt = '{"title": "document %d", "n": %d, "tags": ["alpha", "beta"], "body": "lorem ipsum dolor sit amet"}'
+fmt = '{"title": "document %d", "n": %d, "tags": ["alpha", "beta"], "body": "' + "lorem ipsum dolor sit amet " * int(sys.argv[2]) + '"}'
 print(sum(len(fmt % (k, k)) for k in range(int(sys.argv[1]))))
 PY
 )
