@@ -146,16 +146,7 @@ async fn a_failed_put_fails_the_later_groups_and_recovery_hides_what_landed() {
             assert!(reopened.get(&id).await.unwrap().is_none(), "{}: {id}", ts.name);
         }
         // A follower sees the same.
-        let follower = Engine::open(
-            ts.store.clone(),
-            ns,
-            EngineOptions {
-                read_only: true,
-                ..EngineOptions::default()
-            },
-        )
-        .await
-        .expect("follower");
+        let follower = open_follower(&ts.store, ns).await;
         assert_eq!(scan_ids(&follower).await, vec!["before", "g1"], "{}", ts.name);
 
         // The new writer writes past the strays; they stay hidden for good.
@@ -233,6 +224,14 @@ async fn a_live_writer_voids_its_strays_before_it_writes_on() {
     }
 }
 
+async fn open_follower(store: &Arc<dyn ObjectStore>, ns: &str) -> Engine {
+    let opts = EngineOptions {
+        read_only: true,
+        ..EngineOptions::default()
+    };
+    Engine::open(store.clone(), ns, opts).await.expect("follower")
+}
+
 fn as_writer(id: &str) -> EngineOptions {
     EngineOptions {
         writer_id: Some(id.to_string()),
@@ -303,16 +302,7 @@ async fn a_zombie_writers_late_puts_are_never_applied() {
             "{}: strays at {landed:?}",
             ts.name
         );
-        let follower = Engine::open(
-            ts.store.clone(),
-            ns,
-            EngineOptions {
-                read_only: true,
-                ..EngineOptions::default()
-            },
-        )
-        .await
-        .expect("follower");
+        let follower = open_follower(&ts.store, ns).await;
         assert_eq!(scan_ids(&follower).await, want, "{}", ts.name);
         let report = admin::verify(ts.store.clone(), ns).await.expect("verify");
         assert!(report.healthy, "{}: {report:?}", ts.name);
