@@ -58,6 +58,8 @@ mod dirstream;
 mod error;
 mod follow;
 mod fuse;
+#[cfg(test)]
+pub(crate) use fuse::mounts;
 mod handles;
 mod inodes;
 mod invalidate;

@@ -205,23 +205,14 @@ fn the_store_detects_its_filesystem() {
     );
 }
 
-/// The filesystem type of the mount holding `path` (the longest mount
-/// point that is a prefix of it, from /proc/self/mountinfo).
+/// The filesystem type of the mount holding `path`: the longest mount
+/// point that is a prefix of it.
 fn mount_fstype(path: &Path) -> String {
     let path = std::fs::canonicalize(path).expect("canonical path");
-    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    let mut best: Option<(usize, String)> = None;
-    for line in info.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(dash) = fields.iter().position(|f| *f == "-") else {
-            continue;
-        };
-        let (Some(point), Some(fstype)) = (fields.get(4), fields.get(dash + 1)) else {
-            continue;
-        };
-        if path.starts_with(point) && best.as_ref().is_none_or(|(len, _)| point.len() >= *len) {
-            best = Some((point.len(), fstype.to_string()));
-        }
-    }
-    best.expect("a mount holds every path").1
+    crate::fs::mounts()
+        .into_iter()
+        .filter(|(point, _, _)| path.starts_with(point))
+        .max_by_key(|(point, _, _)| point.as_os_str().len())
+        .map(|(_, fstype, _)| fstype)
+        .expect("a mount holds every path")
 }

@@ -237,7 +237,7 @@ fn check_dev_fuse() -> Result<(), FsError> {
 }
 
 /// One line of /proc/self/mountinfo: (mount point, fs type, source).
-fn mounts() -> Vec<(PathBuf, String, String)> {
+pub(crate) fn mounts() -> Vec<(PathBuf, String, String)> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     text.lines()
         .filter_map(|line| {

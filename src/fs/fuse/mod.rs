@@ -19,3 +19,7 @@ mod metrics;
 mod metrics_server;
 pub(super) mod mount;
 mod notify;
+
+/// /proc/self/mountinfo, which the store's tests read too.
+#[cfg(test)]
+pub(crate) use daemon::mounts;
