@@ -318,6 +318,23 @@ fn writer(
     acked
 }
 
+/// Starts `writer` on the namespace `k` of `mp`: its stop flag, its
+/// thread, and its count of acknowledged writes.
+fn start_writer(
+    mp: &Mountpoint,
+    round: u64,
+) -> (
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<BTreeMap<String, String>>,
+    Arc<AtomicU64>,
+) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let (ns, stop2, count2) = (mp.mnt.join("k"), stop.clone(), count.clone());
+    let handle = std::thread::spawn(move || writer(ns, round, stop2, count2));
+    (stop, handle, count)
+}
+
 fn doc_body(round: u64, k: u64) -> String {
     format!(r#"{{"round":{round},"k":{k}}}"#)
 }
@@ -573,13 +590,8 @@ fn kill_9_at_random_moments_never_wedges_and_the_mount_recovers() {
             }
             Moment::Serving(after) => {
                 mp.wait_live(&mut child);
-                let stop = Arc::new(AtomicBool::new(false));
-                let count = Arc::new(AtomicU64::new(0));
-                let (ns, stop2, count2) = (mp.mnt.join("k"), stop.clone(), count.clone());
-                writing = Some((
-                    stop,
-                    std::thread::spawn(move || writer(ns, round, stop2, count2)),
-                ));
+                let (stop, handle, count) = start_writer(&mp, round);
+                writing = Some((stop, handle));
                 wait_for_first(&count, &mut child, &what, &mp);
                 std::thread::sleep(after);
                 kill9(&child);
@@ -587,13 +599,8 @@ fn kill_9_at_random_moments_never_wedges_and_the_mount_recovers() {
             }
             Moment::CollectingGarbage(after) => {
                 mp.wait_live(&mut child);
-                let stop = Arc::new(AtomicBool::new(false));
-                let count = Arc::new(AtomicU64::new(0));
-                let (ns, stop2, count2) = (mp.mnt.join("k"), stop.clone(), count.clone());
-                writing = Some((
-                    stop,
-                    std::thread::spawn(move || writer(ns, round, stop2, count2)),
-                ));
+                let (stop, handle, count) = start_writer(&mp, round);
+                writing = Some((stop, handle));
                 wait_for_first(&count, &mut child, &what, &mp);
                 let gc_stop = Arc::new(AtomicBool::new(false));
                 let (ns, stop3) = (mp.mnt.join("k"), gc_stop.clone());
@@ -604,13 +611,8 @@ fn kill_9_at_random_moments_never_wedges_and_the_mount_recovers() {
             }
             Moment::Snapshotting(after) => {
                 mp.wait_live(&mut child);
-                let stop = Arc::new(AtomicBool::new(false));
-                let count = Arc::new(AtomicU64::new(0));
-                let (ns, stop2, count2) = (mp.mnt.join("k"), stop.clone(), count.clone());
-                writing = Some((
-                    stop,
-                    std::thread::spawn(move || writer(ns, round, stop2, count2)),
-                ));
+                let (stop, handle, count) = start_writer(&mp, round);
+                writing = Some((stop, handle));
                 wait_for_first(&count, &mut child, &what, &mp);
                 let snap_stop = Arc::new(AtomicBool::new(false));
                 let made = Arc::new(AtomicU64::new(0));
