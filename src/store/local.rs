@@ -11,8 +11,9 @@
 //! An object is durable once its bytes and its name are. The portable way
 //! costs two journal commits (each a disk cache flush): fsync the temp file,
 //! link it under its name, fsync the directory. On the journalling
-//! filesystems reef meets in practice (ext4, XFS, btrfs) a file's fsync also
-//! commits the metadata changes made to that inode so far, and linking or
+//! filesystems reef meets in practice (ext4 with its journal, XFS, btrfs) a
+//! file's fsync also commits the metadata changes made to that inode so
+//! far, and linking or
 //! renaming a file changes the inode (its link count or ctime) in the same
 //! transaction as the directory entry; transactions commit in order, so the
 //! fsync of the linked file makes the name durable too. There a put is
@@ -21,7 +22,9 @@
 //! logged before the name exists, so no commit can ever publish a name whose
 //! data is missing after a power cut), link or rename it, then one fsync of
 //! the file. On any other filesystem ([`NameSync::Directory`]) the portable
-//! sequence runs. Either way the name appears only after the whole content
+//! sequence runs; that includes an ext4 without a journal (and ext2, which
+//! shares its magic number), where nothing orders the inode's write before
+//! the directory block's, and an ext4 whose journal could not be confirmed. Either way the name appears only after the whole content
 //! is written, so a reader never sees a partial object; a put whose final
 //! fsync fails reports the failure although its name exists, as it would
 //! if the directory fsync failed (the engine never counts such a put as
@@ -90,18 +93,48 @@ impl NameSync {
         if unsafe { libc::statfs(path.as_ptr(), &mut stat) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(NameSync::for_magic(stat.f_type as i64))
+        let magic = stat.f_type as i64;
+        let journal = if magic == EXT4_MAGIC {
+            ext4_has_journal(dir)
+        } else {
+            None
+        };
+        Ok(NameSync::for_filesystem(magic, journal))
     }
 
-    pub(crate) fn for_magic(magic: i64) -> NameSync {
-        const EXT4: i64 = 0xEF53;
+    /// `ext4_journal`: whether an ext4 (magic `0xEF53`, which ext2 and ext3
+    /// share) has a journal; `None` when that could not be learnt.
+    pub(crate) fn for_filesystem(magic: i64, ext4_journal: Option<bool>) -> NameSync {
         const XFS: i64 = 0x5846_5342;
         const BTRFS: i64 = 0x9123_683E;
         match magic {
-            EXT4 | XFS | BTRFS => NameSync::WithFile,
+            XFS | BTRFS => NameSync::WithFile,
+            EXT4_MAGIC if ext4_journal == Some(true) => NameSync::WithFile,
             _ => NameSync::Directory,
         }
     }
+}
+
+const EXT4_MAGIC: i64 = 0xEF53;
+
+/// Whether the ext4 holding `dir` has a journal, as its sysfs entry says
+/// (`journal_task` is `<none>` without one). Without a journal a file's
+/// fsync writes its inode and directory block with no ordering between
+/// them, so a power cut could publish a name before its inode: such a
+/// filesystem (ext2, or ext4 made with `^has_journal`) needs the portable
+/// sequence.
+fn ext4_has_journal(dir: &Path) -> Option<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = fs::metadata(dir).ok()?.dev();
+    let block = fs::read_link(format!(
+        "/sys/dev/block/{}:{}",
+        libc::major(dev),
+        libc::minor(dev)
+    ))
+    .ok()?;
+    let name = block.file_name()?.to_str()?.to_owned();
+    let task = fs::read_to_string(format!("/sys/fs/ext4/{name}/journal_task")).ok()?;
+    Some(task.trim() != "<none>")
 }
 
 impl LocalFsStore {
