@@ -309,6 +309,91 @@ async fn a_zombie_writers_late_puts_are_never_applied() {
     }
 }
 
+/// The VOIDs that claim a fence's window are nobody's next slot: the writer
+/// the fence stopped aims at the fence itself. So GC deletes them once a
+/// flush covers them, keeping one marker (the FENCE) per takeover, and a
+/// zombie's puts that land in the freed slots afterwards stay unapplied.
+#[tokio::test]
+async fn gc_frees_window_claims_and_late_strays_in_them_stay_harmless() {
+    for ts in all_backends() {
+        let ns = "pipe-window-gc";
+        let zombie = Engine::open(ts.store.clone(), ns, as_writer("zombie"))
+            .await
+            .expect("open the first writer");
+        let last = zombie
+            .write(upsert_batch(vec![doc("before")]))
+            .await
+            .expect("write")
+            .seq;
+        let writer = Engine::open(ts.store.clone(), ns, as_writer("new"))
+            .await
+            .expect("take over");
+        writer
+            .write(upsert_batch(vec![doc("acked")]))
+            .await
+            .expect("write after the takeover");
+        writer.flush().await.expect("flush");
+        writer
+            .gc(reef::engine::GcOptions {
+                retain: Duration::ZERO,
+                ..writer.gc_options()
+            })
+            .await
+            .expect("gc");
+        let left: Vec<(u64, WalKind)> = wal_objects(&ts.store, ns)
+            .await
+            .into_iter()
+            .map(|(seq, kind, _)| (seq, kind))
+            .collect();
+        assert!(
+            left.contains(&(last + 1, WalKind::Fence)),
+            "{}: the fence stays: {left:?}",
+            ts.name
+        );
+        assert!(
+            !left
+                .iter()
+                .any(|(seq, _)| (last + 2..=last + PIPELINE_DEPTH).contains(seq)),
+            "{}: the window's claims are garbage once flushed: {left:?}",
+            ts.name
+        );
+        // The zombie's pipeline behind its failed put at `last + 1` lands
+        // in the freed slots.
+        for seq in last + 2..=last + PIPELINE_DEPTH {
+            let mut stray = WalRecord::marker("zombie", seq, WalKind::Batch, None);
+            stray.ops.push(WalOp {
+                id: DocId::from(format!("stray-{seq}")),
+                json: Some(bytes::Bytes::from_static(b"{}")),
+                mtime: now_ms(),
+            });
+            ts.store
+                .put_if_absent(&wal_key(ns, seq), stray.encode())
+                .await
+                .unwrap_or_else(|e| panic!("{}: slot {seq} is free again: {e}", ts.name));
+        }
+        let late = zombie.write(upsert_batch(vec![doc("zombie-late")])).await;
+        assert!(
+            matches!(late, Err(reef::engine::EngineError::Fenced { .. })),
+            "{}: the zombie is still fenced: {late:?}",
+            ts.name
+        );
+        writer
+            .write(upsert_batch(vec![doc("later")]))
+            .await
+            .expect("the new writer goes on");
+        let want = vec!["acked", "before", "later"];
+        assert_eq!(scan_ids(&writer).await, want, "{}", ts.name);
+        drop(writer);
+        drop(zombie);
+        let reopened = open_engine(&ts.store, ns).await;
+        assert_eq!(scan_ids(&reopened).await, want, "{}", ts.name);
+        let follower = open_follower(&ts.store, ns).await;
+        assert_eq!(scan_ids(&follower).await, want, "{}", ts.name);
+        let report = admin::verify(ts.store.clone(), ns).await.expect("verify");
+        assert!(report.healthy, "{}: {report:?}", ts.name);
+    }
+}
+
 /// With jittered latency puts complete out of order; still, when a write
 /// is acknowledged, its WAL object and every earlier one are in the store.
 #[tokio::test]

@@ -15,7 +15,9 @@
 //!   being created by another process, see `checkpoint`), every manifest
 //!   from its floor on, as if the horizon were there;
 //! - every FENCE and VOID WAL object and every claim manifest, forever
-//!   (the fencing boundaries below; one of each per writer open, tiny).
+//!   (the fencing boundaries below; one of each per writer open, tiny),
+//!   but for the VOIDs an opener writes to claim its fence's window,
+//!   which are nobody's next slot and go once flushed (`wal`);
 //!   A legacy manifest (written before manifests said whether they are a
 //!   claim) counts as a claim unless it is certainly a flush: same writer
 //!   id as its predecessor, different content (`Lineage::legacy_is_flush`);

@@ -22,7 +22,8 @@ pub(super) struct Replayed {
     pub memtable: Memtable,
     pub vector_dims: Option<usize>,
     pub last_seq: u64,
-    /// Sequences of the FENCE and VOID objects replayed (or written).
+    /// Sequences of the markers replayed (or written) that GC must keep:
+    /// every FENCE, and every VOID but those claiming a fence's window.
     pub markers: Vec<u64>,
     /// The writer of the newest FENCE replayed (`wal`, writer continuity).
     pub owner: Option<String>,
@@ -100,12 +101,18 @@ pub(super) async fn replay(
         .buffered(REPLAY_PARALLELISM);
     let mut last_seq = from_seq;
     let mut markers = Vec::new();
+    // The newest FENCE replayed: its writer's VOIDs in its window are claims.
+    let mut fence: Option<u64> = None;
     while let Some((seq, key, data)) = fetched.next().await {
         let rec =
             WalRecord::decode(data?, seq).map_err(|reason| EngineError::Corrupt { key, reason })?;
         last_seq = seq;
         match rec.kind {
-            WalKind::Fence => owner = Some(rec.writer_id.clone()),
+            WalKind::Fence => {
+                owner = Some(rec.writer_id.clone());
+                fence = Some(seq);
+            }
+
             WalKind::Batch if owner.as_ref().is_some_and(|o| *o != rec.writer_id) => {
                 log::warn!(
                     "namespace {ns}: WAL object {seq} of writer {} follows the fence of writer {}: \
@@ -117,7 +124,9 @@ pub(super) async fn replay(
             }
             _ => {}
         }
-        if rec.kind != WalKind::Batch {
+        let window_claim =
+            rec.kind == WalKind::Void && is_window_claim(fence, owner.as_deref(), &rec);
+        if rec.kind != WalKind::Batch && !window_claim {
             markers.push(seq);
         }
         if rec.vector_dims.is_some() {
@@ -144,11 +153,20 @@ pub(super) async fn replay(
     })
 }
 
+/// Whether `rec`, a VOID, claims a slot of the window after the newest
+/// FENCE replayed (at `fence`, by `owner`). Such a VOID is nobody's next
+/// slot, so GC may delete it once a flush covers it (`wal`): the writer
+/// that fence stopped aims its next put at the fence itself, which stays.
+fn is_window_claim(fence: Option<u64>, owner: Option<&str>, rec: &WalRecord) -> bool {
+    fence.is_some_and(|f| f < rec.seq && rec.seq < f + PIPELINE_DEPTH)
+        && owner == Some(rec.writer_id.as_str())
+}
+
 /// VOID markers in every free slot of `(fence_seq, last]` (create-if-absent);
 /// a slot already holding another writer's BATCH keeps it (a stray of the
-/// writer our fence stopped), and so does a VOID. Returns the VOIDs'
-/// sequences, or `None` when a slot holds a FENCE (a takeover raced ours:
-/// open again).
+/// writer our fence stopped), and so does a VOID. Returns `false` when a
+/// slot holds a FENCE (a takeover raced ours: open again). The VOIDs are
+/// not markers GC keeps (`is_window_claim`).
 async fn claim_window(
     store: &Arc<dyn ObjectStore>,
     ns: &str,
@@ -156,7 +174,7 @@ async fn claim_window(
     fence_seq: u64,
     last: u64,
     replayed: &Replayed,
-) -> EngineResult<Option<Vec<u64>>> {
+) -> EngineResult<bool> {
     let holes: Vec<u64> = (fence_seq + 1..=last)
         .filter(|s| !replayed.past_gap.contains(s))
         .collect();
@@ -164,17 +182,17 @@ async fn claim_window(
         let marker = WalRecord::marker(writer_id, seq, WalKind::Void, replayed.vector_dims);
         let key = wal_key(ns, seq);
         match store.put_if_absent(&key, marker.encode()).await {
-            Ok(()) => Ok(Some(seq)),
+            Ok(()) => Ok(()),
             // A late put of the fenced writer's pipeline is a stray like
             // the rest; anything else means another writer is at work.
             Err(StoreError::AlreadyExists(_)) => {
                 let data = store.get(&key).await.map_err(|e| Some(EngineError::from(e)))?;
                 match WalRecord::decode(data, seq) {
-                    Ok(rec) if rec.kind == WalKind::Batch && rec.writer_id != writer_id => Ok(None),
+                    Ok(rec) if rec.kind == WalKind::Batch && rec.writer_id != writer_id => Ok(()),
                     // A VOID already claims the slot for good: one of ours
                     // from an attempt that started over, or of an opener
                     // that died while claiming its own window.
-                    Ok(rec) if rec.kind == WalKind::Void => Ok(None),
+                    Ok(rec) if rec.kind == WalKind::Void => Ok(()),
                     _ => Err(None),
                 }
             }
@@ -182,8 +200,8 @@ async fn claim_window(
         }
     });
     match futures::future::try_join_all(puts).await {
-        Ok(voids) => Ok(Some(voids.into_iter().flatten().collect())),
-        Err(None) => Ok(None),
+        Ok(_) => Ok(true),
+        Err(None) => Ok(false),
         Err(Some(e)) => Err(e),
     }
 }
@@ -284,10 +302,8 @@ impl Engine {
                     );
                 }
                 let window_end = fence_seq + PIPELINE_DEPTH - 1;
-                match claim_window(&store, ns, &writer_id, fence_seq, window_end, &replayed).await?
-                {
-                    Some(voids) => markers.extend(voids),
-                    None => continue,
+                if !claim_window(&store, ns, &writer_id, fence_seq, window_end, &replayed).await? {
+                    continue;
                 }
                 last_seq = window_end;
                 let claim = current.claim_successor(&writer_id);

@@ -74,6 +74,15 @@
 //! leaves some); one holding a FENCE means a third writer is opening at
 //! the same time: the open starts over from a fresh listing.
 //!
+//! The window's VOIDs are nobody's next slot, so GC deletes them once a
+//! flush covers them, like batches, and keeps only the FENCE: the writer
+//! it stopped aims its next put at the fence (its put there failed, so it
+//! acknowledges nothing from there on), and a stray of it landing in a
+//! freed slot of the window later lies below the flushed point, where no
+//! replay reads. A replay tells these VOIDs (same writer as the newest
+//! FENCE, inside its window) from the ones repair or a heal wrote, which
+//! are kept as before.
+//!
 //! What this does not cover: a put that failed without an answer and lands
 //! after the writer gave up on it (the same as before pipelining, see
 //! `store::create_resolved`).
