@@ -394,6 +394,129 @@ async fn gc_frees_window_claims_and_late_strays_in_them_stay_harmless() {
     }
 }
 
+/// A store that counts the WAL puts in flight through it and holds the
+/// first one until a second starts or `HOLD` has passed.
+#[derive(Debug)]
+struct InFlight {
+    inner: Arc<dyn ObjectStore>,
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    started: std::sync::atomic::AtomicUsize,
+}
+
+impl InFlight {
+    const HOLD: Duration = Duration::from_secs(2);
+
+    async fn wal_put(
+        &self,
+        key: &str,
+        put: impl std::future::Future<Output = reef::store::StoreResult<()>>,
+    ) -> reef::store::StoreResult<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if !key.contains("/wal/") {
+            return put.await;
+        }
+        let now = self.now.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        if self.started.fetch_add(1, SeqCst) == 0 {
+            let deadline = Instant::now() + Self::HOLD;
+            while self.started.load(SeqCst) < 2 && Instant::now() < deadline {
+                tokio::task::yield_now().await;
+            }
+        }
+        let result = put.await;
+        self.now.fetch_sub(1, SeqCst);
+        result
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for InFlight {
+    async fn put(&self, key: &str, data: bytes::Bytes) -> reef::store::StoreResult<()> {
+        self.wal_put(key, self.inner.put(key, data)).await
+    }
+    async fn put_if_absent(&self, key: &str, data: bytes::Bytes) -> reef::store::StoreResult<()> {
+        self.wal_put(key, self.inner.put_if_absent(key, data)).await
+    }
+    async fn get(&self, key: &str) -> reef::store::StoreResult<bytes::Bytes> {
+        self.inner.get(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> reef::store::StoreResult<bytes::Bytes> {
+        self.inner.get_range(key, range).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        offset: Option<&str>,
+    ) -> reef::store::StoreResult<Vec<reef::store::ObjectMeta>> {
+        self.inner.list(prefix, offset).await
+    }
+    async fn delete(&self, key: &str) -> reef::store::StoreResult<()> {
+        self.inner.delete(key).await
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn overlapping_puts_help(&self) -> bool {
+        self.inner.overlapping_puts_help()
+    }
+}
+
+/// On a local directory overlapping puts only add flushes, so a writer
+/// keeps one WAL put in flight and the writes queued behind it share the
+/// next (`ObjectStore::overlapping_puts_help`); elsewhere it pipelines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_local_store_commits_one_wal_put_at_a_time_and_groups_the_rest() {
+    use std::sync::atomic::Ordering::SeqCst;
+    for (name, overlapping, base) in [
+        ("local", false, localfs_backend()),
+        ("memory", true, memory_backend()),
+    ] {
+        let store = Arc::new(InFlight {
+            inner: base.store.clone(),
+            now: Default::default(),
+            most: Default::default(),
+            started: Default::default(),
+        });
+        assert_eq!(store.overlapping_puts_help(), overlapping, "{name}");
+        let dyn_store: Arc<dyn ObjectStore> = store.clone();
+        let engine = open_engine(&dyn_store, "one-put").await;
+        let before = engine.stats()["wal_objects_written"].as_u64().unwrap();
+        store.started.store(0, SeqCst);
+        store.most.store(0, SeqCst);
+        let writers: Vec<_> = (0..16)
+            .map(|w| {
+                let engine = engine.clone();
+                tokio::spawn(async move {
+                    engine
+                        .write(upsert_batch(vec![doc(&format!("w{w:02}"))]))
+                        .await
+                        .expect("write")
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.expect("writer");
+        }
+        let most = store.most.load(SeqCst);
+        let objects = engine.stats()["wal_objects_written"].as_u64().unwrap() - before;
+        if overlapping {
+            assert!(most > 1, "{name}: the pipeline overlaps puts ({most} at most)");
+        } else {
+            assert_eq!(most, 1, "{name}: one WAL put in flight at a time");
+            assert!(
+                objects < 16,
+                "{name}: writes queued behind a put share the next ({objects} objects for 16)"
+            );
+        }
+        assert_eq!(doc_count(&engine).await, 16, "{name}");
+    }
+}
+
 /// With jittered latency puts complete out of order; still, when a write
 /// is acknowledged, its WAL object and every earlier one are in the store.
 #[tokio::test]

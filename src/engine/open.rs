@@ -206,6 +206,16 @@ async fn claim_window(
     }
 }
 
+/// The WAL puts a writer keeps in flight at most on `store`: the whole
+/// pipeline where overlapping puts help, else one (group commit alone).
+fn puts_in_flight(store: &dyn ObjectStore) -> usize {
+    if store.overlapping_puts_help() {
+        PIPELINE_DEPTH as usize
+    } else {
+        1
+    }
+}
+
 /// WAL objects fetched concurrently during replay.
 const REPLAY_PARALLELISM: usize = 32;
 
@@ -343,6 +353,7 @@ impl Engine {
         pinned: bool,
     ) -> Engine {
         let reader = SegmentReader::new(store.clone(), ns, opts.cache_bytes);
+        let slots = puts_in_flight(store.as_ref());
         let inner = Inner {
             store,
             ns: ns.to_string(),
@@ -360,7 +371,7 @@ impl Engine {
             committing: AtomicBool::new(false),
             pending: Mutex::new(Vec::new()),
             pipeline: Mutex::new(super::pipeline::Pipeline::new(replayed.last_seq)),
-            slots: Arc::new(tokio::sync::Semaphore::new(PIPELINE_DEPTH as usize)),
+            slots: Arc::new(tokio::sync::Semaphore::new(slots)),
             maintenance: tokio::sync::Mutex::new(()),
             reader,
             fenced_by: Mutex::new(None),

@@ -1,5 +1,7 @@
 //! The WAL pipeline: up to `wal::PIPELINE_DEPTH` write groups have their
-//! put in flight at once, and each is settled strictly in sequence order.
+//! put in flight at once (one, on a store where overlapping puts do not
+//! help: `ObjectStore::overlapping_puts_help`), and each is settled
+//! strictly in sequence order.
 //!
 //! A group is *launched* by a writer holding the commit lock: it gets the
 //! next sequence, its ops go into the overlay (so the next group's patches

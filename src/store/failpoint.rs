@@ -153,6 +153,10 @@ impl ObjectStore for FailpointStore {
     fn describe(&self) -> String {
         format!("failpoint({})", self.inner.describe())
     }
+
+    fn overlapping_puts_help(&self) -> bool {
+        self.inner.overlapping_puts_help()
+    }
 }
 
 #[cfg(test)]

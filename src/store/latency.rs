@@ -130,6 +130,11 @@ impl ObjectStore for LatencyStore {
             self.inner.describe()
         )
     }
+
+    /// It plays a remote store, whatever is behind it.
+    fn overlapping_puts_help(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

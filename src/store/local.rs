@@ -598,4 +598,8 @@ impl ObjectStore for LocalFsStore {
     fn describe(&self) -> String {
         format!("file://{}", self.root.display())
     }
+
+    fn overlapping_puts_help(&self) -> bool {
+        false
+    }
 }

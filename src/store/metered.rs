@@ -287,6 +287,10 @@ impl ObjectStore for MeteredStore {
     fn describe(&self) -> String {
         self.inner.describe()
     }
+
+    fn overlapping_puts_help(&self) -> bool {
+        self.inner.overlapping_puts_help()
+    }
 }
 
 #[cfg(test)]

@@ -133,6 +133,18 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 
     /// A short human description, for logs and reports (`file:///data`).
     fn describe(&self) -> String;
+
+    /// Whether a writer gains from having several puts in flight at once
+    /// (the WAL pipeline, `engine::pipeline`). A remote store answers each
+    /// put after a round trip and serves many at once, so overlapping them
+    /// multiplies what one writer commits per second. A local directory's
+    /// puts each end in a flush of the same device and directory, where
+    /// overlapping ones save no time and each costs its own flush: one put
+    /// at a time, carrying every write that queued behind it (group
+    /// commit), measured twice the throughput at 16 writers.
+    fn overlapping_puts_help(&self) -> bool {
+        true
+    }
 }
 
 /// Refuses a `list_prefixes` prefix that is not a whole "directory": with a

@@ -572,6 +572,10 @@ impl ObjectStore for DiskCacheStore {
     fn describe(&self) -> String {
         self.inner.describe()
     }
+
+    fn overlapping_puts_help(&self) -> bool {
+        self.inner.overlapping_puts_help()
+    }
 }
 
 #[cfg(test)]
