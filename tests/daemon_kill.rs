@@ -120,6 +120,25 @@ fn fuse_connections_at(path: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// The FUSE connection that serves `mnt` now, if one does: an open of the
+/// directory succeeded (the daemon answered OPENDIR; a dead connection
+/// refuses it with ENOTCONN) and the descriptor it gave lies on a FUSE
+/// mount that mountinfo lists at `mnt`.
+///
+/// Both facts are about the one descriptor. Checking mountinfo and then
+/// listing the path, as this test once did, is two observations of a path
+/// that changes under it: a new daemon detaches the dead mount it finds and
+/// mounts a moment later, and a check whose mountinfo read saw the dead
+/// mount and whose listing came in between was answered by the plain
+/// directory below. The round then took the mount for live, and its first
+/// write failed with ENOENT from that directory, which no daemon ever saw.
+fn serving_connection(mnt: &Path) -> Option<u32> {
+    let dir = std::fs::File::open(mnt).ok()?;
+    let dev = dir.metadata().ok()?.dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    (major == 0 && fuse_connections_at(mnt).contains(&minor)).then_some(minor)
+}
+
 /// Whether FUSE connection `conn` is mounted anywhere in this namespace.
 fn mounted_anywhere(conn: u32) -> bool {
     let dev = format!("0:{conn}");
@@ -219,14 +238,12 @@ impl Mountpoint {
             .expect("spawn reef mount --foreground")
     }
 
-    /// Polls until `child` serves the mountpoint (a listing answers: a dead
-    /// mount gives ENOTCONN, no mount is not `fuse.reef`).
+    /// Polls until `child` serves the mountpoint ([`serving_connection`]).
     fn wait_live(&self, child: &mut Child) {
         let deadline = Instant::now() + LIVE_TIMEOUT;
         loop {
-            let conns = fuse_connections_at(&self.mnt);
-            if !conns.is_empty() && std::fs::read_dir(&self.mnt).is_ok() {
-                *self.current.lock().expect("lock") = conns.last().copied();
+            if let Some(conn) = serving_connection(&self.mnt) {
+                *self.current.lock().expect("lock") = Some(conn);
                 return;
             }
             if let Some(status) = child.try_wait().expect("try_wait") {
@@ -684,4 +701,73 @@ fn kill_9_at_random_moments_never_wedges_and_the_mount_recovers() {
         !acked.is_empty(),
         "no round acknowledged a write: the check checked nothing"
     );
+}
+
+/// Mounts `dir` over `target` (`mount --bind`).
+fn bind_mount(dir: &Path, target: &Path) {
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).expect("path");
+    let (src, dst) = (c(dir), c(target));
+    // SAFETY: both are valid NUL-terminated paths for the call's duration;
+    // a bind mount takes no fstype and no data.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "bind mount: {}", std::io::Error::last_os_error());
+}
+
+/// The readiness check takes for live only a mount that answers through
+/// the mountpoint. Here the daemon's FUSE mount is listed at the mountpoint
+/// while the path reaches a plain directory (an empty one bind-mounted over
+/// it), so the two observations the old check combined both hold: a FUSE
+/// mount in mountinfo, and a listing that answers. That is the state the
+/// flaky rounds saw between a new daemon's detach of the dead mount and its
+/// own mount (made here at will rather than hit by chance), and the check
+/// must say no to it.
+#[test]
+fn a_plain_directory_over_a_listed_fuse_mount_is_not_live() {
+    if !fuse_available() {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping: needs root (bind mount)");
+        return;
+    }
+    let mp = Mountpoint::new();
+    let mut child = mp.spawn();
+    mp.wait_live(&mut child);
+    let live = serving_connection(&mp.mnt).expect("the daemon serves its mount");
+    let plain = mp.dir.path().join("plain");
+    std::fs::create_dir(&plain).expect("mkdir plain");
+    bind_mount(&plain, &mp.mnt);
+    let listed = fuse_connections_at(&mp.mnt);
+    let listing = std::fs::read_dir(&mp.mnt).map(Iterator::count);
+    let seen = serving_connection(&mp.mnt);
+    let c = std::ffi::CString::new(mp.mnt.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: c is a valid NUL-terminated path; this unmounts the bind, the
+    // topmost mount there.
+    assert_eq!(unsafe { libc::umount2(c.as_ptr(), 0) }, 0, "unmount the bind");
+    assert!(
+        listed.contains(&live) && matches!(listing, Ok(0)),
+        "set-up: mountinfo lists connection {live} at the mountpoint ({listed:?}) and the \
+         plain directory there lists empty ({listing:?})"
+    );
+    assert_eq!(
+        seen, None,
+        "a plain directory reached through the mountpoint was taken for the daemon's mount"
+    );
+    assert_eq!(serving_connection(&mp.mnt), Some(live), "the bind is gone");
+    // SAFETY: kill(2) on our unreaped child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + LIVE_TIMEOUT;
+    while child.try_wait().expect("try_wait").is_none() {
+        assert!(Instant::now() < deadline, "SIGTERM did not stop the daemon");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
