@@ -8,15 +8,17 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use reef::engine::wal::PIPELINE_DEPTH;
-use reef::store::{LocalFsStore, MemoryStore, ObjectMeta, ObjectStore, StoreResult};
+use reef::store::{LocalFsStore, MemoryStore, ObjectStore};
 
+#[path = "support/hooked_store.rs"]
+mod hooked_store;
 #[path = "support/mounted.rs"]
 mod mounted;
+use hooked_store::{HookedStore, PutGate};
 use mounted::{fuse_available, write_close, Mounted};
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -47,55 +49,6 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// Holds WAL puts whose key contains `key_part` while armed, telling the
-/// test about each one, until permits are added.
-#[derive(Debug)]
-struct GatedStore {
-    inner: Arc<dyn ObjectStore>,
-    key_part: String,
-    armed: AtomicBool,
-    gate: Arc<tokio::sync::Semaphore>,
-    entered: Mutex<mpsc::Sender<String>>,
-}
-
-impl GatedStore {
-    async fn pass(&self, key: &str) {
-        if self.armed.load(Ordering::SeqCst) && key.contains(&self.key_part) {
-            let _ = self.entered.lock().unwrap().send(key.to_string());
-            if let Ok(permit) = self.gate.acquire().await {
-                permit.forget();
-            }
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl ObjectStore for GatedStore {
-    async fn put(&self, key: &str, data: bytes::Bytes) -> StoreResult<()> {
-        self.pass(key).await;
-        self.inner.put(key, data).await
-    }
-    async fn put_if_absent(&self, key: &str, data: bytes::Bytes) -> StoreResult<()> {
-        self.pass(key).await;
-        self.inner.put_if_absent(key, data).await
-    }
-    async fn get(&self, key: &str) -> StoreResult<bytes::Bytes> {
-        self.inner.get(key).await
-    }
-    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> StoreResult<bytes::Bytes> {
-        self.inner.get_range(key, range).await
-    }
-    async fn list(&self, prefix: &str, offset: Option<&str>) -> StoreResult<Vec<ObjectMeta>> {
-        self.inner.list(prefix, offset).await
-    }
-    async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.inner.delete(key).await
-    }
-    fn describe(&self) -> String {
-        "gated".into()
-    }
-}
-
 /// N files closed at once while WAL puts are stuck in the store share WAL
 /// objects: the engine keeps at most `PIPELINE_DEPTH` puts in flight, and
 /// every close that arrives while they are full queues for the next group.
@@ -104,14 +57,7 @@ fn concurrent_closes_share_wal_objects() {
     if !fuse_available() {
         return;
     }
-    let (entered_tx, entered) = mpsc::channel();
-    let gated = Arc::new(GatedStore {
-        inner: Arc::new(MemoryStore::new()),
-        key_part: "g/wal/".into(),
-        armed: false.into(),
-        gate: Arc::new(tokio::sync::Semaphore::new(0)),
-        entered: Mutex::new(entered_tx),
-    });
+    let gated = HookedStore::new(Arc::new(MemoryStore::new()), PutGate::new("g/wal/"));
     let store: Arc<dyn ObjectStore> = gated.clone();
     let m = Mounted::new(store, "");
     std::fs::create_dir(m.join("g")).unwrap();
@@ -121,7 +67,7 @@ fn concurrent_closes_share_wal_objects() {
         stat(&m, "g", "write_calls"),
         stat(&m, "g", "docs_written"),
     );
-    gated.armed.store(true, Ordering::SeqCst);
+    gated.hooks.gate.hold_all();
 
     // More closes than the pipeline holds puts, so grouping must show.
     const N: usize = 4 * PIPELINE_DEPTH as usize;
@@ -153,8 +99,10 @@ fn concurrent_closes_share_wal_objects() {
         .collect();
     opened.wait();
     close_tx[0].send(()).unwrap();
-    let key = entered
-        .recv_timeout(DEADLINE)
+    let key = gated
+        .hooks
+        .gate
+        .held_within(DEADLINE)
         .expect("the first commit reached the store");
     assert!(key.contains("g/wal/"), "{key}");
     for tx in &close_tx[1..] {
@@ -164,7 +112,7 @@ fn concurrent_closes_share_wal_objects() {
     eventually("every close to reach the engine", || {
         stat(&m, "g", "write_calls") == calls0 + N as u64
     });
-    gated.gate.add_permits(1 << 20);
+    gated.hooks.gate.open_for_good();
     for w in writers {
         w.join().expect("writer thread").expect("close succeeded");
     }

@@ -11,8 +11,11 @@ use std::sync::Arc;
 
 use reef::store::{MemoryStore, ObjectStore};
 
+#[path = "support/hooked_store.rs"]
+mod hooked_store;
 #[path = "support/mounted.rs"]
 mod mounted;
+use hooked_store::{HookedStore, PutGate};
 use mounted::{fuse_available, write_close, Mounted};
 
 fn mount_with(store: &Arc<dyn ObjectStore>, opts: &str) -> Option<Mounted> {
@@ -362,84 +365,24 @@ fn read_only_mounts_refuse_changes() {
     assert!(read(&m.join("n/.verify")).contains("\"healthy\": true"));
 }
 
-/// Holds WAL puts of one namespace until released, and reports each one.
-#[derive(Debug)]
-struct GatedStore {
-    inner: Arc<dyn ObjectStore>,
-    key_part: String,
-    armed: std::sync::atomic::AtomicBool,
-    gate: Arc<tokio::sync::Semaphore>,
-    entered: std::sync::Mutex<std::sync::mpsc::Sender<String>>,
-}
-
-impl GatedStore {
-    async fn pass(&self, key: &str) {
-        if self.armed.load(std::sync::atomic::Ordering::SeqCst) && key.contains(&self.key_part) {
-            let _ = self.entered.lock().unwrap().send(key.to_string());
-            if let Ok(permit) = self.gate.acquire().await {
-                permit.forget();
-            }
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl ObjectStore for GatedStore {
-    async fn put(&self, key: &str, data: bytes::Bytes) -> reef::store::StoreResult<()> {
-        self.pass(key).await;
-        self.inner.put(key, data).await
-    }
-    async fn put_if_absent(&self, key: &str, data: bytes::Bytes) -> reef::store::StoreResult<()> {
-        self.pass(key).await;
-        self.inner.put_if_absent(key, data).await
-    }
-    async fn get(&self, key: &str) -> reef::store::StoreResult<bytes::Bytes> {
-        self.inner.get(key).await
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        range: std::ops::Range<u64>,
-    ) -> reef::store::StoreResult<bytes::Bytes> {
-        self.inner.get_range(key, range).await
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-        offset: Option<&str>,
-    ) -> reef::store::StoreResult<Vec<reef::store::ObjectMeta>> {
-        self.inner.list(prefix, offset).await
-    }
-    async fn delete(&self, key: &str) -> reef::store::StoreResult<()> {
-        self.inner.delete(key).await
-    }
-    fn describe(&self) -> String {
-        "gated".into()
-    }
-}
-
 #[test]
 fn a_stuck_store_call_blocks_no_other_request() {
-    let (entered_tx, entered) = std::sync::mpsc::channel();
-    let gated = Arc::new(GatedStore {
-        inner: memory(),
-        key_part: "slow/wal/".into(),
-        armed: false.into(),
-        gate: Arc::new(tokio::sync::Semaphore::new(0)),
-        entered: std::sync::Mutex::new(entered_tx),
-    });
+    // Holds WAL puts of one namespace until released.
+    let gated = HookedStore::new(memory(), PutGate::new("slow/wal/"));
     let store: Arc<dyn ObjectStore> = gated.clone();
     let Some(m) = mounted(&store) else { return };
     std::fs::create_dir(m.join("slow")).unwrap();
     std::fs::create_dir(m.join("fast")).unwrap();
     std::fs::write(m.join("fast/y.json"), "{}").unwrap();
     std::fs::write(m.join("slow/other.json"), "{}").unwrap();
-    gated.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    gated.hooks.gate.hold_all();
 
     let slow = m.join("slow/x.json");
     let writer = std::thread::spawn(move || write_close(&slow, r#"{"v":1}"#));
-    let key = entered
-        .recv_timeout(std::time::Duration::from_secs(10))
+    let key = gated
+        .hooks
+        .gate
+        .held_within(std::time::Duration::from_secs(10))
         .expect("the commit reached the store");
     assert!(key.contains("slow/wal/"), "{key}");
 
@@ -460,7 +403,7 @@ fn a_stuck_store_call_blocks_no_other_request() {
         let _ = done_tx.send(result);
     });
     let answered = done.recv_timeout(std::time::Duration::from_secs(10));
-    gated.gate.add_permits(1 << 20);
+    gated.hooks.gate.open_for_good();
     let (fast, root, other, slow_names) =
         answered.expect("requests waited behind a stuck store call");
     assert_eq!(fast, "{}");
