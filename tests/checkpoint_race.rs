@@ -10,15 +10,13 @@ mod common;
 mod hooked_store;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::*;
 use hooked_store::{Gate, HookedStore, StoreHooks};
 use reef::admin;
 use reef::engine::layout::manifest_key;
-use reef::engine::{checkpoint, At, Checkpoint, Engine, EngineError, EngineOptions, GcOptions};
+use reef::engine::{checkpoint, At, Checkpoint, Engine, EngineError, EngineOptions};
 use reef::store::{FailpointStore, ObjectStore};
-use reef::types::Document;
 
 /// Hooks that hold the final checkpoint put (not a pending one) and the
 /// manifest listing, each at its own gate.
@@ -67,29 +65,8 @@ fn read_only() -> EngineOptions {
     }
 }
 
-fn retain_zero(engine: &Engine) -> GcOptions {
-    GcOptions {
-        retain: Duration::ZERO,
-        orphan_grace: Duration::ZERO,
-        ..engine.gc_options()
-    }
-}
-
-async fn write_round(engine: &Engine, round: i64, n: usize) {
-    let docs: Vec<Document> = (0..n)
-        .map(|k| Document::new(format!("d{k:03}")).with("round", round))
-        .collect();
-    engine.write(upsert_batch(docs)).await.expect("write");
-}
-
 async fn open_checkpoint(store: &Arc<dyn ObjectStore>, ns: &str) -> Result<Engine, EngineError> {
-    Engine::open_at(
-        store.clone(),
-        ns,
-        At::Checkpoint("cp".to_string()),
-        EngineOptions::default(),
-    )
-    .await
+    open_past(store, ns, At::Checkpoint("cp".to_string())).await
 }
 
 #[tokio::test]
@@ -130,7 +107,7 @@ async fn a_checkpoint_created_beside_a_live_writer_survives_its_retain_zero_gc()
         writer_store.hooks.manifest_list.hold_next();
         let gc_engine = writer.clone();
         let gc = tokio::spawn(async move {
-            let opts = retain_zero(&gc_engine);
+            let opts = keep_nothing(&gc_engine);
             gc_engine.gc(opts).await
         });
         writer_store.hooks.manifest_list.held().await;
@@ -157,19 +134,19 @@ async fn a_checkpoint_created_beside_a_live_writer_survives_its_retain_zero_gc()
         // reopen; deleting it frees it at the next pass.
         write_round(&writer, 4, 30).await;
         writer.flush().await.expect("flush");
-        writer.gc(retain_zero(&writer)).await.expect("gc");
+        writer.gc(keep_nothing(&writer)).await.expect("gc");
         drop(writer);
         let writer = Engine::open(base.clone(), ns, writer_opts())
             .await
             .expect("reopen");
-        writer.gc(retain_zero(&writer)).await.expect("gc");
+        writer.gc(keep_nothing(&writer)).await.expect("gc");
         let view = open_checkpoint(&base, ns).await.expect("open checkpoint");
         assert_eq!(snapshot(&view).await, expected, "{name}");
         drop(view);
         let health = admin::verify(base.clone(), ns).await.expect("verify");
         assert!(health.healthy, "{name}: {:?}", health.issues);
         writer.delete_checkpoint("cp").await.expect("delete");
-        writer.gc(retain_zero(&writer)).await.expect("gc");
+        writer.gc(keep_nothing(&writer)).await.expect("gc");
         assert!(
             base.get(&manifest_key(ns, pinned_version)).await.is_err(),
             "{name}: manifest {pinned_version} outlived its checkpoint"
@@ -214,7 +191,7 @@ async fn an_abandoned_pending_checkpoint_is_shown_holds_gc_back_and_can_be_delet
         write_round(&writer, 1, 20).await;
         writer.flush().await.expect("flush");
         writer.compact().await.expect("compact");
-        let report = writer.gc(retain_zero(&writer)).await.expect("gc");
+        let report = writer.gc(keep_nothing(&writer)).await.expect("gc");
         assert_eq!(report.kept.pending_checkpoints, ["cp"], "{name}: {report:?}");
         assert!(report.horizon_version <= floor, "{name}: {report:?}");
         assert!(base.get(&manifest_key(ns, floor)).await.is_ok(), "{name}");
@@ -228,7 +205,7 @@ async fn an_abandoned_pending_checkpoint_is_shown_holds_gc_back_and_can_be_delet
         ));
         writer.delete_checkpoint("cp").await.expect("delete pending");
         assert!(checkpoint::list_all(&base, ns).await.unwrap().is_empty());
-        let report = writer.gc(retain_zero(&writer)).await.expect("gc");
+        let report = writer.gc(keep_nothing(&writer)).await.expect("gc");
         assert!(report.kept.pending_checkpoints.is_empty(), "{name}");
         assert!(base.get(&manifest_key(ns, floor)).await.is_err(), "{name}");
     }

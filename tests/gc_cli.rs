@@ -90,14 +90,9 @@ async fn checkpoint_and_gc_commands() {
     assert_eq!(report["dry_run"], false);
     assert_eq!(report["kept"]["checkpoints"][0], "snap1", "{report}");
     // The checkpoint still reads; the newest state is intact.
-    let at = Engine::open_at(
-        store.clone(),
-        "ns",
-        At::Checkpoint("snap1".into()),
-        EngineOptions::default(),
-    )
-    .await
-    .unwrap();
+    let at = open_past(&store, "ns", At::Checkpoint("snap1".into()))
+        .await
+        .unwrap();
     assert_eq!(snapshot(&at).await, expected);
     let pinned = reef::engine::layout::manifest_key("ns", cp["manifest_version"].as_u64().unwrap());
     store.get(&pinned).await.expect("GC kept the pinned manifest");
