@@ -19,7 +19,7 @@ mod hooked_store;
 #[path = "support/mounted.rs"]
 mod mounted;
 use hooked_store::{HookedStore, PutGate};
-use mounted::{fuse_available, write_close, Mounted};
+use mounted::{fuse_available, read_text, write_close, Mounted};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -27,13 +27,9 @@ fn local_store(dir: &Path) -> Arc<dyn ObjectStore> {
     Arc::new(LocalFsStore::new(dir.to_path_buf()).expect("local store"))
 }
 
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
 /// A number from a namespace's `.stats`.
 fn stat(m: &Mounted, ns: &str, field: &str) -> u64 {
-    let text = read(&m.join(&format!("{ns}/.stats")));
+    let text = read_text(&m.join(&format!("{ns}/.stats")));
     let json: serde_json::Value = serde_json::from_str(&text).expect(".stats is JSON");
     json[field]
         .as_u64()
@@ -129,7 +125,7 @@ fn concurrent_closes_share_wal_objects() {
     assert_eq!(stat(&m, "g", "docs_written") - docs0, N as u64);
     for k in 0..N {
         assert_eq!(
-            read(&m.join(&format!("g/d{k}.json"))),
+            read_text(&m.join(&format!("g/d{k}.json"))),
             format!(r#"{{"k":{k}}}"#)
         );
     }
@@ -199,7 +195,7 @@ fn a_committed_write_keeps_the_page_cache_it_matches() {
     let v1 = two_pages('x');
     write_close(&a, &v1).unwrap();
     let before = fuse_requests(addr);
-    assert_eq!(read(&a), v1);
+    assert_eq!(read_text(&a), v1);
     assert_eq!(reads_since(addr, &before), 0, "the written pages were dropped");
 
     // Changed in place through a handle that did not truncate: the pages
@@ -210,12 +206,12 @@ fn a_committed_write_keeps_the_page_cache_it_matches() {
     let mut v2 = v1.clone();
     v2.replace_range(10..12, "yy");
     let before = fuse_requests(addr);
-    assert_eq!(read(&a), v2);
+    assert_eq!(read_text(&a), v2);
     assert!(
         reads_arrive_since(addr, &before),
         "kept pages of an in-place edit"
     );
-    assert_eq!(read(&a), v2);
+    assert_eq!(read_text(&a), v2);
 }
 
 /// A reader that puts stored bytes into the cache while a writer rewrites
@@ -244,7 +240,7 @@ fn pages_read_during_a_rewrite_do_not_outlive_its_commit() {
     let fd = std::os::fd::IntoRawFd::into_raw_fd(writer);
     // SAFETY: fd was just released by `writer` and is closed once.
     assert_eq!(unsafe { libc::close(fd) }, 0);
-    assert_eq!(read(&a), new);
+    assert_eq!(read_text(&a), new);
 }
 
 /// Rename, delete, recreate and rewrite through one path; every other
@@ -260,20 +256,20 @@ fn no_cached_answer_outlives_a_change() {
     std::fs::create_dir(m.join("c")).unwrap();
     let (a, b) = (m.join("c/a.json"), m.join("c/b.json"));
     write_close(&a, r#"{"v":1}"#).unwrap();
-    assert_eq!(read(&a), r#"{"v":1}"#);
+    assert_eq!(read_text(&a), r#"{"v":1}"#);
     // Same length, other bytes: only the content can tell them apart.
     write_close(&a, r#"{"v":2}"#).unwrap();
-    assert_eq!(read(&a), r#"{"v":2}"#);
+    assert_eq!(read_text(&a), r#"{"v":2}"#);
 
     std::fs::rename(&a, &b).unwrap();
-    assert_eq!(read(&b), r#"{"v":2}"#);
+    assert_eq!(read_text(&b), r#"{"v":2}"#);
     assert_eq!(
         std::fs::metadata(&a).unwrap_err().kind(),
         std::io::ErrorKind::NotFound
     );
     write_close(&a, r#"{"v":3}"#).unwrap();
-    assert_eq!(read(&a), r#"{"v":3}"#);
-    assert_eq!(read(&b), r#"{"v":2}"#);
+    assert_eq!(read_text(&a), r#"{"v":3}"#);
+    assert_eq!(read_text(&b), r#"{"v":2}"#);
 
     std::fs::remove_file(&b).unwrap();
     assert_eq!(
@@ -282,7 +278,7 @@ fn no_cached_answer_outlives_a_change() {
     );
     write_close(&b, r#"{"v":44}"#).unwrap();
     assert_eq!(std::fs::metadata(&b).unwrap().len(), 8);
-    assert_eq!(read(&b), r#"{"v":44}"#);
+    assert_eq!(read_text(&b), r#"{"v":44}"#);
 
     // A follower of the same store picks each change up, cache and all.
     let f = Mounted::new(store, "ro,refresh=50");
