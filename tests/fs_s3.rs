@@ -32,14 +32,10 @@ use source::{sources, Source};
 
 #[path = "support/mounted.rs"]
 mod mounted;
+#[path = "support/mountinfo.rs"]
+mod mountinfo;
 use mounted::{doc_names, fuse_available, names, read_text, write_close, Mounted};
-
-fn is_mounted(path: &Path) -> bool {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let want = path.to_string_lossy().replace(' ', "\\040");
-    text.lines()
-        .any(|l| l.split(' ').nth(4) == Some(want.as_str()) && l.contains(" - fuse.reef "))
-}
+use mountinfo::reef_mounted_at;
 
 /// `reef mount -f` in a child process; SIGTERM (then a lazy unmount and
 /// SIGKILL if it must) on drop.
@@ -76,7 +72,7 @@ impl Daemon {
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !is_mounted(daemon.dir.path()) {
+        while !reef_mounted_at(daemon.dir.path()) {
             if let Some(status) = daemon.child.as_mut().unwrap().try_wait().expect("wait") {
                 panic!("reef mount exited ({status}): {}", daemon.log_text());
             }
@@ -115,7 +111,7 @@ impl Drop for Daemon {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        if is_mounted(self.dir.path()) {
+        if reef_mounted_at(self.dir.path()) {
             let _ = Command::new("fusermount3")
                 .args(["-u", "-z"])
                 .arg(self.dir.path())

@@ -203,22 +203,7 @@ fn run_ok(cmd: &mut Command) -> String {
 
 #[path = "support/mountinfo.rs"]
 mod mountinfo;
-use mountinfo::unescape;
-
-/// (fs type, source) of what is mounted at `path`, if anything.
-fn mount_at(path: &Path) -> Option<(String, String)> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    text.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let point = unescape(left.split(' ').nth(4)?);
-            let mut right = right.split(' ');
-            let fstype = right.next()?.to_string();
-            let source = unescape(right.next().unwrap_or(""));
-            (Path::new(&point) == path).then_some((fstype, source))
-        })
-        .next_back()
-}
+use mountinfo::mount_at;
 
 fn proc_state(pid: i32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -381,6 +366,15 @@ impl Fixture {
         assert!(!self.mounted(), "{} is still mounted", self.mnt.display());
     }
 
+    /// Checks the reef mount, uses it, and unmounts it with umount(8): the
+    /// daemon stops and the document written through it is stored.
+    fn use_then_umount(&self) {
+        self.assert_reef_mounted();
+        use_the_mount(&self.mnt);
+        self.umount_stops_daemon();
+        assert_eq!(self.live_documents("notes"), 1);
+    }
+
     /// `reef stats SRC NS`: the namespace's live document count.
     fn live_documents(&self, ns: &str) -> u64 {
         let out = run_ok(Command::new(REEF).args(["stats", self.src_str(), ns]));
@@ -541,10 +535,7 @@ fn mount_t_fuse_reef_then_umount_stops_the_daemon() {
         "-o",
         "rw,noatime",
     ]));
-    fix.assert_reef_mounted();
-    use_the_mount(&fix.mnt);
-    fix.umount_stops_daemon();
-    assert_eq!(fix.live_documents("notes"), 1);
+    fix.use_then_umount();
 }
 
 #[test]
@@ -555,10 +546,7 @@ fn mount_t_fuse_with_reef_hash_source() {
     let fix = Fixture::new();
     let source = format!("reef#{}", fix.src_str());
     run_ok(Command::new("mount").args(["-t", "fuse", &source, fix.mnt_str()]));
-    fix.assert_reef_mounted();
-    use_the_mount(&fix.mnt);
-    fix.umount_stops_daemon();
-    assert_eq!(fix.live_documents("notes"), 1);
+    fix.use_then_umount();
 }
 
 #[test]
@@ -612,10 +600,7 @@ fn fstab_lines_with_fstab_and_systemd_options_mount() {
     .expect("write fstab");
     for fix in [&plain, &hashed] {
         run_ok(Command::new("mount").arg("-T").arg(&fstab).arg(&fix.mnt));
-        fix.assert_reef_mounted();
-        use_the_mount(&fix.mnt);
-        fix.umount_stops_daemon();
-        assert_eq!(fix.live_documents("notes"), 1);
+        fix.use_then_umount();
     }
 }
 
@@ -626,10 +611,7 @@ fn reef_mount_then_umount_stops_the_daemon() {
     }
     let fix = Fixture::new();
     fix.reef_mount(fix.src_str());
-    fix.assert_reef_mounted();
-    use_the_mount(&fix.mnt);
-    fix.umount_stops_daemon();
-    assert_eq!(fix.live_documents("notes"), 1);
+    fix.use_then_umount();
 }
 
 // ---------------------------------------------------------------------------
@@ -830,11 +812,4 @@ fn crash_script_on_s3() {
     let fix = Fixture::new();
     let source = format!("s3://{}/{}", s3::BUCKET, s3::unique_prefix("crash"));
     crash_script(&fix, &source, &server.env());
-}
-
-#[test]
-fn unescape_decodes_mountinfo() {
-    assert_eq!(unescape(r"/mnt/a\040b"), "/mnt/a b");
-    assert_eq!(unescape(r"/x\\"), r"/x\\");
-    assert_eq!(unescape(r"/end\134"), r"/end\");
 }
