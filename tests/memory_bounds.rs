@@ -2,6 +2,8 @@
 //! even when flushes are slower than the writers, and it is counted by the
 //! engine (`memtable_peak_bytes`, `throttled_writes` in `stats`).
 
+#[path = "support/core_files.rs"]
+mod core_files;
 #[path = "support/hooked_store.rs"]
 mod hooked_store;
 
@@ -176,42 +178,25 @@ async fn verify_reads_a_namespace_larger_than_its_memory_bound_in_bounded_chunks
 
 /// `.stats` of namespace `ns` read through the core, as JSON.
 async fn core_stats(core: &reef::fs::FsCore, ns: u64) -> serde_json::Value {
-    let attr = core.lookup(ns, ".stats").await.expect(".stats");
-    let info = core
-        .open(attr.ino, reef::fs::OpenMode::read_only())
+    let (_, out) = core_files::read_file(core, ns, ".stats", 1 << 16)
         .await
-        .expect("open .stats");
-    let mut out = Vec::new();
-    loop {
-        let chunk = core.read(info.fh, out.len() as u64, 1 << 16).await.unwrap();
-        if chunk.is_empty() {
-            break;
-        }
-        out.extend(chunk);
-    }
-    core.release(info.fh).await.unwrap();
-    core.forget(attr.ino, 1);
+        .expect(".stats");
     serde_json::from_slice(&out).expect(".stats is JSON")
 }
 
 #[tokio::test]
 async fn an_inode_the_kernel_holds_costs_about_200_bytes_and_forgetting_frees_it() {
-    use reef::fs::{CoreConfig, FsCore, OpenMode, ROOT_INO};
+    use reef::fs::{CoreConfig, FsCore, ROOT_INO};
     const FILES: usize = 20_000;
     let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
     let core = FsCore::new(store, CoreConfig::default());
     let ns = core.mkdir(ROOT_INO, "ns").await.unwrap().ino;
-    let create = OpenMode {
-        write: true,
-        truncate: true,
-        ..OpenMode::default()
-    };
     // Like `cp` of many files: each is created, written and closed, and
     // the kernel keeps its inode (no forget).
     let mut inos = Vec::with_capacity(FILES);
     for k in 0..FILES {
         let (attr, info) = core
-            .create(ns, &format!("d{k:06}.json"), create)
+            .create(ns, &format!("d{k:06}.json"), core_files::trunc())
             .await
             .unwrap();
         core.write(info.fh, 0, format!("{{\"n\": {k}}}").as_bytes())
