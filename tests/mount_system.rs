@@ -18,6 +18,8 @@
 
 #[path = "support/s3.rs"]
 mod s3;
+#[path = "support/source.rs"]
+mod source;
 
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -554,17 +556,17 @@ fn mount_t_fuse_reef_on_s3_passes_the_aws_environment() {
     if !system_mount_ready() {
         return;
     }
-    let Some(server) = s3::shared() else {
+    let Some(s3) = source::s3("mount8") else {
         return;
     };
     let fix = Fixture::new();
-    let source = format!("s3://{}/{}", s3::BUCKET, s3::unique_prefix("mount8"));
+    let source = s3.url();
     // mount(8) strips PATH, HOME and SHELL from its helpers' environment but
     // must pass AWS_* through mount.fuse3 to reef.
     run_ok(
         Command::new("mount")
             .args(["-t", "fuse.reef", &source, fix.mnt_str()])
-            .envs(server.env()),
+            .envs(s3.env()),
     );
     let (fstype, shown) = mount_at(&fix.mnt).expect("mounted");
     assert_eq!(
@@ -573,7 +575,7 @@ fn mount_t_fuse_reef_on_s3_passes_the_aws_environment() {
     );
     use_the_mount(&fix.mnt);
     fix.umount_stops_daemon();
-    let out = run_ok(Command::new(REEF).args(["ls", &source]).envs(server.env()));
+    let out = run_ok(Command::new(REEF).args(["ls", &source]).envs(s3.env()));
     assert_eq!(out.trim(), "notes", "reef ls {source}");
 }
 
@@ -806,10 +808,9 @@ fn crash_script_on_s3() {
     if !fuse_ready() {
         return;
     }
-    let Some(server) = s3::shared() else {
+    let Some(s3) = source::s3("crash") else {
         return;
     };
     let fix = Fixture::new();
-    let source = format!("s3://{}/{}", s3::BUCKET, s3::unique_prefix("crash"));
-    crash_script(&fix, &source, &server.env());
+    crash_script(&fix, &s3.url(), &s3.env());
 }
