@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{mpsc, Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reef::engine::wal::PIPELINE_DEPTH;
 use reef::store::{LocalFsStore, MemoryStore, ObjectStore};
@@ -18,8 +18,11 @@ use reef::store::{LocalFsStore, MemoryStore, ObjectStore};
 mod hooked_store;
 #[path = "support/mounted.rs"]
 mod mounted;
+#[path = "support/poll.rs"]
+mod poll;
 use hooked_store::{HookedStore, PutGate};
 use mounted::{fuse_available, read_text, write_close, Mounted};
+use poll::wait_until;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -34,15 +37,6 @@ fn stat(m: &Mounted, ns: &str, field: &str) -> u64 {
     json[field]
         .as_u64()
         .unwrap_or_else(|| panic!("{field} in .stats: {text}"))
-}
-
-/// Polls `f` until it returns true or the deadline passes.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let until = Instant::now() + DEADLINE;
-    while !f() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// N files closed at once while WAL puts are stuck in the store share WAL
@@ -105,7 +99,7 @@ fn concurrent_closes_share_wal_objects() {
         tx.send(()).unwrap();
     }
     // All N writes are queued in the engine (the first inside the store).
-    eventually("every close to reach the engine", || {
+    wait_until("every close to reach the engine", DEADLINE, || {
         stat(&m, "g", "write_calls") == calls0 + N as u64
     });
     gated.hooks.gate.open_for_good();
@@ -283,15 +277,15 @@ fn no_cached_answer_outlives_a_change() {
     // A follower of the same store picks each change up, cache and all.
     let f = Mounted::new(store, "ro,refresh=50");
     let fa = f.join("c/a.json");
-    eventually("the follower to show a.json", || {
+    wait_until("the follower to show a.json", DEADLINE, || {
         std::fs::read_to_string(&fa).ok().as_deref() == Some(r#"{"v":3}"#)
     });
     write_close(&a, r#"{"v":5}"#).unwrap();
-    eventually("the follower to show the rewrite", || {
+    wait_until("the follower to show the rewrite", DEADLINE, || {
         std::fs::read_to_string(&fa).ok().as_deref() == Some(r#"{"v":5}"#)
     });
     std::fs::remove_file(&a).unwrap();
-    eventually("the follower to show the delete", || {
+    wait_until("the follower to show the delete", DEADLINE, || {
         std::fs::metadata(&fa).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
     });
 }
@@ -330,7 +324,7 @@ fn attributes_after_a_commit_are_the_stored_ones() {
     let mid = f.metadata().unwrap().modified().unwrap();
     // The commit's time must differ from the one the fstat cached, or a
     // stale answer could not be told apart.
-    eventually("the clock to pass the cached mtime", || {
+    wait_until("the clock to pass the cached mtime", DEADLINE, || {
         std::time::SystemTime::now() > mid + Duration::from_millis(5)
     });
     drop(f);

@@ -6,12 +6,15 @@
 mod core_files;
 #[path = "support/hooked_store.rs"]
 mod hooked_store;
+#[path = "support/poll.rs"]
+mod poll;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hooked_store::{HookedStore, PutGate, ReadSizes};
+use poll::wait_until_async;
 use reef::engine::{Engine, EngineOptions};
 use reef::store::{MemoryStore, ObjectStore};
 use reef::types::{DocId, Document, WriteBatch};
@@ -20,15 +23,6 @@ fn stat(engine: &Engine, key: &str) -> u64 {
     engine.stats()[key]
         .as_u64()
         .unwrap_or_else(|| panic!("stats has {key}"))
-}
-
-async fn poll_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -74,7 +68,7 @@ async fn memtable_stays_within_its_byte_bound_while_a_flush_is_stuck() {
 
     // A flush reached the gate.
     store.hooks.gate.held().await;
-    poll_until("a writer to wait for room", || {
+    wait_until_async("a writer to wait for room", Duration::from_secs(30), || {
         stat(&engine, "throttled_writes") > 0 || writers.iter().all(|w| w.is_finished())
     })
     .await;

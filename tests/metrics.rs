@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reef::engine::{Engine, EngineOptions};
 use reef::fs::mount_at;
@@ -16,7 +16,10 @@ use reef::store::{LocalFsStore, ObjectStore};
 
 #[path = "support/mounted.rs"]
 mod mounted;
+#[path = "support/poll.rs"]
+mod poll;
 use mounted::{fuse_available, write_close, Mounted};
+use poll::wait_until;
 
 const REEF: &str = env!("CARGO_BIN_EXE_reef");
 
@@ -82,15 +85,6 @@ impl Scrape {
 
 fn ns(series: &str) -> String {
     format!("{series}{{namespace=\"articles\"}}")
-}
-
-/// Polls `cond` every 50 ms until it holds or `timeout` passes.
-fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

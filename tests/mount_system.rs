@@ -16,6 +16,8 @@
 //! reef into the system (`mount-scripts/install.sh`: /usr/local/bin/reef and
 //! /sbin/mount.fuse.reef), because mount(8) runs its helpers without PATH.
 
+#[path = "support/poll.rs"]
+mod poll;
 #[path = "support/s3.rs"]
 mod s3;
 #[path = "support/source.rs"]
@@ -131,18 +133,6 @@ fn install_system() {
     assert!(link.to_string_lossy().ends_with("mount.fuse3"), "{link:?}");
 }
 
-/// Polls `cond` every 10 ms until it holds; panics after `timeout`.
-fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 static NEXT_LOG: AtomicU64 = AtomicU64::new(0);
 
 /// Runs `cmd` with stdin from /dev/null and stdout+stderr into a file (not a
@@ -206,6 +196,7 @@ fn run_ok(cmd: &mut Command) -> String {
 #[path = "support/mountinfo.rs"]
 mod mountinfo;
 use mountinfo::mount_at;
+use poll::wait_until;
 
 fn proc_state(pid: i32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
