@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use common::*;
-use reef::engine::{At, Engine, EngineOptions};
+use reef::engine::At;
 use reef::store::{LocalFsStore, ObjectStore};
 
 fn reef(args: &[&str]) -> Output {
@@ -37,9 +37,7 @@ async fn checkpoint_and_gc_commands() {
         Arc::new(LocalFsStore::new(dir.path().to_path_buf()).unwrap());
     let expected;
     {
-        let engine = Engine::open(store.clone(), "ns", EngineOptions::default())
-            .await
-            .unwrap();
+        let engine = open_engine(&store, "ns").await;
         engine
             .write(upsert_batch(numbered_docs("a", 10)))
             .await
@@ -107,8 +105,6 @@ async fn checkpoint_and_gc_commands() {
         store.get(&pinned).await.unwrap_err().is_not_found(),
         "the next GC frees what only the checkpoint pinned: {report}"
     );
-    let engine = Engine::open(store.clone(), "ns", EngineOptions::default())
-        .await
-        .unwrap();
+    let engine = open_engine(&store, "ns").await;
     assert_eq!(snapshot(&engine).await, expected);
 }
