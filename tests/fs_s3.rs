@@ -34,8 +34,11 @@ use source::{sources, Source};
 mod mounted;
 #[path = "support/mountinfo.rs"]
 mod mountinfo;
+#[path = "support/poll.rs"]
+mod poll;
 use mounted::{doc_names, fuse_available, names, read_text, write_close, Mounted};
 use mountinfo::reef_mounted_at;
+use poll::wait_for;
 
 /// `reef mount -f` in a child process; SIGTERM (then a lazy unmount and
 /// SIGKILL if it must) on drop.
@@ -189,19 +192,6 @@ fn json(path: &Path) -> serde_json::Value {
 
 fn touch(path: &Path) -> std::io::Result<()> {
     write_close(path, "")
-}
-
-/// Polls `probe` until it returns `Some`, for at most `limit`; returns the
-/// value and how long it took.
-fn within<T>(limit: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> (T, Duration) {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = probe() {
-            return (v, start.elapsed());
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// How long a follower with `refresh=100` may take to show a change here:
@@ -364,7 +354,7 @@ fn a_read_only_mount_follows_its_writer() {
         write_close(&w.join("ns/b.json"), r#"{"new":true}"#).unwrap();
         let v2 = r#"{"v":2,"longer":"than before"}"#;
         write_close(&w.join("ns/a.json"), r#"{"v":2,"longer":"than before"}"#).unwrap();
-        let (_, took) = within(FOLLOW_LIMIT, "follower sees b.json and a.json v2", || {
+        let (_, took) = wait_for("follower sees b.json and a.json v2", FOLLOW_LIMIT, || {
             let b = std::fs::read_to_string(f.join("ns/b.json")).ok()?;
             let a = std::fs::read_to_string(f.join("ns/a.json")).ok()?;
             (b == r#"{"new":true}"# && a == v2).then_some(())
@@ -380,18 +370,18 @@ fn a_read_only_mount_follows_its_writer() {
         std::fs::remove_file(w.join("ns/b.json")).unwrap();
         std::fs::create_dir(w.join("ns2")).unwrap();
         write_close(&w.join("ns2/c.json"), r#"{"c":1}"#).unwrap();
-        within(FOLLOW_LIMIT, "follower drops b.json", || {
+        wait_for("follower drops b.json", FOLLOW_LIMIT, || {
             (std::fs::metadata(f.join("ns/b.json")).is_err()
                 && doc_names(&f.join("ns")) == ["a.json"])
             .then_some(())
         });
-        within(FOLLOW_LIMIT, "follower lists ns2", || {
+        wait_for("follower lists ns2", FOLLOW_LIMIT, || {
             (names(f.path()) == ["ns", "ns2"]).then_some(())
         });
         assert_eq!(read_text(&f.join("ns2/c.json")), r#"{"c":1}"#);
         std::fs::remove_file(w.join("ns2/c.json")).unwrap();
         std::fs::remove_dir(w.join("ns2")).unwrap();
-        within(FOLLOW_LIMIT, "follower drops ns2", || {
+        wait_for("follower drops ns2", FOLLOW_LIMIT, || {
             (names(f.path()) == ["ns"] && std::fs::metadata(f.join("ns2/c.json")).is_err())
                 .then_some(())
         });
@@ -402,7 +392,7 @@ fn a_read_only_mount_follows_its_writer() {
         touch(&w.join("ns/.flush")).unwrap();
         touch(&w.join("ns/.compact")).unwrap();
         assert!(read_text(&w.join("ns/.compact")).contains("\"ok\": true"));
-        within(FOLLOW_LIMIT, "follower sees d.json after compaction", || {
+        wait_for("follower sees d.json after compaction", FOLLOW_LIMIT, || {
             std::fs::read_to_string(f.join("ns/d.json"))
                 .ok()
                 .filter(|d| *d == r#"{"d":1}"#)
@@ -450,7 +440,7 @@ fn a_read_only_reef_mount_process_follows_a_writer() {
         assert_eq!(read_text(&f.join("ns/a.json")), r#"{"v":1}"#);
         write_close(&w.join("ns/a.json"), r#"{"v":2}"#).unwrap();
         write_close(&w.join("ns/b.json"), r#"{"b":1}"#).unwrap();
-        within(FOLLOW_LIMIT, "reef mount -o ro follows", || {
+        wait_for("reef mount -o ro follows", FOLLOW_LIMIT, || {
             let a = std::fs::read_to_string(f.join("ns/a.json")).ok()?;
             let b = std::fs::read_to_string(f.join("ns/b.json")).ok()?;
             (a == r#"{"v":2}"# && b == r#"{"b":1}"#).then_some(())
