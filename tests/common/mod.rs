@@ -21,6 +21,30 @@ pub struct TestStore {
     _dir: Option<tempfile::TempDir>,
 }
 
+impl TestStore {
+    /// A store under test that needs nothing kept alive beside it.
+    pub fn new(name: &'static str, store: Arc<dyn ObjectStore>) -> TestStore {
+        TestStore {
+            name,
+            store,
+            _dir: None,
+        }
+    }
+
+    /// A store under test whose files live in `dir`, removed with it.
+    pub fn in_dir(
+        name: &'static str,
+        store: Arc<dyn ObjectStore>,
+        dir: tempfile::TempDir,
+    ) -> TestStore {
+        TestStore {
+            name,
+            store,
+            _dir: Some(dir),
+        }
+    }
+}
+
 pub fn memory_backend() -> TestStore {
     TestStore {
         name: "memory",
