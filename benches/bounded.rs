@@ -19,6 +19,8 @@
 
 #[path = "../tests/support/s3.rs"]
 mod s3;
+#[path = "support/wal_objects.rs"]
+mod wal_objects;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,6 +30,7 @@ use bytes::Bytes;
 use reef::engine::{Engine, EngineOptions, GcOptions};
 use reef::store::{LocalFsStore, ObjectStore};
 use reef::types::{Document, WriteBatch};
+use wal_objects::one_wal_object_per_document;
 
 fn doc(k: usize) -> Document {
     doc_with_body(k, 6)
@@ -272,23 +275,8 @@ async fn amplification(store: &Arc<dyn ObjectStore>, n: usize) {
 
 async fn gc_rate(store: &Arc<dyn ObjectStore>, name: &str, wal_objects: usize) {
     let ns = "gcrate";
-    let engine = Engine::open(
-        store.clone(),
-        ns,
-        EngineOptions {
-            auto_flush_bytes: None,
-            auto_flush_wal_objects: None,
-            auto_compact_segments: None,
-            ..EngineOptions::default()
-        },
-    )
-    .await
-    .unwrap();
     // One writer, one document per write: one WAL object each.
-    for k in 0..wal_objects {
-        engine.write(WriteBatch::new().upsert(doc(k))).await.unwrap();
-    }
-    engine.flush().await.unwrap();
+    let engine = one_wal_object_per_document(store, ns, wal_objects, doc).await;
     let report = engine.gc(no_retention()).await.unwrap();
     let deleted = report.deleted.wal.objects + report.deleted.manifests.objects;
     let secs = report.elapsed_ms.max(1) as f64 / 1000.0;

@@ -8,37 +8,23 @@
 
 #[path = "../tests/support/s3.rs"]
 mod s3;
+#[path = "support/wal_objects.rs"]
+mod wal_objects;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reef::engine::{Engine, EngineOptions};
 use reef::store::{LatencyStore, LocalFsStore, ObjectStore};
-use reef::types::{Document, WriteBatch};
+use reef::types::Document;
+use wal_objects::one_wal_object_per_document;
 
 async fn verify_vs_serial(store: &Arc<dyn ObjectStore>, name: &str, wal_objects: usize) {
     let ns = "verifybench";
-    let engine = Engine::open(
-        store.clone(),
-        ns,
-        EngineOptions {
-            auto_flush_bytes: None,
-            auto_flush_wal_objects: None,
-            auto_compact_segments: None,
-            ..EngineOptions::default()
-        },
-    )
-    .await
-    .expect("open");
     // One document per write: one WAL object each, all retained (no GC).
-    for k in 0..wal_objects {
-        let doc = Document::new(format!("doc-{k:09}")).with("n", k as i64);
-        engine
-            .write(WriteBatch::new().upsert(doc))
-            .await
-            .expect("write");
-    }
-    engine.flush().await.expect("flush");
+    let engine = one_wal_object_per_document(store, ns, wal_objects, |k| {
+        Document::new(format!("doc-{k:09}")).with("n", k as i64)
+    })
+    .await;
     drop(engine);
 
     let t = Instant::now();

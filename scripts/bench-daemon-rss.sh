@@ -23,18 +23,13 @@ writers="${2:-16}"
 step="${3:-$((docs / 10))}"
 body_repeats="${BODY_REPEATS:-1}"
 # REEF_BIN: measure that binary (e.g. an older build, as a baseline).
-if [ -z "${REEF_BIN:-}" ]; then cargo build --release --quiet --bin reef; fi
-reef="${REEF_BIN:-$PWD/target/release/reef}"
-work="$(mktemp -d "${TMPDIR:-/tmp}/reef-bench-rss.XXXXXX")"
-mnt="$work/mnt"
-mkdir -p "$mnt"
+source scripts/lib/bench-env.sh
+bench_reef --bin reef
+bench_work bench-rss
 pid=
-cleanup() {
-    fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -u -z "$mnt" 2>/dev/null || true
+bench_on_exit() {
     if [ -n "$pid" ]; then wait "$pid" 2>/dev/null || true; fi
-    rm -rf "$work"
 }
-trap cleanup EXIT
 
 mount_args=("$work/store" "$mnt" -f)
 if [ -n "${MOUNT_OPTS:-}" ]; then mount_args+=(-o "$MOUNT_OPTS"); fi

@@ -16,14 +16,9 @@ profile="${PROFILE:-debug}"
 # The dev build is the one the tests use (same features), so nothing rebuilds.
 if [ "$profile" = release ]; then cargo build --release --quiet; else cargo build --all-targets --quiet; fi
 reef="$PWD/target/$profile/reef"
-work="$(mktemp -d "${TMPDIR:-/tmp}/reef-bench-history.XXXXXX")"
-mnt="$work/mnt"
-mkdir -p "$mnt" "$work/store"
-cleanup() {
-    fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -u -z "$mnt" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+source scripts/lib/bench-env.sh
+bench_work bench-history
+mkdir -p "$work/store"
 mount_it() { "$reef" mount "$work/store" "$mnt" -o log_file="$work/daemon.log"; }
 mount_it
 echo "load before: $(uptime)"

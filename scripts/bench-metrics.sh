@@ -5,20 +5,14 @@
 #   create+write+close of FILES small files, `cat` of them all (warm),
 #   `stat` of them all after a remount (a lookup each).
 # Usage: scripts/bench-metrics.sh [FILES] [ROUNDS]
+#   (REEF_BIN=path/to/reef: that binary instead of this tree's release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 files="${1:-5000}"
 rounds="${2:-3}"
-cargo build --release --quiet
-reef="$PWD/target/release/reef"
-work="$(mktemp -d "${TMPDIR:-/tmp}/reef-bench-metrics.XXXXXX")"
-mnt="$work/mnt"
-mkdir -p "$mnt"
-cleanup() {
-    fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -u -z "$mnt" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+source scripts/lib/bench-env.sh
+bench_reef
+bench_work bench-metrics
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
 now() { date +%s.%N; }

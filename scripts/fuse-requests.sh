@@ -12,16 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 files="${1:-500}"
-if [ -z "${REEF_BIN:-}" ]; then cargo build --release --quiet; fi
-reef="${REEF_BIN:-$PWD/target/release/reef}"
-work="$(mktemp -d "${TMPDIR:-/tmp}/reef-fuse-requests.XXXXXX")"
-mnt="$work/mnt"
-mkdir -p "$mnt" "$work/src"
-cleanup() {
-    fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -u -z "$mnt" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+source scripts/lib/bench-env.sh
+bench_reef
+bench_work fuse-requests
+mkdir -p "$work/src"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mount_it() { "$reef" mount "$work/store" "$mnt" -o "metrics=127.0.0.1:$port"; }
 # The old daemon may still hold the metrics port for a moment after the unmount.

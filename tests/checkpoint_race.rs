@@ -6,83 +6,28 @@
 //! the checkpoint must then open to exactly the state it was created on.
 
 mod common;
+#[path = "support/hooked_store.rs"]
+mod hooked_store;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::*;
+use hooked_store::{Gate, HookedStore, StoreHooks};
 use reef::admin;
 use reef::engine::layout::manifest_key;
-use reef::engine::{checkpoint, At, Checkpoint, Engine, EngineError, EngineOptions, GcOptions};
-use reef::store::{FailpointStore, ObjectMeta, ObjectStore, StoreResult};
-use reef::types::Document;
-use tokio::sync::{mpsc, Mutex, Semaphore};
+use reef::engine::{checkpoint, At, Checkpoint, Engine, EngineError, EngineOptions};
+use reef::store::{FailpointStore, ObjectStore};
 
-/// Stops the first call it matches once armed, until `release`.
-#[derive(Debug)]
-struct Gate {
-    armed: AtomicBool,
-    open: Semaphore,
-    entered_tx: mpsc::UnboundedSender<String>,
-    entered_rx: Mutex<mpsc::UnboundedReceiver<String>>,
-}
-
-impl Gate {
-    fn new() -> Gate {
-        let (entered_tx, entered_rx) = mpsc::unbounded_channel();
-        Gate {
-            armed: AtomicBool::new(false),
-            open: Semaphore::new(0),
-            entered_tx,
-            entered_rx: Mutex::new(entered_rx),
-        }
-    }
-
-    fn arm(&self) {
-        self.armed.store(true, Ordering::SeqCst);
-    }
-
-    async fn pass(&self, key: &str) {
-        if self.armed.swap(false, Ordering::SeqCst) {
-            let _ = self.entered_tx.send(key.to_string());
-            self.open.acquire().await.expect("gate").forget();
-        }
-    }
-
-    /// Waits until a call is held at the gate; returns its key.
-    async fn held(&self) -> String {
-        self.entered_rx
-            .lock()
-            .await
-            .recv()
-            .await
-            .expect("gate entered")
-    }
-
-    fn release(&self) {
-        self.open.add_permits(1);
-    }
-}
-
-/// A store whose final checkpoint put (not a pending one) and manifest
-/// listing can each be held at a gate.
-#[derive(Debug)]
-struct GatedStore {
-    inner: Arc<dyn ObjectStore>,
+/// Hooks that hold the final checkpoint put (not a pending one) and the
+/// manifest listing, each at its own gate.
+#[derive(Debug, Default)]
+struct CheckpointGates {
     checkpoint_put: Gate,
     manifest_list: Gate,
 }
 
-impl GatedStore {
-    fn new(inner: Arc<dyn ObjectStore>) -> Arc<GatedStore> {
-        Arc::new(GatedStore {
-            inner,
-            checkpoint_put: Gate::new(),
-            manifest_list: Gate::new(),
-        })
-    }
-
+#[async_trait::async_trait]
+impl StoreHooks for CheckpointGates {
     async fn before_put(&self, key: &str, data: &bytes::Bytes) {
         let Some((_, name)) = key.split_once("/checkpoints/") else {
             return;
@@ -92,39 +37,16 @@ impl GatedStore {
             self.checkpoint_put.pass(key).await;
         }
     }
-}
 
-#[async_trait::async_trait]
-impl ObjectStore for GatedStore {
-    async fn put(&self, key: &str, data: bytes::Bytes) -> StoreResult<()> {
-        self.before_put(key, &data).await;
-        self.inner.put(key, data).await
-    }
-    async fn put_if_absent(&self, key: &str, data: bytes::Bytes) -> StoreResult<()> {
-        self.before_put(key, &data).await;
-        self.inner.put_if_absent(key, data).await
-    }
-    async fn get(&self, key: &str) -> StoreResult<bytes::Bytes> {
-        self.inner.get(key).await
-    }
-    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> StoreResult<bytes::Bytes> {
-        self.inner.get_range(key, range).await
-    }
-    async fn list(&self, prefix: &str, offset: Option<&str>) -> StoreResult<Vec<ObjectMeta>> {
+    async fn before_list(&self, prefix: &str) {
         if prefix.ends_with("/manifest/") {
             self.manifest_list.pass(prefix).await;
         }
-        self.inner.list(prefix, offset).await
     }
-    async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.inner.delete(key).await
-    }
-    async fn delete_many(&self, keys: &[String]) -> StoreResult<()> {
-        self.inner.delete_many(keys).await
-    }
-    fn describe(&self) -> String {
-        format!("gated {}", self.inner.describe())
-    }
+}
+
+fn gated(inner: Arc<dyn ObjectStore>) -> Arc<HookedStore<CheckpointGates>> {
+    HookedStore::new(inner, CheckpointGates::default())
 }
 
 fn writer_opts() -> EngineOptions {
@@ -143,29 +65,8 @@ fn read_only() -> EngineOptions {
     }
 }
 
-fn retain_zero(engine: &Engine) -> GcOptions {
-    GcOptions {
-        retain: Duration::ZERO,
-        orphan_grace: Duration::ZERO,
-        ..engine.gc_options()
-    }
-}
-
-async fn write_round(engine: &Engine, round: i64, n: usize) {
-    let docs: Vec<Document> = (0..n)
-        .map(|k| Document::new(format!("d{k:03}")).with("round", round))
-        .collect();
-    engine.write(upsert_batch(docs)).await.expect("write");
-}
-
 async fn open_checkpoint(store: &Arc<dyn ObjectStore>, ns: &str) -> Result<Engine, EngineError> {
-    Engine::open_at(
-        store.clone(),
-        ns,
-        At::Checkpoint("cp".to_string()),
-        EngineOptions::default(),
-    )
-    .await
+    open_past(store, ns, At::Checkpoint("cp".to_string())).await
 }
 
 #[tokio::test]
@@ -174,7 +75,7 @@ async fn a_checkpoint_created_beside_a_live_writer_survives_its_retain_zero_gc()
         let name = backend.name;
         let base = backend.store.clone();
         let ns = "cp-race";
-        let writer_store = GatedStore::new(base.clone());
+        let writer_store = gated(base.clone());
         let writer = Engine::open(writer_store.clone(), ns, writer_opts())
             .await
             .expect("open writer");
@@ -186,14 +87,14 @@ async fn a_checkpoint_created_beside_a_live_writer_survives_its_retain_zero_gc()
         let pinned_version = writer.manifest_snapshot().await.unwrap().version;
 
         // The creator, another "process": its own engine, read-only.
-        let creator_store = GatedStore::new(base.clone());
-        creator_store.checkpoint_put.arm();
+        let creator_store = gated(base.clone());
+        creator_store.hooks.checkpoint_put.hold_next();
         let creator_side: Arc<dyn ObjectStore> = creator_store.clone();
         let create = tokio::spawn(async move {
             let follower = Engine::open(creator_side, ns, read_only()).await?;
             follower.create_checkpoint("cp").await
         });
-        creator_store.checkpoint_put.held().await;
+        creator_store.hooks.checkpoint_put.held().await;
 
         // Meanwhile the writer replaces that state entirely and a GC pass
         // lists the checkpoints, then waits before listing the manifests.
@@ -203,19 +104,19 @@ async fn a_checkpoint_created_beside_a_live_writer_survives_its_retain_zero_gc()
         writer.compact().await.expect("compact");
         write_round(&writer, 3, 3).await;
         writer.flush().await.expect("flush");
-        writer_store.manifest_list.arm();
+        writer_store.hooks.manifest_list.hold_next();
         let gc_engine = writer.clone();
         let gc = tokio::spawn(async move {
-            let opts = retain_zero(&gc_engine);
+            let opts = keep_nothing(&gc_engine);
             gc_engine.gc(opts).await
         });
-        writer_store.manifest_list.held().await;
+        writer_store.hooks.manifest_list.held().await;
 
         // The creator finishes while the pass is between its checkpoint
         // listing and its deletes; then the pass deletes.
-        creator_store.checkpoint_put.release();
+        creator_store.hooks.checkpoint_put.release(1);
         let created = create.await.expect("create task");
-        writer_store.manifest_list.release();
+        writer_store.hooks.manifest_list.release(1);
         let report = gc.await.expect("gc task").expect("gc");
         assert!(report.deleted.wal.objects > 0, "{name}: {report:?}");
 
@@ -233,19 +134,19 @@ async fn a_checkpoint_created_beside_a_live_writer_survives_its_retain_zero_gc()
         // reopen; deleting it frees it at the next pass.
         write_round(&writer, 4, 30).await;
         writer.flush().await.expect("flush");
-        writer.gc(retain_zero(&writer)).await.expect("gc");
+        writer.gc(keep_nothing(&writer)).await.expect("gc");
         drop(writer);
         let writer = Engine::open(base.clone(), ns, writer_opts())
             .await
             .expect("reopen");
-        writer.gc(retain_zero(&writer)).await.expect("gc");
+        writer.gc(keep_nothing(&writer)).await.expect("gc");
         let view = open_checkpoint(&base, ns).await.expect("open checkpoint");
         assert_eq!(snapshot(&view).await, expected, "{name}");
         drop(view);
         let health = admin::verify(base.clone(), ns).await.expect("verify");
         assert!(health.healthy, "{name}: {:?}", health.issues);
         writer.delete_checkpoint("cp").await.expect("delete");
-        writer.gc(retain_zero(&writer)).await.expect("gc");
+        writer.gc(keep_nothing(&writer)).await.expect("gc");
         assert!(
             base.get(&manifest_key(ns, pinned_version)).await.is_err(),
             "{name}: manifest {pinned_version} outlived its checkpoint"
@@ -290,7 +191,7 @@ async fn an_abandoned_pending_checkpoint_is_shown_holds_gc_back_and_can_be_delet
         write_round(&writer, 1, 20).await;
         writer.flush().await.expect("flush");
         writer.compact().await.expect("compact");
-        let report = writer.gc(retain_zero(&writer)).await.expect("gc");
+        let report = writer.gc(keep_nothing(&writer)).await.expect("gc");
         assert_eq!(report.kept.pending_checkpoints, ["cp"], "{name}: {report:?}");
         assert!(report.horizon_version <= floor, "{name}: {report:?}");
         assert!(base.get(&manifest_key(ns, floor)).await.is_ok(), "{name}");
@@ -304,7 +205,7 @@ async fn an_abandoned_pending_checkpoint_is_shown_holds_gc_back_and_can_be_delet
         ));
         writer.delete_checkpoint("cp").await.expect("delete pending");
         assert!(checkpoint::list_all(&base, ns).await.unwrap().is_empty());
-        let report = writer.gc(retain_zero(&writer)).await.expect("gc");
+        let report = writer.gc(keep_nothing(&writer)).await.expect("gc");
         assert!(report.kept.pending_checkpoints.is_empty(), "{name}");
         assert!(base.get(&manifest_key(ns, floor)).await.is_err(), "{name}");
     }

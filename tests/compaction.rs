@@ -3,67 +3,17 @@
 //! stores.
 
 mod common;
+#[path = "support/hooked_store.rs"]
+mod hooked_store;
 
-use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use common::*;
+use hooked_store::{HookedStore, ReadSizes};
 use reef::admin;
 use reef::engine::{Engine, EngineOptions};
-use reef::store::{ObjectMeta, ObjectStore, StoreResult};
+use reef::store::ObjectStore;
 use reef::types::{DocId, Document};
-
-/// Passes everything through to a real store and remembers the largest
-/// single read of a segment (what one request brings into memory).
-#[derive(Debug)]
-struct LargestRead {
-    inner: Arc<dyn ObjectStore>,
-    largest_segment_read: AtomicU64,
-}
-
-impl LargestRead {
-    fn note(&self, key: &str, n: usize) {
-        if key.contains("/segments/") {
-            self.largest_segment_read
-                .fetch_max(n as u64, Ordering::Relaxed);
-        }
-    }
-}
-
-#[async_trait]
-impl ObjectStore for LargestRead {
-    async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
-        self.inner.put(key, data).await
-    }
-    async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
-        self.inner.put_if_absent(key, data).await
-    }
-    async fn get(&self, key: &str) -> StoreResult<Bytes> {
-        let data = self.inner.get(key).await?;
-        self.note(key, data.len());
-        Ok(data)
-    }
-    async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
-        let data = self.inner.get_range(key, range).await?;
-        self.note(key, data.len());
-        Ok(data)
-    }
-    async fn list(&self, prefix: &str, offset: Option<&str>) -> StoreResult<Vec<ObjectMeta>> {
-        self.inner.list(prefix, offset).await
-    }
-    async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.inner.delete(key).await
-    }
-    async fn delete_many(&self, keys: &[String]) -> StoreResult<()> {
-        self.inner.delete_many(keys).await
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-}
 
 const BOUND: usize = 16 << 10;
 
@@ -89,10 +39,12 @@ fn docs(prefix: &str, n: usize, round: i64) -> Vec<Document> {
 #[tokio::test]
 async fn compaction_of_a_namespace_larger_than_its_memory_bound_streams_into_bounded_segments() {
     for backend in all_backends() {
-        let probe = Arc::new(LargestRead {
-            inner: backend.store.clone(),
-            largest_segment_read: AtomicU64::new(0),
-        });
+        // Remembers the largest single read of a segment (what one request
+        // brings into memory).
+        let probe = HookedStore::new(
+            backend.store.clone(),
+            ReadSizes::of_keys_containing("/segments/"),
+        );
         let store: Arc<dyn ObjectStore> = probe.clone();
         let ns = "big";
         let engine = Engine::open(store.clone(), ns, small_bound()).await.unwrap();
@@ -116,11 +68,11 @@ async fn compaction_of_a_namespace_larger_than_its_memory_bound_streams_into_bou
             "the namespace ({input_bytes} bytes) must dwarf the bound"
         );
         let expected = snapshot(&engine).await;
-        probe.largest_segment_read.store(0, Ordering::Relaxed);
+        probe.hooks.reset();
 
         engine.compact().await.unwrap();
 
-        let largest = probe.largest_segment_read.load(Ordering::Relaxed);
+        let largest = probe.hooks.largest() as u64;
         assert!(
             largest <= BOUND as u64,
             "{}: one read of {largest} bytes (bound {BOUND})",

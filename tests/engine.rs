@@ -3,11 +3,15 @@
 //! limits and bad input.
 
 mod common;
+#[path = "support/hooked_store.rs"]
+mod hooked_store;
 
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use common::*;
+use hooked_store::{HookedStore, StoreHooks};
 use reef::admin;
 use reef::engine::wal::PIPELINE_DEPTH;
 use reef::engine::{Engine, EngineError, EngineOptions};
@@ -697,48 +701,19 @@ async fn invalid_json_as_written_is_refused_and_changes_nothing() {
 
 /// Counts the GETs in flight at once (each held a moment, like a remote
 /// store's round trip), to see how many objects verify reads together.
-#[derive(Debug)]
-struct GaugedStore {
-    inner: Arc<dyn ObjectStore>,
-    now: std::sync::atomic::AtomicUsize,
-    peak: std::sync::atomic::AtomicUsize,
+#[derive(Debug, Default)]
+struct GetsInFlight {
+    now: AtomicUsize,
+    peak: AtomicUsize,
 }
 
 #[async_trait::async_trait]
-impl ObjectStore for GaugedStore {
-    async fn put(&self, key: &str, data: Bytes) -> reef::store::StoreResult<()> {
-        self.inner.put(key, data).await
-    }
-    async fn put_if_absent(&self, key: &str, data: Bytes) -> reef::store::StoreResult<()> {
-        self.inner.put_if_absent(key, data).await
-    }
-    async fn get(&self, key: &str) -> reef::store::StoreResult<Bytes> {
-        use std::sync::atomic::Ordering::SeqCst;
+impl StoreHooks for GetsInFlight {
+    async fn before_get(&self, _key: &str) {
         let n = self.now.fetch_add(1, SeqCst) + 1;
         self.peak.fetch_max(n, SeqCst);
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         self.now.fetch_sub(1, SeqCst);
-        self.inner.get(key).await
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        range: std::ops::Range<u64>,
-    ) -> reef::store::StoreResult<Bytes> {
-        self.inner.get_range(key, range).await
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-        offset: Option<&str>,
-    ) -> reef::store::StoreResult<Vec<reef::store::ObjectMeta>> {
-        self.inner.list(prefix, offset).await
-    }
-    async fn delete(&self, key: &str) -> reef::store::StoreResult<()> {
-        self.inner.delete(key).await
-    }
-    fn describe(&self) -> String {
-        format!("gauged({})", self.inner.describe())
     }
 }
 
@@ -748,11 +723,7 @@ impl ObjectStore for GaugedStore {
 #[tokio::test]
 async fn verify_reads_objects_concurrently_and_reports_in_order() {
     let mem: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
-    let gauged = Arc::new(GaugedStore {
-        inner: mem.clone(),
-        now: Default::default(),
-        peak: Default::default(),
-    });
+    let gauged = HookedStore::new(mem.clone(), GetsInFlight::default());
     let store: Arc<dyn ObjectStore> = gauged.clone();
     let ns = "verify-many";
     {
@@ -770,7 +741,7 @@ async fn verify_reads_objects_concurrently_and_reports_in_order() {
     let report = admin::verify(store.clone(), ns).await.unwrap();
     assert!(report.healthy, "{report:?}");
     assert_eq!(report.wal_objects_checked, objects);
-    let peak = gauged.peak.load(std::sync::atomic::Ordering::SeqCst);
+    let peak = gauged.hooks.peak.load(SeqCst);
     assert!(
         (2..=32).contains(&peak),
         "GETs in flight at once: {peak} (want several, at most 32)"

@@ -11,18 +11,20 @@
 mod fault_proxy;
 #[path = "support/mounted.rs"]
 mod mounted;
+#[path = "support/proxied_s3.rs"]
+mod proxied_s3;
 #[path = "support/s3.rs"]
 mod s3;
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fault_proxy::{Fault, FaultProxy, Rule};
+use fault_proxy::{Fault, Rule};
 use mounted::{fuse_available, write_close, Mounted};
+use proxied_s3::{proxied_s3, ProxiedS3};
 use reef::engine::{Engine, EngineOptions};
 use reef::store::{LocalFsStore, ObjectStore};
 use reef::types::{DocId, Document, WriteBatch};
@@ -175,23 +177,14 @@ fn doc(id: &str, n: i64) -> Document {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn slowdown_503s_delay_or_refuse_writes_and_the_engine_recovers_without_restart() {
-    let Some(server) = s3::shared() else {
+    let Some(ProxiedS3 {
+        proxy,
+        faulty,
+        clean,
+    }) = proxied_s3("slowdown")
+    else {
         return;
     };
-    let upstream: SocketAddr = server
-        .endpoint
-        .trim_start_matches("http://")
-        .parse()
-        .expect("moto address");
-    let proxy = FaultProxy::start(upstream);
-    let prefix = s3::unique_prefix("slowdown");
-    let faulty = reef::store::s3_store(
-        server.builder().with_endpoint(proxy.endpoint()),
-        &prefix,
-        "s3://slowdown-through-proxy",
-    )
-    .expect("store");
-    let clean = server.s3_store(&prefix);
     let engine = Engine::open(faulty.clone(), "slow", EngineOptions::default())
         .await
         .expect("open");

@@ -2,9 +2,13 @@
 //! scratch files, editor and tool save patterns, control files, listings,
 //! errors and their errnos, read-only mounts, and a model-based test.
 
+#[path = "support/core_files.rs"]
+mod core_files;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use core_files::trunc;
 use proptest::prelude::*;
 use reef::fs::{CoreConfig, FsCore, FsError, OpenMode, RenameFlags, SetAttr, ROOT_INO};
 use reef::store::{FailpointStore, MemoryStore, ObjectStore};
@@ -32,46 +36,14 @@ async fn ns_ino(core: &FsCore, name: &str) -> u64 {
     core.lookup(ROOT_INO, name).await.expect("namespace").ino
 }
 
-fn trunc() -> OpenMode {
-    OpenMode {
-        write: true,
-        truncate: true,
-        ..OpenMode::default()
-    }
-}
-
-/// `printf CONTENT > dir/name`: create-or-truncate, write, close.
+/// `printf CONTENT > dir/name`, in writes of 1000 bytes.
 async fn write_file(core: &FsCore, dir: u64, name: &str, content: &[u8]) -> Result<(), FsError> {
-    let (attr, info) = core.create(dir, name, trunc()).await?;
-    let mut written = Ok(());
-    let mut off = 0;
-    for chunk in content.chunks(1000) {
-        written = core.write(info.fh, off, chunk).await.map(|_| ());
-        if written.is_err() {
-            break;
-        }
-        off += chunk.len() as u64;
-    }
-    let flushed = core.flush(info.fh).await;
-    core.release(info.fh).await?;
-    core.forget(attr.ino, 1);
-    written.and(flushed)
+    core_files::write_file(core, dir, name, content, 1000).await
 }
 
+/// `cat dir/name`, in reads of an odd size (777 bytes).
 async fn read_file(core: &FsCore, dir: u64, name: &str) -> Result<Vec<u8>, FsError> {
-    let attr = core.lookup(dir, name).await?;
-    let info = core.open(attr.ino, OpenMode::read_only()).await?;
-    let mut out = Vec::new();
-    loop {
-        let chunk = core.read(info.fh, out.len() as u64, 777).await?;
-        if chunk.is_empty() {
-            break;
-        }
-        out.extend(chunk);
-    }
-    core.release(info.fh).await?;
-    core.forget(attr.ino, 1);
-    Ok(out)
+    Ok(core_files::read_file(core, dir, name, 777).await?.1)
 }
 
 async fn read_str(core: &FsCore, dir: u64, name: &str) -> String {

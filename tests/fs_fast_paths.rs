@@ -8,16 +8,21 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Barrier, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{mpsc, Arc, Barrier};
+use std::time::Duration;
 
 use reef::engine::wal::PIPELINE_DEPTH;
-use reef::store::{LocalFsStore, MemoryStore, ObjectMeta, ObjectStore, StoreResult};
+use reef::store::{LocalFsStore, MemoryStore, ObjectStore};
 
+#[path = "support/hooked_store.rs"]
+mod hooked_store;
 #[path = "support/mounted.rs"]
 mod mounted;
-use mounted::{fuse_available, write_close, Mounted};
+#[path = "support/poll.rs"]
+mod poll;
+use hooked_store::{HookedStore, PutGate};
+use mounted::{fuse_available, read_text, write_close, Mounted};
+use poll::wait_until;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -25,75 +30,13 @@ fn local_store(dir: &Path) -> Arc<dyn ObjectStore> {
     Arc::new(LocalFsStore::new(dir.to_path_buf()).expect("local store"))
 }
 
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
 /// A number from a namespace's `.stats`.
 fn stat(m: &Mounted, ns: &str, field: &str) -> u64 {
-    let text = read(&m.join(&format!("{ns}/.stats")));
+    let text = read_text(&m.join(&format!("{ns}/.stats")));
     let json: serde_json::Value = serde_json::from_str(&text).expect(".stats is JSON");
     json[field]
         .as_u64()
         .unwrap_or_else(|| panic!("{field} in .stats: {text}"))
-}
-
-/// Polls `f` until it returns true or the deadline passes.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let until = Instant::now() + DEADLINE;
-    while !f() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Holds WAL puts whose key contains `key_part` while armed, telling the
-/// test about each one, until permits are added.
-#[derive(Debug)]
-struct GatedStore {
-    inner: Arc<dyn ObjectStore>,
-    key_part: String,
-    armed: AtomicBool,
-    gate: Arc<tokio::sync::Semaphore>,
-    entered: Mutex<mpsc::Sender<String>>,
-}
-
-impl GatedStore {
-    async fn pass(&self, key: &str) {
-        if self.armed.load(Ordering::SeqCst) && key.contains(&self.key_part) {
-            let _ = self.entered.lock().unwrap().send(key.to_string());
-            if let Ok(permit) = self.gate.acquire().await {
-                permit.forget();
-            }
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl ObjectStore for GatedStore {
-    async fn put(&self, key: &str, data: bytes::Bytes) -> StoreResult<()> {
-        self.pass(key).await;
-        self.inner.put(key, data).await
-    }
-    async fn put_if_absent(&self, key: &str, data: bytes::Bytes) -> StoreResult<()> {
-        self.pass(key).await;
-        self.inner.put_if_absent(key, data).await
-    }
-    async fn get(&self, key: &str) -> StoreResult<bytes::Bytes> {
-        self.inner.get(key).await
-    }
-    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> StoreResult<bytes::Bytes> {
-        self.inner.get_range(key, range).await
-    }
-    async fn list(&self, prefix: &str, offset: Option<&str>) -> StoreResult<Vec<ObjectMeta>> {
-        self.inner.list(prefix, offset).await
-    }
-    async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.inner.delete(key).await
-    }
-    fn describe(&self) -> String {
-        "gated".into()
-    }
 }
 
 /// N files closed at once while WAL puts are stuck in the store share WAL
@@ -104,14 +47,7 @@ fn concurrent_closes_share_wal_objects() {
     if !fuse_available() {
         return;
     }
-    let (entered_tx, entered) = mpsc::channel();
-    let gated = Arc::new(GatedStore {
-        inner: Arc::new(MemoryStore::new()),
-        key_part: "g/wal/".into(),
-        armed: false.into(),
-        gate: Arc::new(tokio::sync::Semaphore::new(0)),
-        entered: Mutex::new(entered_tx),
-    });
+    let gated = HookedStore::new(Arc::new(MemoryStore::new()), PutGate::new("g/wal/"));
     let store: Arc<dyn ObjectStore> = gated.clone();
     let m = Mounted::new(store, "");
     std::fs::create_dir(m.join("g")).unwrap();
@@ -121,7 +57,7 @@ fn concurrent_closes_share_wal_objects() {
         stat(&m, "g", "write_calls"),
         stat(&m, "g", "docs_written"),
     );
-    gated.armed.store(true, Ordering::SeqCst);
+    gated.hooks.gate.hold_all();
 
     // More closes than the pipeline holds puts, so grouping must show.
     const N: usize = 4 * PIPELINE_DEPTH as usize;
@@ -153,18 +89,20 @@ fn concurrent_closes_share_wal_objects() {
         .collect();
     opened.wait();
     close_tx[0].send(()).unwrap();
-    let key = entered
-        .recv_timeout(DEADLINE)
+    let key = gated
+        .hooks
+        .gate
+        .held_within(DEADLINE)
         .expect("the first commit reached the store");
     assert!(key.contains("g/wal/"), "{key}");
     for tx in &close_tx[1..] {
         tx.send(()).unwrap();
     }
     // All N writes are queued in the engine (the first inside the store).
-    eventually("every close to reach the engine", || {
+    wait_until("every close to reach the engine", DEADLINE, || {
         stat(&m, "g", "write_calls") == calls0 + N as u64
     });
-    gated.gate.add_permits(1 << 20);
+    gated.hooks.gate.open_for_good();
     for w in writers {
         w.join().expect("writer thread").expect("close succeeded");
     }
@@ -181,7 +119,7 @@ fn concurrent_closes_share_wal_objects() {
     assert_eq!(stat(&m, "g", "docs_written") - docs0, N as u64);
     for k in 0..N {
         assert_eq!(
-            read(&m.join(&format!("g/d{k}.json"))),
+            read_text(&m.join(&format!("g/d{k}.json"))),
             format!(r#"{{"k":{k}}}"#)
         );
     }
@@ -251,7 +189,7 @@ fn a_committed_write_keeps_the_page_cache_it_matches() {
     let v1 = two_pages('x');
     write_close(&a, &v1).unwrap();
     let before = fuse_requests(addr);
-    assert_eq!(read(&a), v1);
+    assert_eq!(read_text(&a), v1);
     assert_eq!(reads_since(addr, &before), 0, "the written pages were dropped");
 
     // Changed in place through a handle that did not truncate: the pages
@@ -262,12 +200,12 @@ fn a_committed_write_keeps_the_page_cache_it_matches() {
     let mut v2 = v1.clone();
     v2.replace_range(10..12, "yy");
     let before = fuse_requests(addr);
-    assert_eq!(read(&a), v2);
+    assert_eq!(read_text(&a), v2);
     assert!(
         reads_arrive_since(addr, &before),
         "kept pages of an in-place edit"
     );
-    assert_eq!(read(&a), v2);
+    assert_eq!(read_text(&a), v2);
 }
 
 /// A reader that puts stored bytes into the cache while a writer rewrites
@@ -296,7 +234,7 @@ fn pages_read_during_a_rewrite_do_not_outlive_its_commit() {
     let fd = std::os::fd::IntoRawFd::into_raw_fd(writer);
     // SAFETY: fd was just released by `writer` and is closed once.
     assert_eq!(unsafe { libc::close(fd) }, 0);
-    assert_eq!(read(&a), new);
+    assert_eq!(read_text(&a), new);
 }
 
 /// Rename, delete, recreate and rewrite through one path; every other
@@ -312,20 +250,20 @@ fn no_cached_answer_outlives_a_change() {
     std::fs::create_dir(m.join("c")).unwrap();
     let (a, b) = (m.join("c/a.json"), m.join("c/b.json"));
     write_close(&a, r#"{"v":1}"#).unwrap();
-    assert_eq!(read(&a), r#"{"v":1}"#);
+    assert_eq!(read_text(&a), r#"{"v":1}"#);
     // Same length, other bytes: only the content can tell them apart.
     write_close(&a, r#"{"v":2}"#).unwrap();
-    assert_eq!(read(&a), r#"{"v":2}"#);
+    assert_eq!(read_text(&a), r#"{"v":2}"#);
 
     std::fs::rename(&a, &b).unwrap();
-    assert_eq!(read(&b), r#"{"v":2}"#);
+    assert_eq!(read_text(&b), r#"{"v":2}"#);
     assert_eq!(
         std::fs::metadata(&a).unwrap_err().kind(),
         std::io::ErrorKind::NotFound
     );
     write_close(&a, r#"{"v":3}"#).unwrap();
-    assert_eq!(read(&a), r#"{"v":3}"#);
-    assert_eq!(read(&b), r#"{"v":2}"#);
+    assert_eq!(read_text(&a), r#"{"v":3}"#);
+    assert_eq!(read_text(&b), r#"{"v":2}"#);
 
     std::fs::remove_file(&b).unwrap();
     assert_eq!(
@@ -334,20 +272,20 @@ fn no_cached_answer_outlives_a_change() {
     );
     write_close(&b, r#"{"v":44}"#).unwrap();
     assert_eq!(std::fs::metadata(&b).unwrap().len(), 8);
-    assert_eq!(read(&b), r#"{"v":44}"#);
+    assert_eq!(read_text(&b), r#"{"v":44}"#);
 
     // A follower of the same store picks each change up, cache and all.
     let f = Mounted::new(store, "ro,refresh=50");
     let fa = f.join("c/a.json");
-    eventually("the follower to show a.json", || {
+    wait_until("the follower to show a.json", DEADLINE, || {
         std::fs::read_to_string(&fa).ok().as_deref() == Some(r#"{"v":3}"#)
     });
     write_close(&a, r#"{"v":5}"#).unwrap();
-    eventually("the follower to show the rewrite", || {
+    wait_until("the follower to show the rewrite", DEADLINE, || {
         std::fs::read_to_string(&fa).ok().as_deref() == Some(r#"{"v":5}"#)
     });
     std::fs::remove_file(&a).unwrap();
-    eventually("the follower to show the delete", || {
+    wait_until("the follower to show the delete", DEADLINE, || {
         std::fs::metadata(&fa).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
     });
 }
@@ -386,7 +324,7 @@ fn attributes_after_a_commit_are_the_stored_ones() {
     let mid = f.metadata().unwrap().modified().unwrap();
     // The commit's time must differ from the one the fstat cached, or a
     // stale answer could not be told apart.
-    eventually("the clock to pass the cached mtime", || {
+    wait_until("the clock to pass the cached mtime", DEADLINE, || {
         std::time::SystemTime::now() > mid + Duration::from_millis(5)
     });
     drop(f);

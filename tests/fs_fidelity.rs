@@ -15,7 +15,7 @@ use reef::store::{LocalFsStore, ObjectStore};
 
 #[path = "support/mounted.rs"]
 mod mounted;
-use mounted::{fuse_available, write_close, Mounted};
+use mounted::{fuse_available, run, write_close, Mounted};
 
 /// A local directory store that outlives the mounts of one test.
 struct Source {
@@ -35,20 +35,6 @@ impl Source {
             Arc::new(LocalFsStore::new(self.root.clone()).expect("local store"));
         Mounted::new(store, "rw")
     }
-}
-
-/// Runs a tool; panics with its stderr when it fails.
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (install it)"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `cmp` of two files: they hold the same bytes.

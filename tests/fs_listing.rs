@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reef::engine::{Engine, EngineOptions};
 use reef::store::{LocalFsStore, ObjectStore};
@@ -17,7 +17,10 @@ use reef::types::WriteBatch;
 
 #[path = "support/mounted.rs"]
 mod mounted;
+#[path = "support/poll.rs"]
+mod poll;
 use mounted::{fuse_available, write_close, Mounted};
+use poll::wait_until;
 
 /// Several of the listing's engine pages (1,000 documents each).
 const STABLE: usize = 6000;
@@ -64,14 +67,6 @@ fn churn(dir: PathBuf, stop: Arc<AtomicBool>, ops: Arc<AtomicU64>) -> std::io::R
     Ok(())
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let until = Instant::now() + DEADLINE;
-    while !f() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 /// Lists `dir` once, letting the churn make a few operations between
 /// every batch of `step` entries read, and returns how often each name
 /// appeared.
@@ -82,7 +77,7 @@ fn list_interleaved(dir: &Path, ops: &AtomicU64, step: usize) -> HashMap<String,
         *seen.entry(name.to_string_lossy().into_owned()).or_default() += 1;
         if i % step == 0 {
             let before = ops.load(Ordering::Acquire);
-            wait_for("the churn to make progress", || {
+            wait_until("the churn to make progress", DEADLINE, || {
                 ops.load(Ordering::Acquire) >= before + 3
             });
         }

@@ -5,15 +5,17 @@
 //! failing test leaves no mount behind.
 
 use std::io::ErrorKind;
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
 use reef::store::{MemoryStore, ObjectStore};
 
+#[path = "support/hooked_store.rs"]
+mod hooked_store;
 #[path = "support/mounted.rs"]
 mod mounted;
-use mounted::{fuse_available, write_close, Mounted};
+use hooked_store::{HookedStore, PutGate};
+use mounted::{doc_names, fuse_available, names, read_text, run, write_close, Mounted};
 
 fn mount_with(store: &Arc<dyn ObjectStore>, opts: &str) -> Option<Mounted> {
     fuse_available().then(|| Mounted::new(store.clone(), opts))
@@ -27,40 +29,6 @@ fn memory() -> Arc<dyn ObjectStore> {
     Arc::new(MemoryStore::new())
 }
 
-/// Runs a tool; panics with its stderr when it fails.
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (install it)"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .expect("read_dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-fn doc_names(dir: &Path) -> Vec<String> {
-    names(dir)
-        .into_iter()
-        .filter(|n| !n.starts_with('.'))
-        .collect()
-}
-
 #[test]
 fn files_read_back_as_written_and_survive_a_remount() {
     let store = memory();
@@ -69,7 +37,7 @@ fn files_read_back_as_written_and_survive_a_remount() {
     std::fs::write(m.join("articles/a1.json"), r#"{"title":"Hello","n":3}"#).unwrap();
     let want = r#"{"title":"Hello","n":3}"#;
     // Read right after close: the kernel's cache of the written bytes is gone.
-    assert_eq!(read(&m.join("articles/a1.json")), want);
+    assert_eq!(read_text(&m.join("articles/a1.json")), want);
     assert_eq!(
         std::fs::metadata(m.join("articles/a1.json")).unwrap().len(),
         want.len() as u64
@@ -77,14 +45,14 @@ fn files_read_back_as_written_and_survive_a_remount() {
     assert_eq!(run(Command::new("cat").arg(m.join("articles/a1.json"))), want);
     // A shorter rewrite, then a read: no stale tail.
     std::fs::write(m.join("articles/a1.json"), r#"{}"#).unwrap();
-    assert_eq!(read(&m.join("articles/a1.json")), "{}");
+    assert_eq!(read_text(&m.join("articles/a1.json")), "{}");
     std::fs::write(m.join("articles/a1.json"), r#"{"title":"Hello","n":3}"#).unwrap();
     assert_eq!(names(&m.join("articles")), vec!["a1.json"]);
     assert_eq!(names(m.path()), vec!["articles"]);
     m.unmount();
 
     let Some(m) = mounted(&store) else { return };
-    assert_eq!(read(&m.join("articles/a1.json")), want);
+    assert_eq!(read_text(&m.join("articles/a1.json")), want);
 }
 
 #[test]
@@ -93,12 +61,12 @@ fn touch_creates_the_empty_document() {
     let Some(m) = mounted(&store) else { return };
     std::fs::create_dir(m.join("n")).unwrap();
     run(Command::new("touch").arg(m.join("n/new.json")));
-    assert_eq!(read(&m.join("n/new.json")), "");
+    assert_eq!(read_text(&m.join("n/new.json")), "");
     run(Command::new("touch").arg(m.join("n/new.json")));
     run(Command::new("sh")
         .arg("-c")
         .arg(format!(": > {}", m.join("n/other.json").display())));
-    assert_eq!(read(&m.join("n/other.json")), "");
+    assert_eq!(read_text(&m.join("n/other.json")), "");
 }
 
 #[test]
@@ -108,7 +76,7 @@ fn rejected_writes_fail_at_close_and_keep_the_old_document() {
     std::fs::create_dir(m.join("n")).unwrap();
     let path = m.join("n/x.json");
     std::fs::write(&path, r#"{"v":1}"#).unwrap();
-    let before = read(&path);
+    let before = read_text(&path);
     let errno = |r: std::io::Result<()>| r.expect_err("must fail").raw_os_error();
     assert_eq!(errno(write_close(&path, "{not json")), Some(libc::EINVAL));
     assert_eq!(
@@ -124,7 +92,7 @@ fn rejected_writes_fail_at_close_and_keep_the_old_document() {
     std::io::Write::write_all(&mut file, b"[]").unwrap();
     assert_eq!(file.sync_all().unwrap_err().raw_os_error(), Some(libc::EINVAL));
     drop(file);
-    assert_eq!(read(&path), before);
+    assert_eq!(read_text(&path), before);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), before.len() as u64);
     // A new file rejected at close does not appear.
     assert_eq!(
@@ -154,8 +122,8 @@ fn a_refused_shell_redirect_keeps_the_old_document() {
         .output()
         .expect("sh");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(read(&dir.join("x.json")), r#"{"a":1}"#);
-    assert_eq!(read(&dir.join("good.json")), "{\"b\":2}\n");
+    assert_eq!(read_text(&dir.join("x.json")), r#"{"a":1}"#);
+    assert_eq!(read_text(&dir.join("good.json")), "{\"b\":2}\n");
     assert_eq!(doc_names(&dir), vec!["good.json", "x.json"]);
 }
 
@@ -167,7 +135,7 @@ fn sed_in_place_and_vim_saves_update_documents() {
     let path = m.join("n/x.json");
     std::fs::write(&path, r#"{"title":"Hello"}"#).unwrap();
     run(Command::new("sed").arg("-i").arg("s/Hello/Hi/").arg(&path));
-    assert_eq!(read(&path), r#"{"title":"Hi"}"#);
+    assert_eq!(read_text(&path), r#"{"title":"Hi"}"#);
 
     for backup in [
         "set backupcopy=no writebackup",
@@ -179,12 +147,12 @@ fn sed_in_place_and_vim_saves_update_documents() {
             .args(["-c", "%s/Hi/Hey/", "-c", "wq"])
             .arg(&path));
         // vim ends the last line with a newline: the bytes it wrote.
-        assert_eq!(read(&path), "{\"title\":\"Hey\"}\n", "{backup}");
+        assert_eq!(read_text(&path), "{\"title\":\"Hey\"}\n", "{backup}");
         run(Command::new("vim")
             .args(["-u", "NONE", "-i", "NONE", "-N", "-es", "-c", backup])
             .args(["-c", "%s/Hey/Hi/", "-c", "wq"])
             .arg(&path));
-        assert_eq!(read(&path), "{\"title\":\"Hi\"}\n", "{backup}");
+        assert_eq!(read_text(&path), "{\"title\":\"Hi\"}\n", "{backup}");
     }
     // vim with `backup` leaves x.json~ (a scratch file); removing it keeps x.json.
     let leftovers: Vec<String> = doc_names(&m.join("n"))
@@ -195,7 +163,7 @@ fn sed_in_place_and_vim_saves_update_documents() {
         std::fs::remove_file(m.join("n").join(name)).unwrap();
     }
     assert_eq!(doc_names(&m.join("n")), vec!["x.json"]);
-    assert_eq!(read(&path), "{\"title\":\"Hi\"}\n");
+    assert_eq!(read_text(&path), "{\"title\":\"Hi\"}\n");
 }
 
 #[test]
@@ -215,7 +183,10 @@ fn cp_rsync_mv_rm_jq_grep_find_work() {
     // cp -r of a directory: a namespace.
     run(Command::new("cp").arg("-r").arg(&local).arg(m.path()));
     assert_eq!(doc_names(&m.join("books")).len(), 20);
-    assert_eq!(read(&m.join("books/b03.json")), r#"{"title":"Book 3","i":3}"#);
+    assert_eq!(
+        read_text(&m.join("books/b03.json")),
+        r#"{"title":"Book 3","i":3}"#
+    );
     // cp -p keeps going (times and the same mode are accepted).
     run(Command::new("cp")
         .arg("-p")
@@ -240,7 +211,10 @@ fn cp_rsync_mv_rm_jq_grep_find_work() {
         .arg(local.join("b01.json"))
         .arg(m.join("archive/a.json")));
     run(Command::new("rm").arg("-rf").arg(m.join("archive")));
-    assert_eq!(read(&m.join("mirror/b07.json")), r#"{"title":"Book 7","i":7}"#);
+    assert_eq!(
+        read_text(&m.join("mirror/b07.json")),
+        r#"{"title":"Book 7","i":7}"#
+    );
     // jq, grep -r, find.
     assert_eq!(
         run(Command::new("jq")
@@ -267,7 +241,10 @@ fn cp_rsync_mv_rm_jq_grep_find_work() {
     run(Command::new("mv")
         .arg(m.join("books/b00.json"))
         .arg(m.join("books/first.json")));
-    assert_eq!(read(&m.join("books/first.json")), r#"{"title":"Book 0","i":0}"#);
+    assert_eq!(
+        read_text(&m.join("books/first.json")),
+        r#"{"title":"Book 0","i":0}"#
+    );
     run(Command::new("mv")
         .arg(m.join("books/first.json"))
         .arg(m.join("mirror/first.json")));
@@ -286,18 +263,18 @@ fn control_files_from_the_shell() {
     std::fs::create_dir(m.join("n")).unwrap();
     std::fs::write(m.join("n/a.json"), "{}").unwrap();
     run(Command::new("touch").arg(m.join("n/.flush")));
-    assert!(read(&m.join("n/.flush")).contains("\"ok\": true"));
+    assert!(read_text(&m.join("n/.flush")).contains("\"ok\": true"));
     run(Command::new("sh")
         .arg("-c")
         .arg(format!("echo go > {}", m.join("n/.compact").display())));
-    assert!(read(&m.join("n/.compact")).contains("\"ok\": true"));
-    let report: serde_json::Value = serde_json::from_str(&read(&m.join("n/.verify"))).unwrap();
+    assert!(read_text(&m.join("n/.compact")).contains("\"ok\": true"));
+    let report: serde_json::Value = serde_json::from_str(&read_text(&m.join("n/.verify"))).unwrap();
     assert_eq!(report["healthy"], serde_json::Value::Bool(true), "{report}");
-    let stats: serde_json::Value = serde_json::from_str(&read(&m.join("n/.stats"))).unwrap();
+    let stats: serde_json::Value = serde_json::from_str(&read_text(&m.join("n/.stats"))).unwrap();
     assert_eq!(stats["namespace"], "n");
     let err = std::fs::write(m.join("n/.verify"), "x").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EACCES));
-    assert_eq!(read(&m.join("n/a.json")), "{}");
+    assert_eq!(read_text(&m.join("n/a.json")), "{}");
 }
 
 #[test]
@@ -340,7 +317,7 @@ fn unsupported_operations_fail_early() {
     );
     std::fs::create_dir(m.join("m")).unwrap();
     assert_eq!(errno(std::fs::remove_dir(m.join("n"))), Some(libc::ENOTEMPTY));
-    assert_eq!(read(&path), "{}");
+    assert_eq!(read_text(&path), "{}");
 }
 
 #[test]
@@ -354,92 +331,32 @@ fn read_only_mounts_refuse_changes() {
     let Some(m) = mount_with(&store, "ro") else {
         return;
     };
-    assert_eq!(read(&m.join("n/a.json")), "{}");
+    assert_eq!(read_text(&m.join("n/a.json")), "{}");
     let err = std::fs::write(m.join("n/a.json"), "{}").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EROFS));
     let err = std::fs::remove_file(m.join("n/a.json")).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EROFS));
-    assert!(read(&m.join("n/.verify")).contains("\"healthy\": true"));
-}
-
-/// Holds WAL puts of one namespace until released, and reports each one.
-#[derive(Debug)]
-struct GatedStore {
-    inner: Arc<dyn ObjectStore>,
-    key_part: String,
-    armed: std::sync::atomic::AtomicBool,
-    gate: Arc<tokio::sync::Semaphore>,
-    entered: std::sync::Mutex<std::sync::mpsc::Sender<String>>,
-}
-
-impl GatedStore {
-    async fn pass(&self, key: &str) {
-        if self.armed.load(std::sync::atomic::Ordering::SeqCst) && key.contains(&self.key_part) {
-            let _ = self.entered.lock().unwrap().send(key.to_string());
-            if let Ok(permit) = self.gate.acquire().await {
-                permit.forget();
-            }
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl ObjectStore for GatedStore {
-    async fn put(&self, key: &str, data: bytes::Bytes) -> reef::store::StoreResult<()> {
-        self.pass(key).await;
-        self.inner.put(key, data).await
-    }
-    async fn put_if_absent(&self, key: &str, data: bytes::Bytes) -> reef::store::StoreResult<()> {
-        self.pass(key).await;
-        self.inner.put_if_absent(key, data).await
-    }
-    async fn get(&self, key: &str) -> reef::store::StoreResult<bytes::Bytes> {
-        self.inner.get(key).await
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        range: std::ops::Range<u64>,
-    ) -> reef::store::StoreResult<bytes::Bytes> {
-        self.inner.get_range(key, range).await
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-        offset: Option<&str>,
-    ) -> reef::store::StoreResult<Vec<reef::store::ObjectMeta>> {
-        self.inner.list(prefix, offset).await
-    }
-    async fn delete(&self, key: &str) -> reef::store::StoreResult<()> {
-        self.inner.delete(key).await
-    }
-    fn describe(&self) -> String {
-        "gated".into()
-    }
+    assert!(read_text(&m.join("n/.verify")).contains("\"healthy\": true"));
 }
 
 #[test]
 fn a_stuck_store_call_blocks_no_other_request() {
-    let (entered_tx, entered) = std::sync::mpsc::channel();
-    let gated = Arc::new(GatedStore {
-        inner: memory(),
-        key_part: "slow/wal/".into(),
-        armed: false.into(),
-        gate: Arc::new(tokio::sync::Semaphore::new(0)),
-        entered: std::sync::Mutex::new(entered_tx),
-    });
+    // Holds WAL puts of one namespace until released.
+    let gated = HookedStore::new(memory(), PutGate::new("slow/wal/"));
     let store: Arc<dyn ObjectStore> = gated.clone();
     let Some(m) = mounted(&store) else { return };
     std::fs::create_dir(m.join("slow")).unwrap();
     std::fs::create_dir(m.join("fast")).unwrap();
     std::fs::write(m.join("fast/y.json"), "{}").unwrap();
     std::fs::write(m.join("slow/other.json"), "{}").unwrap();
-    gated.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    gated.hooks.gate.hold_all();
 
     let slow = m.join("slow/x.json");
     let writer = std::thread::spawn(move || write_close(&slow, r#"{"v":1}"#));
-    let key = entered
-        .recv_timeout(std::time::Duration::from_secs(10))
+    let key = gated
+        .hooks
+        .gate
+        .held_within(std::time::Duration::from_secs(10))
         .expect("the commit reached the store");
     assert!(key.contains("slow/wal/"), "{key}");
 
@@ -452,15 +369,15 @@ fn a_stuck_store_call_blocks_no_other_request() {
     );
     std::thread::spawn(move || {
         let result = (
-            read(&fast),
+            read_text(&fast),
             names(&root),
-            read(&other),
+            read_text(&other),
             names(&root.join("slow")),
         );
         let _ = done_tx.send(result);
     });
     let answered = done.recv_timeout(std::time::Duration::from_secs(10));
-    gated.gate.add_permits(1 << 20);
+    gated.hooks.gate.open_for_good();
     let (fast, root, other, slow_names) =
         answered.expect("requests waited behind a stuck store call");
     assert_eq!(fast, "{}");
@@ -471,5 +388,5 @@ fn a_stuck_store_call_blocks_no_other_request() {
         .join()
         .unwrap()
         .expect("the stuck commit completes once released");
-    assert_eq!(read(&m.join("slow/x.json")), r#"{"v":1}"#);
+    assert_eq!(read_text(&m.join("slow/x.json")), r#"{"v":1}"#);
 }

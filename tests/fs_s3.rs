@@ -32,14 +32,13 @@ use source::{sources, Source};
 
 #[path = "support/mounted.rs"]
 mod mounted;
-use mounted::{fuse_available, write_close, Mounted};
-
-fn is_mounted(path: &Path) -> bool {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let want = path.to_string_lossy().replace(' ', "\\040");
-    text.lines()
-        .any(|l| l.split(' ').nth(4) == Some(want.as_str()) && l.contains(" - fuse.reef "))
-}
+#[path = "support/mountinfo.rs"]
+mod mountinfo;
+#[path = "support/poll.rs"]
+mod poll;
+use mounted::{doc_names, fuse_available, names, read_text, write_close, Mounted};
+use mountinfo::reef_mounted_at;
+use poll::wait_for;
 
 /// `reef mount -f` in a child process; SIGTERM (then a lazy unmount and
 /// SIGKILL if it must) on drop.
@@ -76,7 +75,7 @@ impl Daemon {
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !is_mounted(daemon.dir.path()) {
+        while !reef_mounted_at(daemon.dir.path()) {
             if let Some(status) = daemon.child.as_mut().unwrap().try_wait().expect("wait") {
                 panic!("reef mount exited ({status}): {}", daemon.log_text());
             }
@@ -115,7 +114,7 @@ impl Drop for Daemon {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        if is_mounted(self.dir.path()) {
+        if reef_mounted_at(self.dir.path()) {
             let _ = Command::new("fusermount3")
                 .args(["-u", "-z"])
                 .arg(self.dir.path())
@@ -187,45 +186,12 @@ fn errno(r: std::io::Result<()>) -> Option<i32> {
     r.expect_err("must fail").raw_os_error()
 }
 
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-fn doc_names(dir: &Path) -> Vec<String> {
-    names(dir)
-        .into_iter()
-        .filter(|n| !n.starts_with('.'))
-        .collect()
-}
-
 fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&read(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    serde_json::from_str(&read_text(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn touch(path: &Path) -> std::io::Result<()> {
     write_close(path, "")
-}
-
-/// Polls `probe` until it returns `Some`, for at most `limit`; returns the
-/// value and how long it took.
-fn within<T>(limit: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> (T, Duration) {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = probe() {
-            return (v, start.elapsed());
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// How long a follower with `refresh=100` may take to show a change here:
@@ -253,7 +219,7 @@ fn a_second_writer_mount_fences_the_first() {
 
         // B opens the namespace (its first lookup) and so takes it over.
         let b = Mounted::new(source.open(), "rw");
-        assert_eq!(read(&b.join("ns/x.json")), v1, "{label}: B sees A's write");
+        assert_eq!(read_text(&b.join("ns/x.json")), v1, "{label}: B sees A's write");
         let b_writer = json(&b.join("ns/.stats"))["writer_id"]
             .as_str()
             .expect("writer_id")
@@ -265,8 +231,8 @@ fn a_second_writer_mount_fences_the_first() {
             Some(libc::EROFS),
             "{label}: A's write after the takeover"
         );
-        assert_eq!(read(&a.join("ns/x.json")), v1, "{label}: A keeps v1");
-        assert_eq!(read(&b.join("ns/x.json")), v1, "{label}: B keeps v1");
+        assert_eq!(read_text(&a.join("ns/x.json")), v1, "{label}: A keeps v1");
+        assert_eq!(read_text(&b.join("ns/x.json")), v1, "{label}: B keeps v1");
         // Known now: later changes are refused up front, one way or another.
         assert_eq!(
             errno(write_close(&a.join("ns/new.json"), "{}")),
@@ -300,7 +266,7 @@ fn a_second_writer_mount_fences_the_first() {
         write_close(&b.join("ns/x.json"), r#"{"v":3}"#).expect("B rewrites x");
         write_close(&b.join("ns/y.json"), r#"{"w":1}"#).expect("B writes y");
         touch(&b.join("ns/.flush")).expect("B flushes");
-        assert_eq!(read(&b.join("ns/x.json")), r#"{"v":3}"#);
+        assert_eq!(read_text(&b.join("ns/x.json")), r#"{"v":3}"#);
 
         // One line names the new writer, from the engine; the fs layer's
         // per-file lines do not repeat it.
@@ -323,8 +289,8 @@ fn a_second_writer_mount_fences_the_first() {
         b.unmount();
         let c = Mounted::new(source.open(), "rw");
         assert_eq!(doc_names(&c.join("ns")), vec!["x.json", "y.json"], "{label}");
-        assert_eq!(read(&c.join("ns/x.json")), r#"{"v":3}"#);
-        assert_eq!(read(&c.join("ns/y.json")), r#"{"w":1}"#);
+        assert_eq!(read_text(&c.join("ns/x.json")), r#"{"v":3}"#);
+        assert_eq!(read_text(&c.join("ns/y.json")), r#"{"w":1}"#);
         assert_eq!(json(&c.join("ns/.verify"))["healthy"], true, "{label}");
     }
 }
@@ -356,10 +322,10 @@ fn reef_repair_fences_a_live_mount() {
             Some(libc::EROFS),
             "{label}"
         );
-        assert_eq!(read(&a.join("ns/x.json")), r#"{"v":1}"#);
+        assert_eq!(read_text(&a.join("ns/x.json")), r#"{"v":1}"#);
         a.unmount();
         let c = Mounted::new(source.open(), "rw");
-        assert_eq!(read(&c.join("ns/x.json")), r#"{"v":1}"#);
+        assert_eq!(read_text(&c.join("ns/x.json")), r#"{"v":1}"#);
     }
 }
 
@@ -381,14 +347,14 @@ fn a_read_only_mount_follows_its_writer() {
         let metered = Arc::new(MeteredStore::new(source.open()));
         let f = Mounted::new(metered.clone(), "ro,refresh=100");
         assert_eq!(names(f.path()), vec!["ns"], "{label}");
-        assert_eq!(read(&f.join("ns/a.json")), r#"{"v":1}"#);
+        assert_eq!(read_text(&f.join("ns/a.json")), r#"{"v":1}"#);
         assert_eq!(doc_names(&f.join("ns")), vec!["a.json"]);
 
         // A new document and an update (longer, so a stale size would cut it).
         write_close(&w.join("ns/b.json"), r#"{"new":true}"#).unwrap();
         let v2 = r#"{"v":2,"longer":"than before"}"#;
         write_close(&w.join("ns/a.json"), r#"{"v":2,"longer":"than before"}"#).unwrap();
-        let (_, took) = within(FOLLOW_LIMIT, "follower sees b.json and a.json v2", || {
+        let (_, took) = wait_for("follower sees b.json and a.json v2", FOLLOW_LIMIT, || {
             let b = std::fs::read_to_string(f.join("ns/b.json")).ok()?;
             let a = std::fs::read_to_string(f.join("ns/a.json")).ok()?;
             (b == r#"{"new":true}"# && a == v2).then_some(())
@@ -404,18 +370,18 @@ fn a_read_only_mount_follows_its_writer() {
         std::fs::remove_file(w.join("ns/b.json")).unwrap();
         std::fs::create_dir(w.join("ns2")).unwrap();
         write_close(&w.join("ns2/c.json"), r#"{"c":1}"#).unwrap();
-        within(FOLLOW_LIMIT, "follower drops b.json", || {
+        wait_for("follower drops b.json", FOLLOW_LIMIT, || {
             (std::fs::metadata(f.join("ns/b.json")).is_err()
                 && doc_names(&f.join("ns")) == ["a.json"])
             .then_some(())
         });
-        within(FOLLOW_LIMIT, "follower lists ns2", || {
+        wait_for("follower lists ns2", FOLLOW_LIMIT, || {
             (names(f.path()) == ["ns", "ns2"]).then_some(())
         });
-        assert_eq!(read(&f.join("ns2/c.json")), r#"{"c":1}"#);
+        assert_eq!(read_text(&f.join("ns2/c.json")), r#"{"c":1}"#);
         std::fs::remove_file(w.join("ns2/c.json")).unwrap();
         std::fs::remove_dir(w.join("ns2")).unwrap();
-        within(FOLLOW_LIMIT, "follower drops ns2", || {
+        wait_for("follower drops ns2", FOLLOW_LIMIT, || {
             (names(f.path()) == ["ns"] && std::fs::metadata(f.join("ns2/c.json")).is_err())
                 .then_some(())
         });
@@ -425,13 +391,13 @@ fn a_read_only_mount_follows_its_writer() {
         write_close(&w.join("ns/d.json"), r#"{"d":1}"#).unwrap();
         touch(&w.join("ns/.flush")).unwrap();
         touch(&w.join("ns/.compact")).unwrap();
-        assert!(read(&w.join("ns/.compact")).contains("\"ok\": true"));
-        within(FOLLOW_LIMIT, "follower sees d.json after compaction", || {
+        assert!(read_text(&w.join("ns/.compact")).contains("\"ok\": true"));
+        wait_for("follower sees d.json after compaction", FOLLOW_LIMIT, || {
             std::fs::read_to_string(f.join("ns/d.json"))
                 .ok()
                 .filter(|d| *d == r#"{"d":1}"#)
         });
-        assert_eq!(read(&f.join("ns/a.json")), v2);
+        assert_eq!(read_text(&f.join("ns/a.json")), v2);
 
         // Every change is refused.
         let ro = Some(libc::EROFS);
@@ -440,7 +406,7 @@ fn a_read_only_mount_follows_its_writer() {
         assert_eq!(errno(std::fs::remove_file(f.join("ns/a.json"))), ro);
         assert_eq!(errno(std::fs::create_dir(f.join("ns3"))), ro);
         assert_eq!(errno(touch(&f.join("ns/.flush"))), ro);
-        assert_eq!(read(&f.join("ns/a.json")), v2);
+        assert_eq!(read_text(&f.join("ns/a.json")), v2);
 
         // ... and nothing was written to the store.
         let m = metered.snapshot();
@@ -471,10 +437,10 @@ fn a_read_only_reef_mount_process_follows_a_writer() {
         std::fs::create_dir(w.join("ns")).unwrap();
         write_close(&w.join("ns/a.json"), r#"{"v":1}"#).unwrap();
         let f = Daemon::start(&source, "ro,refresh=100");
-        assert_eq!(read(&f.join("ns/a.json")), r#"{"v":1}"#);
+        assert_eq!(read_text(&f.join("ns/a.json")), r#"{"v":1}"#);
         write_close(&w.join("ns/a.json"), r#"{"v":2}"#).unwrap();
         write_close(&w.join("ns/b.json"), r#"{"b":1}"#).unwrap();
-        within(FOLLOW_LIMIT, "reef mount -o ro follows", || {
+        wait_for("reef mount -o ro follows", FOLLOW_LIMIT, || {
             let a = std::fs::read_to_string(f.join("ns/a.json")).ok()?;
             let b = std::fs::read_to_string(f.join("ns/b.json")).ok()?;
             (a == r#"{"v":2}"# && b == r#"{"b":1}"#).then_some(())
@@ -507,14 +473,14 @@ fn basic_file_operations() {
             write_close(&m.join(&format!("docs/d{i}.json")), format!(r#"{{"i":{i}}}"#))
                 .expect("create");
         }
-        assert_eq!(read(&m.join("docs/d3.json")), r#"{"i":3}"#, "{label}");
+        assert_eq!(read_text(&m.join("docs/d3.json")), r#"{"i":3}"#, "{label}");
         let out = Command::new("cat")
             .arg(m.join("docs/d1.json"))
             .output()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), r#"{"i":1}"#);
         write_close(&m.join("docs/d3.json"), r#"{"i":33,"more":[1,2]}"#).expect("overwrite");
-        assert_eq!(read(&m.join("docs/d3.json")), r#"{"i":33,"more":[1,2]}"#);
+        assert_eq!(read_text(&m.join("docs/d3.json")), r#"{"i":33,"more":[1,2]}"#);
         std::fs::remove_file(m.join("docs/d0.json")).expect("rm");
         assert_eq!(
             std::fs::metadata(m.join("docs/d0.json")).unwrap_err().kind(),
@@ -532,14 +498,14 @@ fn basic_file_operations() {
             .unwrap();
         assert!(ls.status.success(), "{label}: ls -l");
         touch(&m.join("docs/.flush")).expect(".flush");
-        assert!(read(&m.join("docs/.flush")).contains("\"ok\": true"));
+        assert!(read_text(&m.join("docs/.flush")).contains("\"ok\": true"));
         write_close(&m.join("docs/d6.json"), "{}").unwrap();
         touch(&m.join("docs/.flush")).expect(".flush");
         touch(&m.join("docs/.compact")).expect(".compact");
-        assert!(read(&m.join("docs/.compact")).contains("\"ok\": true"));
+        assert!(read_text(&m.join("docs/.compact")).contains("\"ok\": true"));
         let report = json(&m.join("docs/.verify"));
         assert_eq!(report["healthy"], true, "{label}: {report}");
-        assert_eq!(read(&m.join("docs/d5.json")), r#"{"i":4}"#);
+        assert_eq!(read_text(&m.join("docs/d5.json")), r#"{"i":4}"#);
         m.unmount();
 
         let m = Mounted::new(source.open(), "rw");
@@ -548,7 +514,7 @@ fn basic_file_operations() {
             vec!["d1.json", "d2.json", "d3.json", "d5.json", "d6.json"],
             "{label}"
         );
-        assert_eq!(read(&m.join("docs/d3.json")), r#"{"i":33,"more":[1,2]}"#);
+        assert_eq!(read_text(&m.join("docs/d3.json")), r#"{"i":33,"more":[1,2]}"#);
         // rm -r of the namespace, then it is gone.
         for n in doc_names(&m.join("docs")) {
             std::fs::remove_file(m.join("docs").join(n)).unwrap();
@@ -592,11 +558,11 @@ fn stats_count_store_requests_and_cached_reads_cost_none() {
         assert!(stats.get("disk_cache").is_none());
 
         let before = stats_gets(&m, "ns");
-        assert_eq!(read(&m.join("ns/d7.json")), r#"{"i":7}"#);
+        assert_eq!(read_text(&m.join("ns/d7.json")), r#"{"i":7}"#);
         let first = stats_gets(&m, "ns") - before;
         assert!(first > 0, "{label}: a cold read costs GETs");
         let before = stats_gets(&m, "ns");
-        assert_eq!(read(&m.join("ns/d7.json")), r#"{"i":7}"#);
+        assert_eq!(read_text(&m.join("ns/d7.json")), r#"{"i":7}"#);
         let out = Command::new("cat").arg(m.join("ns/d7.json")).output().unwrap();
         assert!(out.status.success());
         assert_eq!(
@@ -628,7 +594,7 @@ fn stats_show_the_disk_cache() {
         m.unmount();
 
         let m = Mounted::new(source.open(), &opts);
-        assert_eq!(read(&m.join("ns/x.json")), r#"{"x":1}"#);
+        assert_eq!(read_text(&m.join("ns/x.json")), r#"{"x":1}"#);
         let stats = json(&m.join("ns/.stats"));
         let misses = stats["disk_cache"]["misses"].as_u64().expect("misses");
         assert!(misses > 0, "{label}: {stats}");
@@ -636,7 +602,7 @@ fn stats_show_the_disk_cache() {
 
         let m = Mounted::new(source.open(), &opts);
         let before = stats_gets(&m, "ns");
-        assert_eq!(read(&m.join("ns/x.json")), r#"{"x":1}"#);
+        assert_eq!(read_text(&m.join("ns/x.json")), r#"{"x":1}"#);
         let stats = json(&m.join("ns/.stats"));
         assert!(
             stats["disk_cache"]["hits"].as_u64() > Some(0),

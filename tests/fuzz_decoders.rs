@@ -254,6 +254,22 @@ fn corpus(target: &str) -> Vec<Vec<u8>> {
     corpus_named(target).into_iter().map(|(_, d)| d).collect()
 }
 
+/// Runs `test` on `cases()` inputs drawn from `strategy` (panicking with
+/// the shrunk input that failed), then reports how many of the target's
+/// inputs `decoded` counted as decoded.
+fn fuzz<S: Strategy>(
+    target: &str,
+    corpus: usize,
+    strategy: &S,
+    decoded: &Cell<usize>,
+    test: impl Fn(S::Value) -> Result<(), TestCaseError>,
+) {
+    if let Err(e) = runner().run(strategy, test) {
+        panic!("{e}");
+    }
+    report(target, corpus, cases(), decoded.get());
+}
+
 fn report(target: &str, corpus: usize, cases: u32, ok: usize) {
     eprintln!(
         "fuzz {target}: {} inputs ({corpus} corpus files, {cases} mutated/random cases; {ok} \
@@ -384,8 +400,7 @@ fn wal_records() {
         mutations(),
         proptest::collection::vec(any::<u8>(), 0..256),
     );
-    let mut runner = runner();
-    let result = runner.run(&strategy, |(i, shape, muts, random)| {
+    fuzz("wal", corpus_n, &strategy, &ok, |(i, shape, muts, random)| {
         let (seed, seq) = &seeds[i];
         let input = sealed_input(seed, shape, &muts, random);
         let decoded = bounded("wal", &input, || {
@@ -401,10 +416,6 @@ fn wal_records() {
         }
         Ok(())
     });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
-    report("wal", corpus_n, cases(), ok.get());
 }
 
 /// Rewrites `seg` with its index body replaced by `body` (footer fixed).
@@ -473,82 +484,80 @@ fn segments_footers_indexes_and_blocks() {
         any::<usize>(),
         proptest::collection::vec(any::<u8>(), 0..300),
     );
-    let mut runner = runner();
     // The structured shapes start from a segment that decodes.
     let valid: Vec<usize> = (0..seeds.len())
         .filter(|&i| decode_all(&Bytes::from(seeds[i].clone())).is_ok())
         .collect();
-    let result = runner.run(&strategy, |(i, shape, muts, which, random)| {
-        let seed = match shape {
-            SegShape::Raw | SegShape::Random => &seeds[i],
-            _ => &seeds[valid[i % valid.len()]],
-        };
-        let (whole, part) = match shape {
-            SegShape::Raw => {
-                let mut b = seed.clone();
-                mutate(&mut b, &muts);
-                (b, None)
-            }
-            SegShape::Footer => {
-                let n = seed.len() - FOOTER_LEN as usize;
-                let mut footer = seed[n..].to_vec();
-                mutate(&mut footer, &muts);
-                if footer.len() >= 20 {
-                    let c = crc(&footer[..16]);
-                    footer[16..20].copy_from_slice(&c);
-                }
-                let mut b = seed[..n].to_vec();
-                b.extend_from_slice(&footer);
-                (b, Some(footer))
-            }
-            SegShape::Index => {
-                let (off, len) = decode_footer(&seed[seed.len() - 28..]).expect("seed footer");
-                let mut body = body_of(&seed[off as usize..(off + len) as usize]);
-                mutate(&mut body, &muts);
-                let b = with_index_body(seed, &body).expect("seed index");
-                let index = reseal(&seed[off as usize..], &body);
-                (b, Some(index))
-            }
-            SegShape::Block => match with_block_body(seed, which, &muts) {
-                Some((b, block)) => (b, Some(block)),
-                None => (seed.clone(), None),
-            },
-            SegShape::Random => (random, None),
-        };
-        if let Some(part) = &part {
-            let p = Bytes::from(part.clone());
-            match shape {
-                SegShape::Footer => {
-                    let _ = bounded("footer", part, || decode_footer(part))?;
-                }
-                SegShape::Index => {
-                    if let Ok(index) = bounded("index", part, || SegmentIndex::decode(p.clone()))? {
-                        // Handles that decode can be read without overflow.
-                        for h in &index.blocks {
-                            prop_assert!(h.offset.checked_add(u64::from(h.len)).is_some());
-                        }
-                    }
-                }
-                _ => {
-                    let _ = bounded("block", part, || decode_block(p.clone()))?;
-                }
-            }
-        }
-        // A segment is read whole by compaction and verify, and may be large:
-        // allocations are bounded relative to it.
-        if bounded("segment", &whole, || decode_all(&Bytes::from(whole.clone())))?.is_ok() {
-            ok.set(ok.get() + 1);
-        }
-        Ok(())
-    });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
-    report(
+    fuzz(
         "segment (footer, index, block, whole)",
         corpus_n,
-        cases(),
-        ok.get(),
+        &strategy,
+        &ok,
+        |(i, shape, muts, which, random)| {
+            let seed = match shape {
+                SegShape::Raw | SegShape::Random => &seeds[i],
+                _ => &seeds[valid[i % valid.len()]],
+            };
+            let (whole, part) = match shape {
+                SegShape::Raw => {
+                    let mut b = seed.clone();
+                    mutate(&mut b, &muts);
+                    (b, None)
+                }
+                SegShape::Footer => {
+                    let n = seed.len() - FOOTER_LEN as usize;
+                    let mut footer = seed[n..].to_vec();
+                    mutate(&mut footer, &muts);
+                    if footer.len() >= 20 {
+                        let c = crc(&footer[..16]);
+                        footer[16..20].copy_from_slice(&c);
+                    }
+                    let mut b = seed[..n].to_vec();
+                    b.extend_from_slice(&footer);
+                    (b, Some(footer))
+                }
+                SegShape::Index => {
+                    let (off, len) = decode_footer(&seed[seed.len() - 28..]).expect("seed footer");
+                    let mut body = body_of(&seed[off as usize..(off + len) as usize]);
+                    mutate(&mut body, &muts);
+                    let b = with_index_body(seed, &body).expect("seed index");
+                    let index = reseal(&seed[off as usize..], &body);
+                    (b, Some(index))
+                }
+                SegShape::Block => match with_block_body(seed, which, &muts) {
+                    Some((b, block)) => (b, Some(block)),
+                    None => (seed.clone(), None),
+                },
+                SegShape::Random => (random, None),
+            };
+            if let Some(part) = &part {
+                let p = Bytes::from(part.clone());
+                match shape {
+                    SegShape::Footer => {
+                        let _ = bounded("footer", part, || decode_footer(part))?;
+                    }
+                    SegShape::Index => {
+                        if let Ok(index) =
+                            bounded("index", part, || SegmentIndex::decode(p.clone()))?
+                        {
+                            // Handles that decode can be read without overflow.
+                            for h in &index.blocks {
+                                prop_assert!(h.offset.checked_add(u64::from(h.len)).is_some());
+                            }
+                        }
+                    }
+                    _ => {
+                        let _ = bounded("block", part, || decode_block(p.clone()))?;
+                    }
+                }
+            }
+            // A segment is read whole by compaction and verify, and may be large:
+            // allocations are bounded relative to it.
+            if bounded("segment", &whole, || decode_all(&Bytes::from(whole.clone())))?.is_ok() {
+                ok.set(ok.get() + 1);
+            }
+            Ok(())
+        },
     );
 }
 
@@ -571,37 +580,38 @@ fn manifests() {
         proptest::collection::vec(any::<u8>(), 0..256),
         proptest::option::of(meta),
     );
-    let mut runner = runner();
-    let result = runner.run(&strategy, |(i, shape, muts, random, meta)| {
-        let (seed, version) = &seeds[i];
-        let input = match (meta, shape) {
-            // Structurally valid JSON with hostile numbers.
-            (Some(meta), _) => Manifest {
-                version: *version,
-                segments: vec![meta],
-                ..Manifest::default()
+    fuzz(
+        "manifest",
+        corpus_n,
+        &strategy,
+        &ok,
+        |(i, shape, muts, random, meta)| {
+            let (seed, version) = &seeds[i];
+            let input = match (meta, shape) {
+                // Structurally valid JSON with hostile numbers.
+                (Some(meta), _) => Manifest {
+                    version: *version,
+                    segments: vec![meta],
+                    ..Manifest::default()
+                }
+                .encode()
+                .to_vec(),
+                (None, shape) => sealed_input(seed, shape, &muts, random),
+            };
+            let decoded = bounded("manifest", &input, || {
+                Manifest::decode(Bytes::from(input.clone()), *version)
+            })?;
+            if let Ok(m) = decoded {
+                ok.set(ok.get() + 1);
+                // Readers compute index and footer ranges from these numbers.
+                for s in &m.segments {
+                    let end = s.index_offset.checked_add(s.index_len);
+                    prop_assert_eq!(end.and_then(|e| e.checked_add(FOOTER_LEN)), Some(s.size));
+                }
             }
-            .encode()
-            .to_vec(),
-            (None, shape) => sealed_input(seed, shape, &muts, random),
-        };
-        let decoded = bounded("manifest", &input, || {
-            Manifest::decode(Bytes::from(input.clone()), *version)
-        })?;
-        if let Ok(m) = decoded {
-            ok.set(ok.get() + 1);
-            // Readers compute index and footer ranges from these numbers.
-            for s in &m.segments {
-                let end = s.index_offset.checked_add(s.index_len);
-                prop_assert_eq!(end.and_then(|e| e.checked_add(FOOTER_LEN)), Some(s.size));
-            }
-        }
-        Ok(())
-    });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
-    report("manifest", corpus_n, cases(), ok.get());
+            Ok(())
+        },
+    );
 }
 
 #[test]
@@ -631,8 +641,7 @@ fn checkpoints() {
         mutations(),
         proptest::collection::vec(any::<u8>(), 0..256),
     );
-    let mut runner = runner();
-    let result = runner.run(&strategy, |(i, shape, muts, random)| {
+    fuzz("checkpoint", 0, &strategy, &ok, |(i, shape, muts, random)| {
         let seed = &seeds[i];
         let input = sealed_input(seed, shape, &muts, random);
         let name = names[i];
@@ -646,10 +655,6 @@ fn checkpoints() {
         }
         Ok(())
     });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
-    report("checkpoint", 0, cases(), ok.get());
 }
 
 #[test]
@@ -667,32 +672,33 @@ fn document_json() {
             1 => "[\\[\\]{}\":,0-9a-z.eE+\\- ]{0,120}".prop_map(|s| Some(s.into_bytes())),
         ],
     );
-    let mut runner = runner();
-    let result = runner.run(&strategy, |(i, muts, replace)| {
-        let input = replace.unwrap_or_else(|| {
-            let mut b = seeds[i].clone();
-            mutate(&mut b, &muts);
-            b
-        });
-        let parsed = bounded("document", &input, || {
-            Document::from_json_bytes(&id, &input).and_then(|doc| {
-                limits.check_document(&doc)?;
-                Ok(doc)
-            })
-        })?;
-        if let Ok(doc) = parsed {
-            ok.set(ok.get() + 1);
-            // What is accepted renders to JSON that parses back the same.
-            let json = doc.to_canonical_json();
-            let again = Document::from_json_bytes(&id, &json).expect("canonical JSON reparses");
-            prop_assert_eq!(again, doc);
-        }
-        Ok(())
-    });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
-    report("document JSON", seeds.len(), cases(), ok.get());
+    fuzz(
+        "document JSON",
+        seeds.len(),
+        &strategy,
+        &ok,
+        |(i, muts, replace)| {
+            let input = replace.unwrap_or_else(|| {
+                let mut b = seeds[i].clone();
+                mutate(&mut b, &muts);
+                b
+            });
+            let parsed = bounded("document", &input, || {
+                Document::from_json_bytes(&id, &input).and_then(|doc| {
+                    limits.check_document(&doc)?;
+                    Ok(doc)
+                })
+            })?;
+            if let Ok(doc) = parsed {
+                ok.set(ok.get() + 1);
+                // What is accepted renders to JSON that parses back the same.
+                let json = doc.to_canonical_json();
+                let again = Document::from_json_bytes(&id, &json).expect("canonical JSON reparses");
+                prop_assert_eq!(again, doc);
+            }
+            Ok(())
+        },
+    );
 }
 
 #[test]
@@ -716,46 +722,48 @@ fn file_names() {
         ],
         "[%./a-z\\x00é]{1,30}",
     );
-    let mut runner = runner();
-    let result = runner.run(&strategy, |(i, muts, replace, id)| {
-        let name = replace.unwrap_or_else(|| {
-            let mut b = seeds[i].clone().into_bytes();
-            mutate(&mut b, &muts);
-            String::from_utf8_lossy(&b).into_owned()
-        });
-        // Every id has exactly one file name, and back.
-        let id = DocId::from(id);
-        // `/` separates directories: every component is a safe file name,
-        // and the last one, in its directory, names exactly this id.
-        let path = doc_file_name(&id);
-        let comps: Vec<&str> = path.split('/').collect();
-        prop_assert!(comps
-            .iter()
-            .all(|c| !c.is_empty() && !c.contains('\0') && !c.starts_with('.')));
-        let prefix = match id.as_str().rfind('/') {
-            Some(at) => &id.as_str()[..=at],
-            None => "",
-        };
-        let leaf = comps[comps.len() - 1];
-        prop_assert_eq!(
-            classify_in(leaf, prefix, comps.len() == 1, 255),
-            NameKind::Doc(id.clone())
-        );
-        // Every name denotes at most one id, and that id's name is this name.
-        // (A component the kernel sends never holds `/`.)
-        if name.contains('/') {
-            return Ok(());
-        }
-        if let NameKind::Doc(found) = bounded("name", name.as_bytes(), || classify(&name, 255))? {
-            docs.set(docs.get() + 1);
-            prop_assert_eq!(doc_file_name(&found), name);
-        }
-        Ok(())
-    });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
-    report("file names", seeds.len(), cases(), docs.get());
+    fuzz(
+        "file names",
+        seeds.len(),
+        &strategy,
+        &docs,
+        |(i, muts, replace, id)| {
+            let name = replace.unwrap_or_else(|| {
+                let mut b = seeds[i].clone().into_bytes();
+                mutate(&mut b, &muts);
+                String::from_utf8_lossy(&b).into_owned()
+            });
+            // Every id has exactly one file name, and back.
+            let id = DocId::from(id);
+            // `/` separates directories: every component is a safe file name,
+            // and the last one, in its directory, names exactly this id.
+            let path = doc_file_name(&id);
+            let comps: Vec<&str> = path.split('/').collect();
+            prop_assert!(comps
+                .iter()
+                .all(|c| !c.is_empty() && !c.contains('\0') && !c.starts_with('.')));
+            let prefix = match id.as_str().rfind('/') {
+                Some(at) => &id.as_str()[..=at],
+                None => "",
+            };
+            let leaf = comps[comps.len() - 1];
+            prop_assert_eq!(
+                classify_in(leaf, prefix, comps.len() == 1, 255),
+                NameKind::Doc(id.clone())
+            );
+            // Every name denotes at most one id, and that id's name is this name.
+            // (A component the kernel sends never holds `/`.)
+            if name.contains('/') {
+                return Ok(());
+            }
+            if let NameKind::Doc(found) = bounded("name", name.as_bytes(), || classify(&name, 255))?
+            {
+                docs.set(docs.get() + 1);
+                prop_assert_eq!(doc_file_name(&found), name);
+            }
+            Ok(())
+        },
+    );
 }
 
 /// Corpus files named `valid-*` decode; every other one is an input that

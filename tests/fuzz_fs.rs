@@ -7,51 +7,31 @@
 //! `REEF_FUZZ_CASES` (default 20,000) scales the pass; a tenth of it runs
 //! here, as each case is a real engine write.
 
+#[path = "support/core_files.rs"]
+mod core_files;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use reef::fs::{CoreConfig, FsCore, FsError, OpenMode, ROOT_INO};
+use reef::fs::{CoreConfig, FsCore, FsError, ROOT_INO};
 use reef::store::{MemoryStore, ObjectStore};
 use reef::types::{DocId, Document};
 
-fn trunc() -> OpenMode {
-    OpenMode {
-        write: true,
-        truncate: true,
-        ..OpenMode::default()
-    }
-}
-
+/// `printf CONTENT > dir/name`, in one write.
 async fn write_file(core: &FsCore, dir: u64, name: &str, content: &[u8]) -> Result<(), FsError> {
-    let (attr, info) = core.create(dir, name, trunc()).await?;
-    let written = core.write(info.fh, 0, content).await.map(|_| ());
-    let flushed = core.flush(info.fh).await;
-    core.release(info.fh).await?;
-    core.forget(attr.ino, 1);
-    written.and(flushed)
+    core_files::write_file(core, dir, name, content, usize::MAX).await
 }
 
 async fn read_file(core: &FsCore, dir: u64, name: &str) -> Result<Vec<u8>, FsError> {
-    let attr = core.lookup(dir, name).await?;
-    let info = core.open(attr.ino, OpenMode::read_only()).await?;
-    let mut out = Vec::new();
-    loop {
-        let chunk = core.read(info.fh, out.len() as u64, 1 << 16).await?;
-        if chunk.is_empty() {
-            break;
-        }
-        out.extend(chunk);
-    }
-    core.release(info.fh).await?;
-    core.forget(attr.ino, 1);
-    prop_assert_eq_size(attr.size, out.len());
+    let (attr, out) = core_files::read_file(core, dir, name, 1 << 16).await?;
+    assert_eq!(
+        attr.size,
+        out.len() as u64,
+        "st_size must be the length a read returns"
+    );
     Ok(out)
-}
-
-fn prop_assert_eq_size(size: u64, read: usize) {
-    assert_eq!(size, read as u64, "st_size must be the length a read returns");
 }
 
 fn doc(json: &[u8]) -> Document {

@@ -12,40 +12,13 @@ use reef::admin;
 use reef::engine::layout::{manifest_key, parse_numbered, wal_dir, wal_key};
 use reef::engine::manifest;
 use reef::engine::wal::{WalKind, WalRecord};
-use reef::engine::{At, Engine, EngineError, EngineOptions, GcOptions, GcReport};
+use reef::engine::{At, Engine, EngineError, GcOptions, GcReport};
 use reef::store::ObjectStore;
 use reef::types::Document;
 
-fn opts(writer: &str) -> EngineOptions {
-    EngineOptions {
-        writer_id: Some(writer.to_string()),
-        ..EngineOptions::default()
-    }
-}
-
-async fn open_as(store: &Arc<dyn ObjectStore>, ns: &str, writer: &str) -> Engine {
-    Engine::open(store.clone(), ns, opts(writer))
-        .await
-        .expect("open")
-}
-
 /// GC keeping nothing but the newest state (and fencing boundaries).
 async fn gc_all(engine: &Engine) -> GcReport {
-    engine
-        .gc(GcOptions {
-            retain: Duration::ZERO,
-            orphan_grace: Duration::ZERO,
-            ..engine.gc_options()
-        })
-        .await
-        .expect("gc")
-}
-
-async fn write_round(engine: &Engine, round: i64, n: usize) {
-    let docs: Vec<Document> = (0..n)
-        .map(|k| Document::new(format!("d{k:03}")).with("round", round))
-        .collect();
-    engine.write(upsert_batch(docs)).await.expect("write");
+    engine.gc(keep_nothing(engine)).await.expect("gc")
 }
 
 /// Writes, flushes, compacts and deletes: history with every kind of object.
@@ -66,6 +39,27 @@ async fn build_history(engine: &Engine) {
 async fn wal_kind(store: &Arc<dyn ObjectStore>, key: &str, seq: u64) -> WalKind {
     let data = store.get(key).await.expect("get wal");
     WalRecord::decode(data, seq).expect("decode wal").kind
+}
+
+/// Asserts that the WAL of `ns` up to `flushed_through` holds only FENCEs
+/// and the VOIDs of their pipeline windows: the slots a fenced writer's
+/// puts may still aim at, which GC keeps after their data is flushed.
+async fn assert_flushed_wal_holds_only_markers(
+    store: &Arc<dyn ObjectStore>,
+    ns: &str,
+    flushed_through: u64,
+) {
+    let dir = wal_dir(ns);
+    for key in list_keys_containing(store, &dir).await {
+        let seq = parse_numbered(&dir, &key).unwrap();
+        if seq <= flushed_through {
+            let kind = wal_kind(store, &key, seq).await;
+            assert!(
+                matches!(kind, WalKind::Fence | WalKind::Void),
+                "{key}: {kind:?}"
+            );
+        }
+    }
 }
 
 /// Sequences of every FENCE object of `ns`.
@@ -119,19 +113,7 @@ async fn gc_with_retain_zero_leaves_only_what_the_newest_state_needs() {
             );
         }
         // WAL: only what is not flushed, and markers.
-        let dir = wal_dir(ns);
-        for key in list_keys_containing(store, &dir).await {
-            let seq = parse_numbered(&dir, &key).unwrap();
-            if seq <= m.flushed_through {
-                // FENCEs and the VOIDs of their pipeline windows: the
-                // slots a fenced writer's puts may still aim at.
-                let kind = wal_kind(store, &key, seq).await;
-                assert!(
-                    matches!(kind, WalKind::Fence | WalKind::Void),
-                    "{key}: {kind:?}"
-                );
-            }
-        }
+        assert_flushed_wal_holds_only_markers(store, ns, m.flushed_through).await;
         let objects_after = list_keys_containing(store, &format!("{ns}/")).await.len();
         assert!(
             objects_after < objects_before / 2,
@@ -209,7 +191,7 @@ async fn open_at_every_past_sequence_returns_exactly_that_state() {
             }
         }
         for (seq, expected) in &states {
-            let past = Engine::open_at(store.clone(), ns, At::Seq(*seq), EngineOptions::default())
+            let past = open_past(store, ns, At::Seq(*seq))
                 .await
                 .unwrap_or_else(|e| panic!("{}: open_at {seq}: {e}", backend.name));
             assert_eq!(&snapshot(&past).await, expected, "{} at {seq}", backend.name);
@@ -218,14 +200,7 @@ async fn open_at_every_past_sequence_returns_exactly_that_state() {
         }
         // Beyond the newest sequence: a clear error naming the range.
         let newest = states.last().unwrap().0;
-        match Engine::open_at(
-            store.clone(),
-            ns,
-            At::Seq(newest + 100),
-            EngineOptions::default(),
-        )
-        .await
-        {
+        match open_past(store, ns, At::Seq(newest + 100)).await {
             Err(EngineError::NotRetained { retained, .. }) => {
                 assert!(retained.contains("newest"), "{retained}")
             }
@@ -235,7 +210,7 @@ async fn open_at_every_past_sequence_returns_exactly_that_state() {
         // error; the newest is still there.
         gc_all(&engine).await;
         let (old_seq, _) = states[0];
-        match Engine::open_at(store.clone(), ns, At::Seq(old_seq), EngineOptions::default()).await {
+        match open_past(store, ns, At::Seq(old_seq)).await {
             Err(e @ EngineError::NotRetained { .. }) => {
                 let text = e.to_string();
                 assert!(text.contains("retained"), "{text}");
@@ -243,9 +218,7 @@ async fn open_at_every_past_sequence_returns_exactly_that_state() {
             other => panic!("{}: expected NotRetained, got {other:?}", backend.name),
         }
         let (seq, expected) = states.last().unwrap();
-        let past = Engine::open_at(store.clone(), ns, At::Seq(*seq), EngineOptions::default())
-            .await
-            .unwrap();
+        let past = open_past(store, ns, At::Seq(*seq)).await.unwrap();
         assert_eq!(&snapshot(&past).await, expected);
     }
 }
@@ -282,13 +255,7 @@ async fn checkpoints_pin_their_state_through_writes_compaction_gc_and_reopen() {
             Err(EngineError::NoSuchCheckpoint { .. })
         ));
         assert!(matches!(
-            Engine::open_at(
-                store.clone(),
-                ns,
-                At::Checkpoint("nope".into()),
-                EngineOptions::default()
-            )
-            .await,
+            open_past(store, ns, At::Checkpoint("nope".into())).await,
             Err(EngineError::NoSuchCheckpoint { .. })
         ));
 
@@ -307,14 +274,9 @@ async fn checkpoints_pin_their_state_through_writes_compaction_gc_and_reopen() {
         assert_eq!(snapshot(&engine).await, current);
         let listed = engine.list_checkpoints().await.unwrap();
         assert_eq!(listed, vec![cp.clone()]);
-        let at = Engine::open_at(
-            store.clone(),
-            ns,
-            At::Checkpoint("before-migration".into()),
-            EngineOptions::default(),
-        )
-        .await
-        .unwrap();
+        let at = open_past(store, ns, At::Checkpoint("before-migration".into()))
+            .await
+            .unwrap();
         assert_eq!(snapshot(&at).await, pinned, "{}", backend.name);
         assert!(admin::verify(store.clone(), ns).await.unwrap().healthy);
 
@@ -330,13 +292,7 @@ async fn checkpoints_pin_their_state_through_writes_compaction_gc_and_reopen() {
         let after = list_keys_containing(store, &format!("{ns}/")).await.len();
         assert!(after < before, "{before} -> {after}");
         assert!(matches!(
-            Engine::open_at(
-                store.clone(),
-                ns,
-                At::Checkpoint("before-migration".into()),
-                EngineOptions::default()
-            )
-            .await,
+            open_past(store, ns, At::Checkpoint("before-migration".into())).await,
             Err(EngineError::NoSuchCheckpoint { .. })
         ));
         assert_eq!(snapshot(&engine).await, current);
@@ -392,14 +348,7 @@ async fn fenced_after_gc(store: &Arc<dyn ObjectStore>, ns: &str, op: ZombieOp) {
             .map(|_| ()),
         ZombieOp::Flush => zombie.flush().await,
         ZombieOp::Compact => zombie.compact().await,
-        ZombieOp::Gc => zombie
-            .gc(GcOptions {
-                retain: Duration::ZERO,
-                orphan_grace: Duration::ZERO,
-                ..zombie.gc_options()
-            })
-            .await
-            .map(|_| ()),
+        ZombieOp::Gc => zombie.gc(keep_nothing(&zombie)).await.map(|_| ()),
     };
     assert!(
         matches!(result, Err(EngineError::Fenced { ref by, .. }) if by == "current"),
@@ -461,19 +410,7 @@ async fn rebuild_manifest_after_gc_recovers_the_newest_state() {
         let fences_before = fences(store, ns).await;
         gc_all(&engine).await;
         let m = engine.manifest_snapshot().await.unwrap();
-        let dir = wal_dir(ns);
-        for key in list_keys_containing(store, &dir).await {
-            let seq = parse_numbered(&dir, &key).unwrap();
-            if seq <= m.flushed_through {
-                // FENCEs and the VOIDs of their pipeline windows: the
-                // slots a fenced writer's puts may still aim at.
-                let kind = wal_kind(store, &key, seq).await;
-                assert!(
-                    matches!(kind, WalKind::Fence | WalKind::Void),
-                    "{key}: {kind:?}"
-                );
-            }
-        }
+        assert_flushed_wal_holds_only_markers(store, ns, m.flushed_through).await;
         assert_eq!(fences(store, ns).await, fences_before, "{}", backend.name);
         assert_eq!(snapshot(&engine).await, expected);
     }
@@ -499,18 +436,11 @@ async fn repair_after_gc_keeps_retained_history_and_checkpoints() {
         drop(engine);
         let report = admin::repair(store.clone(), ns).await.unwrap();
         assert!(report.orphans_deleted.is_empty(), "{report:?}");
-        let past = Engine::open_at(store.clone(), ns, At::Seq(ack.seq), EngineOptions::default())
+        let past = open_past(store, ns, At::Seq(ack.seq)).await.unwrap();
+        assert_eq!(snapshot(&past).await, first);
+        let cp = open_past(store, ns, At::Checkpoint("one".into()))
             .await
             .unwrap();
-        assert_eq!(snapshot(&past).await, first);
-        let cp = Engine::open_at(
-            store.clone(),
-            ns,
-            At::Checkpoint("one".into()),
-            EngineOptions::default(),
-        )
-        .await
-        .unwrap();
         assert_eq!(snapshot(&cp).await, first);
         let verify = admin::verify(store.clone(), ns).await.unwrap();
         assert!(verify.healthy && verify.orphan_files.is_empty(), "{verify:?}");

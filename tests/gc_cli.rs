@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use common::*;
-use reef::engine::{At, Engine, EngineOptions};
+use reef::engine::At;
 use reef::store::{LocalFsStore, ObjectStore};
 
 fn reef(args: &[&str]) -> Output {
@@ -37,9 +37,7 @@ async fn checkpoint_and_gc_commands() {
         Arc::new(LocalFsStore::new(dir.path().to_path_buf()).unwrap());
     let expected;
     {
-        let engine = Engine::open(store.clone(), "ns", EngineOptions::default())
-            .await
-            .unwrap();
+        let engine = open_engine(&store, "ns").await;
         engine
             .write(upsert_batch(numbered_docs("a", 10)))
             .await
@@ -90,14 +88,9 @@ async fn checkpoint_and_gc_commands() {
     assert_eq!(report["dry_run"], false);
     assert_eq!(report["kept"]["checkpoints"][0], "snap1", "{report}");
     // The checkpoint still reads; the newest state is intact.
-    let at = Engine::open_at(
-        store.clone(),
-        "ns",
-        At::Checkpoint("snap1".into()),
-        EngineOptions::default(),
-    )
-    .await
-    .unwrap();
+    let at = open_past(&store, "ns", At::Checkpoint("snap1".into()))
+        .await
+        .unwrap();
     assert_eq!(snapshot(&at).await, expected);
     let pinned = reef::engine::layout::manifest_key("ns", cp["manifest_version"].as_u64().unwrap());
     store.get(&pinned).await.expect("GC kept the pinned manifest");
@@ -112,8 +105,6 @@ async fn checkpoint_and_gc_commands() {
         store.get(&pinned).await.unwrap_err().is_not_found(),
         "the next GC frees what only the checkpoint pinned: {report}"
     );
-    let engine = Engine::open(store.clone(), "ns", EngineOptions::default())
-        .await
-        .unwrap();
+    let engine = open_engine(&store, "ns").await;
     assert_eq!(snapshot(&engine).await, expected);
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use reef::admin;
-use reef::engine::{Engine, EngineOptions, GcOptions};
+use reef::engine::{Engine, EngineOptions};
 use reef::store::{FailpointStore, MemoryStore, ObjectStore};
 use reef::types::{DocId, Document};
 
@@ -76,11 +76,7 @@ async fn lifecycle(store: Arc<dyn ObjectStore>, model: &mut Model) -> Result<(),
     upsert(&engine, model, round("c", 4, 4)).await?;
     delete(&engine, model, &["b01"]).await?;
     engine
-        .gc(GcOptions {
-            retain: Duration::ZERO,
-            orphan_grace: Duration::ZERO,
-            ..engine.gc_options()
-        })
+        .gc(keep_nothing(&engine))
         .await
         .map_err(|e| format!("gc: {e}"))?;
     engine.flush().await.map_err(|e| format!("flush 4: {e}"))?;
@@ -102,14 +98,7 @@ async fn check_recovered(inner: &Arc<dyn ObjectStore>, model: &Model, what: &str
         .unwrap_or_else(|e| panic!("{what}: write after reopen: {e}"));
     engine.flush().await.unwrap();
     engine.compact().await.unwrap();
-    engine
-        .gc(GcOptions {
-            retain: Duration::ZERO,
-            orphan_grace: Duration::ZERO,
-            ..engine.gc_options()
-        })
-        .await
-        .unwrap();
+    engine.gc(keep_nothing(&engine)).await.unwrap();
     drop(engine);
     let engine = Engine::open(inner.clone(), NS, options()).await.unwrap();
     let mut expected = expected;

@@ -1,31 +1,25 @@
 //! The `.gc` control file and the `retain=` mount option, through the
 //! filesystem core (no mount needed).
 
+#[path = "support/core_files.rs"]
+mod core_files;
+
 use std::sync::Arc;
 
-use reef::fs::{FsCore, MountOptions, OpenMode, ROOT_INO};
+use reef::fs::{FsCore, MountOptions, ROOT_INO};
 use reef::store::{MemoryStore, ObjectStore};
 
 async fn write_file(core: &FsCore, dir: u64, name: &str, content: &[u8]) {
-    let mode = OpenMode {
-        write: true,
-        truncate: true,
-        ..OpenMode::default()
-    };
-    let (attr, info) = core.create(dir, name, mode).await.expect(name);
-    core.write(info.fh, 0, content).await.expect("write");
-    core.flush(info.fh).await.expect("close commits");
-    core.release(info.fh).await.expect("release");
-    core.forget(attr.ino, 1);
+    core_files::write_file(core, dir, name, content, usize::MAX)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
 }
 
 async fn read_json(core: &FsCore, dir: u64, name: &str) -> serde_json::Value {
-    let attr = core.lookup(dir, name).await.expect(name);
-    let info = core.open(attr.ino, OpenMode::read_only()).await.expect("open");
-    let data = core.read(info.fh, 0, 1 << 20).await.expect("read");
+    let (attr, data) = core_files::read_file(core, dir, name, 1 << 20)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(data.len() as u64, attr.size, "st_size is the exact length");
-    core.release(info.fh).await.expect("release");
-    core.forget(attr.ino, 1);
     serde_json::from_slice(&data).expect("JSON")
 }
 

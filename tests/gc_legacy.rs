@@ -6,30 +6,13 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
 use reef::admin;
 use reef::engine::layout::manifest_key;
-use reef::engine::{manifest, Engine, EngineError, EngineOptions, GcOptions, Manifest};
+use reef::engine::{manifest, EngineError, Manifest};
 use reef::store::ObjectStore;
-use reef::types::Document;
-
-async fn open_as(store: &Arc<dyn ObjectStore>, ns: &str, writer: &str) -> Engine {
-    let opts = EngineOptions {
-        writer_id: Some(writer.to_string()),
-        ..EngineOptions::default()
-    };
-    Engine::open(store.clone(), ns, opts).await.expect("open")
-}
-
-async fn write_round(engine: &Engine, round: i64) {
-    let docs: Vec<Document> = (0..20)
-        .map(|k| Document::new(format!("d{k:03}")).with("round", round))
-        .collect();
-    engine.write(upsert_batch(docs)).await.expect("write");
-}
 
 /// Rewrites manifest `version` as the format before the claim fields: the
 /// same JSON without `claim`, `claims` and the marker fields, sealed again
@@ -64,14 +47,14 @@ async fn gc_deletes_legacy_flushes_and_keeps_legacy_claims_that_fence() {
         // Writer A: claim 1, flushes 2 and 3, then a write it never flushes.
         let a = open_as(store, ns, "writer-a").await;
         for round in 0..2 {
-            write_round(&a, round).await;
+            write_round(&a, round, 20).await;
             a.flush().await.expect("flush");
         }
-        write_round(&a, 2).await;
+        write_round(&a, 2, 20).await;
         // Writer B fences A: claim 4 (A's next version), flushes 5 and 6.
         let b = open_as(store, ns, "writer-b").await;
         for round in 3..5 {
-            write_round(&b, round).await;
+            write_round(&b, round, 20).await;
             b.flush().await.expect("flush");
         }
         drop(b);
@@ -86,17 +69,10 @@ async fn gc_deletes_legacy_flushes_and_keeps_legacy_claims_that_fence() {
         // Writer C opens on that legacy history (claim 7), flushes (8) and
         // collects everything it can.
         let c = open_as(store, ns, "writer-c").await;
-        write_round(&c, 5).await;
+        write_round(&c, 5, 20).await;
         c.flush().await.expect("flush");
         let before = snapshot(&c).await;
-        let report = c
-            .gc(GcOptions {
-                retain: Duration::ZERO,
-                orphan_grace: Duration::ZERO,
-                ..c.gc_options()
-            })
-            .await
-            .expect("gc");
+        let report = c.gc(keep_nothing(&c)).await.expect("gc");
         assert!(report.complete, "{name}: {report:?}");
         // A, fenced by legacy claim 4, still fails its flush (its next
         // version is 4), its writes and its GC, and deletes nothing.

@@ -13,12 +13,11 @@ mod s3;
 mod source;
 
 use std::io::Read;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mounted::{fuse_available, write_close, Mounted};
+use mounted::{fuse_available, read_text, write_close, Mounted};
 use source::Source;
 
 impl Source {
@@ -118,10 +117,6 @@ fn parse(text: &str) -> Vec<Line> {
         .collect()
 }
 
-fn read_text(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
 fn ops(lines: &[Line]) -> Vec<(String, String)> {
     lines.iter().map(|l| (l.op.clone(), l.id.clone())).collect()
 }
@@ -209,7 +204,7 @@ fn changes_on_a_local_store() {
     if !fuse_available() {
         return;
     }
-    changes_follow_every_commit(&Source::Local(tempfile::tempdir().unwrap()));
+    changes_follow_every_commit(&source::local());
 }
 
 #[test]
@@ -217,13 +212,10 @@ fn changes_on_s3() {
     if !fuse_available() {
         return;
     }
-    let Some(server) = s3::shared() else {
+    let Some(source) = source::s3("changes") else {
         return;
     };
-    changes_follow_every_commit(&Source::S3 {
-        server,
-        prefix: s3::unique_prefix("changes"),
-    });
+    changes_follow_every_commit(&source);
 }
 
 /// After GC with `retain=0` the lines start at the oldest retained change,
@@ -233,7 +225,7 @@ fn a_resume_point_gc_collected_is_refused() {
     if !fuse_available() {
         return;
     }
-    let source = Source::Local(tempfile::tempdir().unwrap());
+    let source = source::local();
     let m = Mounted::new(source.open(), "retain=0");
     let ns = m.join("n");
     std::fs::create_dir(&ns).unwrap();

@@ -8,37 +8,25 @@
 mod mounted;
 #[path = "support/s3.rs"]
 mod s3;
+#[path = "support/source.rs"]
+mod source;
 
 use std::io::ErrorKind;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
-use mounted::{fuse_available, write_close, Mounted};
-use reef::store::{LocalFsStore, ObjectStore};
+use mounted::{fuse_available, names, run_control, write_close, Mounted};
+use source::Source;
 
 fn errno(e: &std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(0)
 }
 
-fn names(dir: &Path) -> Vec<String> {
-    let mut out: Vec<String> = std::fs::read_dir(dir)
-        .expect("readdir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    out.sort();
-    out
-}
-
-fn run_control(ns: &Path, name: &str) {
-    write_close(&ns.join(name), b"").unwrap_or_else(|e| panic!("{name}: {e}"));
-}
-
 const OLD_A: &[u8] = b"{\"v\": 1,  \"note\": \"as written\"}\n";
 const OLD_B: &[u8] = b"{\"deep\": true}";
 
-fn snapshots_survive_everything(open: &dyn Fn() -> Arc<dyn ObjectStore>) {
-    let m = Mounted::new(open(), "retain=0");
+fn snapshots_survive_everything(source: &Source) {
+    let m = Mounted::new(source.open(), "retain=0");
     let ns = m.join("n");
     std::fs::create_dir(&ns).expect("mkdir namespace");
     std::fs::create_dir(ns.join("sub")).expect("mkdir sub");
@@ -119,7 +107,7 @@ fn snapshots_survive_everything(open: &dyn Fn() -> Arc<dyn ObjectStore>) {
     m.unmount();
 
     // A remount (a new daemon over the same store) still shows it.
-    let m = Mounted::new(open(), "retain=0");
+    let m = Mounted::new(source.open(), "retain=0");
     let ns = m.join("n");
     run_control(&ns, ".gc");
     let snaps = ns.join(".snapshots");
@@ -146,11 +134,7 @@ fn snapshots_on_a_local_store() {
     if !fuse_available() {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().to_path_buf();
-    snapshots_survive_everything(&|| {
-        Arc::new(LocalFsStore::new(root.clone()).expect("local store")) as Arc<dyn ObjectStore>
-    });
+    snapshots_survive_everything(&source::local());
 }
 
 #[test]
@@ -158,9 +142,8 @@ fn snapshots_on_s3() {
     if !fuse_available() {
         return;
     }
-    let Some(server) = s3::shared() else {
+    let Some(source) = source::s3("snapshots") else {
         return;
     };
-    let prefix = s3::unique_prefix("snapshots");
-    snapshots_survive_everything(&|| server.s3_store(&prefix));
+    snapshots_survive_everything(&source);
 }

@@ -10,34 +10,24 @@
 mod mounted;
 #[path = "support/s3.rs"]
 mod s3;
+#[path = "support/source.rs"]
+mod source;
 
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use mounted::{fuse_available, write_close, Mounted};
-use reef::store::{LocalFsStore, MeteredStore, ObjectStore};
+use mounted::{fuse_available, names, run_control, write_close, Mounted};
+use reef::store::MeteredStore;
+use source::Source;
 
 fn errno(e: &std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(0)
 }
 
-fn names(dir: &Path) -> Vec<String> {
-    let mut out: Vec<String> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("readdir {}: {e}", dir.display()))
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    out.sort();
-    out
-}
-
 fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-fn run_control(ns: &Path, name: &str) {
-    write_close(&ns.join(name), b"").unwrap_or_else(|e| panic!("{name}: {e}"));
 }
 
 /// The newest committed WAL sequence of the namespace at `ns`.
@@ -62,8 +52,8 @@ const V1: &[u8] = b"{\"v\": 1,  \"note\": \"as written\"}\n";
 const B: &[u8] = b"{\"deep\": true}";
 const V2: &[u8] = b"{\"v\": 2}";
 
-fn versions_by_seq_and_time(open: &dyn Fn() -> Arc<dyn ObjectStore>) {
-    let metered = Arc::new(MeteredStore::new(open()));
+fn versions_by_seq_and_time(source: &Source) {
+    let metered = Arc::new(MeteredStore::new(source.open()));
     let m = Mounted::new(metered.clone(), "");
     let ns = m.join("n");
     std::fs::create_dir(&ns).expect("mkdir namespace");
@@ -223,7 +213,7 @@ fn versions_by_seq_and_time(open: &dyn Fn() -> Arc<dyn ObjectStore>) {
     m.unmount();
 
     // A remount still shows every retained point.
-    let m = Mounted::new(open(), "");
+    let m = Mounted::new(source.open(), "");
     let versions = m.join("n/.versions");
     assert_eq!(read(&versions.join(s1.to_string()).join("a.json")), V1);
     assert_eq!(read(&versions.join(&at1).join("a.json")), V1);
@@ -235,11 +225,7 @@ fn versions_on_a_local_store() {
     if !fuse_available() {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().to_path_buf();
-    versions_by_seq_and_time(&|| {
-        Arc::new(LocalFsStore::new(root.clone()).expect("local store")) as Arc<dyn ObjectStore>
-    });
+    versions_by_seq_and_time(&source::local());
 }
 
 #[test]
@@ -247,11 +233,10 @@ fn versions_on_s3() {
     if !fuse_available() {
         return;
     }
-    let Some(server) = s3::shared() else {
+    let Some(source) = source::s3("versions") else {
         return;
     };
-    let prefix = s3::unique_prefix("versions");
-    versions_by_seq_and_time(&|| server.s3_store(&prefix));
+    versions_by_seq_and_time(&source);
 }
 
 /// With `retain=0`, GC leaves only the newest state: older points are
@@ -327,8 +312,8 @@ fn points_out_of_retention_are_enoent_and_logged_once() {
 /// A view held open (a file of it open, so the kernel holds the view) while
 /// GC runs with `retain=0` stays readable: even files of it not read
 /// before, whose segments compaction replaced and GC would delete.
-fn a_held_view_survives_gc(open: &dyn Fn() -> Arc<dyn ObjectStore>) {
-    let m = Mounted::new(open(), "retain=0");
+fn a_held_view_survives_gc(source: &Source) {
+    let m = Mounted::new(source.open(), "retain=0");
     let ns = m.join("n");
     std::fs::create_dir(&ns).unwrap();
     write_close(&ns.join("a.json"), V1).unwrap();
@@ -360,11 +345,7 @@ fn a_held_view_survives_gc_on_a_local_store() {
     if !fuse_available() {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().to_path_buf();
-    a_held_view_survives_gc(&|| {
-        Arc::new(LocalFsStore::new(root.clone()).expect("local store")) as Arc<dyn ObjectStore>
-    });
+    a_held_view_survives_gc(&source::local());
 }
 
 #[test]
@@ -372,9 +353,8 @@ fn a_held_view_survives_gc_on_s3() {
     if !fuse_available() {
         return;
     }
-    let Some(server) = s3::shared() else {
+    let Some(source) = source::s3("held-view") else {
         return;
     };
-    let prefix = s3::unique_prefix("held-view");
-    a_held_view_survives_gc(&|| server.s3_store(&prefix));
+    a_held_view_survives_gc(&source);
 }

@@ -320,9 +320,7 @@ async fn an_import_interrupted_by_a_failed_wal_put_finishes_when_run_again() {
     let fp = Arc::new(FailpointStore::new(base.clone()));
     let store: Arc<dyn ObjectStore> = fp.clone();
     let first = {
-        let engine = Engine::open(store.clone(), "ns", EngineOptions::default())
-            .await
-            .unwrap();
+        let engine = open_engine(&store, "ns").await;
         // The 4th batch's WAL put fails.
         fp.fail_nth_put_matching("ns/wal/", 4);
         transfer::import_jsonl(&engine, &mut &text[..], Path::new("-"), opts, &|_| {}).await
@@ -337,9 +335,7 @@ async fn an_import_interrupted_by_a_failed_wal_put_finishes_when_run_again() {
     assert_eq!(done.imported, 1_500);
     assert_eq!(contents(&base, "ns").await.len(), 1_500, "whole batches only");
 
-    let engine = Engine::open(base.clone(), "ns", EngineOptions::default())
-        .await
-        .unwrap();
+    let engine = open_engine(&base, "ns").await;
     let second = transfer::import_jsonl(&engine, &mut &text[..], Path::new("-"), opts, &|_| {})
         .await
         .unwrap();
@@ -353,9 +349,7 @@ async fn an_import_interrupted_by_a_failed_wal_put_finishes_when_run_again() {
     for (line, (id, json, _)) in text.split(|&b| b == b'\n').zip(&stored) {
         assert_eq!(json.as_slice(), line, "{id}");
     }
-    let engine = Engine::open(base.clone(), "ns", EngineOptions::default())
-        .await
-        .unwrap();
+    let engine = open_engine(&base, "ns").await;
     assert_unique_ids(&engine).await;
     assert!(engine.get(&DocId::from("doc/04999")).await.unwrap().is_some());
 }
@@ -376,9 +370,7 @@ async fn export_reads_an_earlier_seq_and_a_checkpoint_while_a_writer_goes_on() {
     // A live writer holds the namespace (as a mount would) and keeps
     // writing; exports only read, so it is not fenced.
     let store = local(tmp.path());
-    let writer = Engine::open(store.clone(), "ns", EngineOptions::default())
-        .await
-        .unwrap();
+    let writer = open_engine(&store, "ns").await;
     writer
         .write(reef::types::WriteBatch::new().put_json("d", &b"{}"[..], None))
         .await

@@ -2,56 +2,22 @@
 //! even when flushes are slower than the writers, and it is counted by the
 //! engine (`memtable_peak_bytes`, `throttled_writes` in `stats`).
 
-use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
+#[path = "support/core_files.rs"]
+mod core_files;
+#[path = "support/hooked_store.rs"]
+mod hooked_store;
+#[path = "support/poll.rs"]
+mod poll;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use bytes::Bytes;
+use hooked_store::{HookedStore, PutGate, ReadSizes};
+use poll::wait_until_async;
 use reef::engine::{Engine, EngineOptions};
-use reef::store::{MemoryStore, ObjectMeta, ObjectStore, StoreResult};
+use reef::store::{MemoryStore, ObjectStore};
 use reef::types::{DocId, Document, WriteBatch};
-use tokio::sync::Semaphore;
-
-/// A memory store whose segment uploads wait until the test opens the gate,
-/// so a flush is as slow as the test wants while WAL writes go on.
-#[derive(Debug)]
-struct GatedSegments {
-    inner: MemoryStore,
-    gate: Semaphore,
-    waiting: AtomicUsize,
-}
-
-#[async_trait]
-impl ObjectStore for GatedSegments {
-    async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
-        if key.contains("/segments/") {
-            self.waiting.fetch_add(1, Ordering::SeqCst);
-            let permit = self.gate.acquire().await.expect("gate open");
-            drop(permit);
-        }
-        self.inner.put(key, data).await
-    }
-    async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
-        self.inner.put_if_absent(key, data).await
-    }
-    async fn get(&self, key: &str) -> StoreResult<Bytes> {
-        self.inner.get(key).await
-    }
-    async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
-        self.inner.get_range(key, range).await
-    }
-    async fn list(&self, prefix: &str, offset: Option<&str>) -> StoreResult<Vec<ObjectMeta>> {
-        self.inner.list(prefix, offset).await
-    }
-    async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.inner.delete(key).await
-    }
-    fn describe(&self) -> String {
-        "gated memory store".into()
-    }
-}
 
 fn stat(engine: &Engine, key: &str) -> u64 {
     engine.stats()[key]
@@ -59,25 +25,15 @@ fn stat(engine: &Engine, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("stats has {key}"))
 }
 
-async fn poll_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memtable_stays_within_its_byte_bound_while_a_flush_is_stuck() {
     const THRESHOLD: usize = 64 << 10;
     const WRITERS: usize = 8;
     const BATCH_DOCS: usize = 4;
-    let store = Arc::new(GatedSegments {
-        inner: MemoryStore::new(),
-        gate: Semaphore::new(0),
-        waiting: AtomicUsize::new(0),
-    });
+    // Segment uploads wait until the test opens the gate, so a flush is as
+    // slow as the test wants while WAL writes go on.
+    let store = HookedStore::new(Arc::new(MemoryStore::new()), PutGate::new("/segments/"));
+    store.hooks.gate.hold_all();
     let engine = Engine::open(
         store.clone() as Arc<dyn ObjectStore>,
         "bounded",
@@ -110,11 +66,9 @@ async fn memtable_stays_within_its_byte_bound_while_a_flush_is_stuck() {
         })
         .collect();
 
-    poll_until("a flush to reach the gate", || {
-        store.waiting.load(Ordering::SeqCst) > 0
-    })
-    .await;
-    poll_until("a writer to wait for room", || {
+    // A flush reached the gate.
+    store.hooks.gate.held().await;
+    wait_until_async("a writer to wait for room", Duration::from_secs(30), || {
         stat(&engine, "throttled_writes") > 0 || writers.iter().all(|w| w.is_finished())
     })
     .await;
@@ -128,7 +82,7 @@ async fn memtable_stays_within_its_byte_bound_while_a_flush_is_stuck() {
     let bound = 2 * THRESHOLD as u64 + slack;
     assert!(stat(&engine, "memtable_bytes") <= bound);
 
-    store.gate.add_permits(1 << 20);
+    store.hooks.gate.open_for_good();
     for w in writers {
         w.await.expect("writer");
     }
@@ -148,59 +102,12 @@ async fn memtable_stays_within_its_byte_bound_while_a_flush_is_stuck() {
     );
 }
 
-/// A memory store that records the largest response of any read.
-#[derive(Debug)]
-struct ReadRecorder {
-    inner: MemoryStore,
-    largest: AtomicUsize,
-    total: AtomicUsize,
-}
-
-impl ReadRecorder {
-    fn saw(&self, data: &Bytes) {
-        self.largest.fetch_max(data.len(), Ordering::SeqCst);
-        self.total.fetch_add(data.len(), Ordering::SeqCst);
-    }
-}
-
-#[async_trait]
-impl ObjectStore for ReadRecorder {
-    async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
-        self.inner.put(key, data).await
-    }
-    async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
-        self.inner.put_if_absent(key, data).await
-    }
-    async fn get(&self, key: &str) -> StoreResult<Bytes> {
-        let data = self.inner.get(key).await?;
-        self.saw(&data);
-        Ok(data)
-    }
-    async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
-        let data = self.inner.get_range(key, range).await?;
-        self.saw(&data);
-        Ok(data)
-    }
-    async fn list(&self, prefix: &str, offset: Option<&str>) -> StoreResult<Vec<ObjectMeta>> {
-        self.inner.list(prefix, offset).await
-    }
-    async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.inner.delete(key).await
-    }
-    fn describe(&self) -> String {
-        "recording memory store".into()
-    }
-}
-
 #[tokio::test]
 async fn verify_reads_a_namespace_larger_than_its_memory_bound_in_bounded_chunks() {
     // verify reads at most 1 MiB of blocks at once (or one block).
     const READ_BOUND: usize = (1 << 20) + (64 << 10);
-    let store = Arc::new(ReadRecorder {
-        inner: MemoryStore::new(),
-        largest: AtomicUsize::new(0),
-        total: AtomicUsize::new(0),
-    });
+    // Records the largest answer of any read.
+    let store = HookedStore::new(Arc::new(MemoryStore::new()), ReadSizes::of_keys_containing(""));
     let dyn_store = store.clone() as Arc<dyn ObjectStore>;
     let engine = Engine::open(
         dyn_store.clone(),
@@ -235,23 +142,22 @@ async fn verify_reads_a_namespace_larger_than_its_memory_bound_in_bounded_chunks
     );
     drop(engine);
 
-    store.largest.store(0, Ordering::SeqCst);
-    store.total.store(0, Ordering::SeqCst);
+    store.hooks.reset();
     let report = reef::admin::verify(dyn_store.clone(), "big").await.unwrap();
     assert!(report.healthy, "{:?}", report.issues);
     assert_eq!(report.live_documents_in_segments, docs as u64);
-    let largest = store.largest.load(Ordering::SeqCst);
+    let largest = store.hooks.largest();
     assert!(largest <= READ_BOUND, "verify read {largest} bytes at once");
     // It still read every byte of every segment.
-    assert!(store.total.load(Ordering::SeqCst) as u64 >= segment_bytes);
+    assert!(store.hooks.total() as u64 >= segment_bytes);
 
     // And a damaged block in the middle is still found.
     let seg = &m.segments[0];
     let key = format!("big/segments/{}", seg.id);
-    let mut data = store.inner.get(&key).await.unwrap().to_vec();
+    let mut data = store.inner().get(&key).await.unwrap().to_vec();
     let middle = data.len() / 2;
     data[middle] ^= 0x55;
-    store.inner.put(&key, Bytes::from(data)).await.unwrap();
+    store.inner().put(&key, Bytes::from(data)).await.unwrap();
     let report = reef::admin::verify(dyn_store, "big").await.unwrap();
     assert!(!report.healthy);
     assert!(
@@ -266,42 +172,25 @@ async fn verify_reads_a_namespace_larger_than_its_memory_bound_in_bounded_chunks
 
 /// `.stats` of namespace `ns` read through the core, as JSON.
 async fn core_stats(core: &reef::fs::FsCore, ns: u64) -> serde_json::Value {
-    let attr = core.lookup(ns, ".stats").await.expect(".stats");
-    let info = core
-        .open(attr.ino, reef::fs::OpenMode::read_only())
+    let (_, out) = core_files::read_file(core, ns, ".stats", 1 << 16)
         .await
-        .expect("open .stats");
-    let mut out = Vec::new();
-    loop {
-        let chunk = core.read(info.fh, out.len() as u64, 1 << 16).await.unwrap();
-        if chunk.is_empty() {
-            break;
-        }
-        out.extend(chunk);
-    }
-    core.release(info.fh).await.unwrap();
-    core.forget(attr.ino, 1);
+        .expect(".stats");
     serde_json::from_slice(&out).expect(".stats is JSON")
 }
 
 #[tokio::test]
 async fn an_inode_the_kernel_holds_costs_about_200_bytes_and_forgetting_frees_it() {
-    use reef::fs::{CoreConfig, FsCore, OpenMode, ROOT_INO};
+    use reef::fs::{CoreConfig, FsCore, ROOT_INO};
     const FILES: usize = 20_000;
     let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
     let core = FsCore::new(store, CoreConfig::default());
     let ns = core.mkdir(ROOT_INO, "ns").await.unwrap().ino;
-    let create = OpenMode {
-        write: true,
-        truncate: true,
-        ..OpenMode::default()
-    };
     // Like `cp` of many files: each is created, written and closed, and
     // the kernel keeps its inode (no forget).
     let mut inos = Vec::with_capacity(FILES);
     for k in 0..FILES {
         let (attr, info) = core
-            .create(ns, &format!("d{k:06}.json"), create)
+            .create(ns, &format!("d{k:06}.json"), core_files::trunc())
             .await
             .unwrap();
         core.write(info.fh, 0, format!("{{\"n\": {k}}}").as_bytes())

@@ -6,17 +6,20 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reef::engine::{Engine, EngineOptions};
+use reef::fs::mount_at;
 use reef::store::{LocalFsStore, ObjectStore};
 
 #[path = "support/mounted.rs"]
 mod mounted;
+#[path = "support/poll.rs"]
+mod poll;
 use mounted::{fuse_available, write_close, Mounted};
+use poll::wait_until;
 
 const REEF: &str = env!("CARGO_BIN_EXE_reef");
 
@@ -82,15 +85,6 @@ impl Scrape {
 
 fn ns(series: &str) -> String {
     format!("{series}{{namespace=\"articles\"}}")
-}
-
-/// Polls `cond` every 50 ms until it holds or `timeout` passes.
-fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -314,13 +308,10 @@ fn a_bad_or_busy_metrics_address_fails_the_mount_and_mounts_nothing() {
         err.contains(&format!("cannot serve metrics on 127.0.0.1:{port}")),
         "{err}"
     );
-    assert!(!mounted_at(mnt.path()), "a failed mount left a mount behind");
-}
-
-fn mounted_at(path: &Path) -> bool {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let path = path.to_string_lossy();
-    info.lines().any(|l| l.split(' ').nth(4) == Some(&*path))
+    assert!(
+        mount_at(mnt.path()).is_none(),
+        "a failed mount left a mount behind"
+    );
 }
 
 /// A detached `reef mount` daemon; unmounted (lazily) on drop.
@@ -331,7 +322,7 @@ struct Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if mounted_at(self.mnt.path()) {
+        if mount_at(self.mnt.path()).is_some() {
             let _ = Command::new("fusermount3")
                 .arg("-u")
                 .arg("-z")
@@ -366,7 +357,7 @@ fn reef_mount_serves_metrics_and_refuses_a_bad_address() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("metrics=definitely not an address"), "{stderr}");
-    assert!(!mounted_at(d.mnt.path()));
+    assert!(mount_at(d.mnt.path()).is_none());
 
     let port = free_port();
     let out = Command::new(REEF)

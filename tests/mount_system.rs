@@ -16,8 +16,12 @@
 //! reef into the system (`mount-scripts/install.sh`: /usr/local/bin/reef and
 //! /sbin/mount.fuse.reef), because mount(8) runs its helpers without PATH.
 
+#[path = "support/poll.rs"]
+mod poll;
 #[path = "support/s3.rs"]
 mod s3;
+#[path = "support/source.rs"]
+mod source;
 
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -129,18 +133,6 @@ fn install_system() {
     assert!(link.to_string_lossy().ends_with("mount.fuse3"), "{link:?}");
 }
 
-/// Polls `cond` every 10 ms until it holds; panics after `timeout`.
-fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 static NEXT_LOG: AtomicU64 = AtomicU64::new(0);
 
 /// Runs `cmd` with stdin from /dev/null and stdout+stderr into a file (not a
@@ -203,22 +195,8 @@ fn run_ok(cmd: &mut Command) -> String {
 
 #[path = "support/mountinfo.rs"]
 mod mountinfo;
-use mountinfo::unescape;
-
-/// (fs type, source) of what is mounted at `path`, if anything.
-fn mount_at(path: &Path) -> Option<(String, String)> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    text.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let point = unescape(left.split(' ').nth(4)?);
-            let mut right = right.split(' ');
-            let fstype = right.next()?.to_string();
-            let source = unescape(right.next().unwrap_or(""));
-            (Path::new(&point) == path).then_some((fstype, source))
-        })
-        .next_back()
-}
+use mountinfo::mount_at;
+use poll::wait_until;
 
 fn proc_state(pid: i32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -381,6 +359,15 @@ impl Fixture {
         assert!(!self.mounted(), "{} is still mounted", self.mnt.display());
     }
 
+    /// Checks the reef mount, uses it, and unmounts it with umount(8): the
+    /// daemon stops and the document written through it is stored.
+    fn use_then_umount(&self) {
+        self.assert_reef_mounted();
+        use_the_mount(&self.mnt);
+        self.umount_stops_daemon();
+        assert_eq!(self.live_documents("notes"), 1);
+    }
+
     /// `reef stats SRC NS`: the namespace's live document count.
     fn live_documents(&self, ns: &str) -> u64 {
         let out = run_ok(Command::new(REEF).args(["stats", self.src_str(), ns]));
@@ -541,10 +528,7 @@ fn mount_t_fuse_reef_then_umount_stops_the_daemon() {
         "-o",
         "rw,noatime",
     ]));
-    fix.assert_reef_mounted();
-    use_the_mount(&fix.mnt);
-    fix.umount_stops_daemon();
-    assert_eq!(fix.live_documents("notes"), 1);
+    fix.use_then_umount();
 }
 
 #[test]
@@ -555,10 +539,7 @@ fn mount_t_fuse_with_reef_hash_source() {
     let fix = Fixture::new();
     let source = format!("reef#{}", fix.src_str());
     run_ok(Command::new("mount").args(["-t", "fuse", &source, fix.mnt_str()]));
-    fix.assert_reef_mounted();
-    use_the_mount(&fix.mnt);
-    fix.umount_stops_daemon();
-    assert_eq!(fix.live_documents("notes"), 1);
+    fix.use_then_umount();
 }
 
 #[test]
@@ -566,17 +547,17 @@ fn mount_t_fuse_reef_on_s3_passes_the_aws_environment() {
     if !system_mount_ready() {
         return;
     }
-    let Some(server) = s3::shared() else {
+    let Some(s3) = source::s3("mount8") else {
         return;
     };
     let fix = Fixture::new();
-    let source = format!("s3://{}/{}", s3::BUCKET, s3::unique_prefix("mount8"));
+    let source = s3.url();
     // mount(8) strips PATH, HOME and SHELL from its helpers' environment but
     // must pass AWS_* through mount.fuse3 to reef.
     run_ok(
         Command::new("mount")
             .args(["-t", "fuse.reef", &source, fix.mnt_str()])
-            .envs(server.env()),
+            .envs(s3.env()),
     );
     let (fstype, shown) = mount_at(&fix.mnt).expect("mounted");
     assert_eq!(
@@ -585,7 +566,7 @@ fn mount_t_fuse_reef_on_s3_passes_the_aws_environment() {
     );
     use_the_mount(&fix.mnt);
     fix.umount_stops_daemon();
-    let out = run_ok(Command::new(REEF).args(["ls", &source]).envs(server.env()));
+    let out = run_ok(Command::new(REEF).args(["ls", &source]).envs(s3.env()));
     assert_eq!(out.trim(), "notes", "reef ls {source}");
 }
 
@@ -612,10 +593,7 @@ fn fstab_lines_with_fstab_and_systemd_options_mount() {
     .expect("write fstab");
     for fix in [&plain, &hashed] {
         run_ok(Command::new("mount").arg("-T").arg(&fstab).arg(&fix.mnt));
-        fix.assert_reef_mounted();
-        use_the_mount(&fix.mnt);
-        fix.umount_stops_daemon();
-        assert_eq!(fix.live_documents("notes"), 1);
+        fix.use_then_umount();
     }
 }
 
@@ -626,10 +604,7 @@ fn reef_mount_then_umount_stops_the_daemon() {
     }
     let fix = Fixture::new();
     fix.reef_mount(fix.src_str());
-    fix.assert_reef_mounted();
-    use_the_mount(&fix.mnt);
-    fix.umount_stops_daemon();
-    assert_eq!(fix.live_documents("notes"), 1);
+    fix.use_then_umount();
 }
 
 // ---------------------------------------------------------------------------
@@ -824,17 +799,9 @@ fn crash_script_on_s3() {
     if !fuse_ready() {
         return;
     }
-    let Some(server) = s3::shared() else {
+    let Some(s3) = source::s3("crash") else {
         return;
     };
     let fix = Fixture::new();
-    let source = format!("s3://{}/{}", s3::BUCKET, s3::unique_prefix("crash"));
-    crash_script(&fix, &source, &server.env());
-}
-
-#[test]
-fn unescape_decodes_mountinfo() {
-    assert_eq!(unescape(r"/mnt/a\040b"), "/mnt/a b");
-    assert_eq!(unescape(r"/x\\"), r"/x\\");
-    assert_eq!(unescape(r"/end\134"), r"/end\");
+    crash_script(&fix, &s3.url(), &s3.env());
 }

@@ -13,48 +13,20 @@
 
 #[path = "support/fault_proxy.rs"]
 mod fault_proxy;
+#[path = "support/proxied_s3.rs"]
+mod proxied_s3;
 #[path = "support/s3.rs"]
 mod s3;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fault_proxy::{Fault, FaultProxy, Rule};
+use fault_proxy::{Fault, Rule};
+use proxied_s3::proxied_s3;
 use reef::admin;
 use reef::engine::{Engine, EngineOptions};
 use reef::store::ObjectStore;
 use reef::types::{DocId, Document, WriteBatch};
-
-struct Setup {
-    proxy: FaultProxy,
-    faulty: Arc<dyn ObjectStore>,
-    clean: Arc<dyn ObjectStore>,
-}
-
-fn setup(name: &str) -> Option<Setup> {
-    let server = s3::shared()?;
-    let upstream: SocketAddr = server
-        .endpoint
-        .trim_start_matches("http://")
-        .parse()
-        .expect("moto address");
-    let proxy = FaultProxy::start(upstream);
-    let prefix = s3::unique_prefix(name);
-    let description = format!("s3://{}/{prefix}", server.bucket);
-    let faulty = reef::store::s3_store(
-        server.builder().with_endpoint(proxy.endpoint()),
-        &prefix,
-        &description,
-    )
-    .expect("store through the proxy");
-    let clean = server.s3_store(&prefix);
-    Some(Setup {
-        proxy,
-        faulty,
-        clean,
-    })
-}
 
 fn opts() -> EngineOptions {
     EngineOptions {
@@ -112,7 +84,7 @@ const WRITE_FAULTS: [Fault; 5] = [
 /// after a later write that reuses the sequence.
 #[tokio::test(flavor = "multi_thread")]
 async fn wal_puts_under_faults_are_acknowledged_and_durable_or_refused_and_absent() {
-    let Some(s) = setup("faults-wal") else {
+    let Some(s) = proxied_s3("faults-wal") else {
         return;
     };
     for (i, fault) in WRITE_FAULTS.iter().enumerate() {
@@ -171,7 +143,7 @@ async fn wal_puts_under_faults_are_acknowledged_and_durable_or_refused_and_absen
 /// they succeed or fail, and either way every acknowledged write stays.
 #[tokio::test(flavor = "multi_thread")]
 async fn flush_and_compaction_under_faults_lose_no_acknowledged_write() {
-    let Some(s) = setup("faults-maint") else {
+    let Some(s) = proxied_s3("faults-maint") else {
         return;
     };
     let mut round = 0;
@@ -240,7 +212,7 @@ async fn flush_and_compaction_under_faults_lose_no_acknowledged_write() {
 /// never wrong data.
 #[tokio::test(flavor = "multi_thread")]
 async fn reads_under_faults_return_the_document_or_an_error() {
-    let Some(s) = setup("faults-read") else {
+    let Some(s) = proxied_s3("faults-read") else {
         return;
     };
     let ns = "reads";
@@ -300,7 +272,7 @@ async fn reads_under_faults_return_the_document_or_an_error() {
 /// write of the same mount reuses the slot and replaces it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_put_unanswered_until_reef_gives_up_is_settled_by_the_next_write() {
-    let Some(s) = setup("faults-unanswered") else {
+    let Some(s) = proxied_s3("faults-unanswered") else {
         return;
     };
     let ns = "unanswered";

@@ -8,7 +8,6 @@ use std::process::Command;
 use std::sync::Arc;
 
 use common::*;
-use reef::engine::{Engine, EngineOptions};
 use reef::store::{LocalFsStore, ObjectStore};
 use reef::types::Document;
 
@@ -18,9 +17,7 @@ async fn stats_counts_live_documents_and_bytes_across_pages_segments_and_wal() {
     let store: Arc<dyn ObjectStore> =
         Arc::new(LocalFsStore::new(dir.path().to_path_buf()).unwrap());
     let (docs, bytes) = {
-        let engine = Engine::open(store.clone(), "ns", EngineOptions::default())
-            .await
-            .unwrap();
+        let engine = open_engine(&store, "ns").await;
         // Three segments and a WAL tail, more than two pages of ids, with
         // overwrites of other sizes and deletes in every layer.
         engine

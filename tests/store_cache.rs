@@ -3,14 +3,14 @@
 //! conformance on every backend, including S3 via moto (tests/support/s3.rs;
 //! run with REEF_REQUIRE_S3=1 so it cannot be skipped silently).
 
-#[path = "support/s3.rs"]
-mod s3;
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::{localfs_backend, s3_backend, TestStore};
 use reef::store::{
     DiskCacheStore, FailpointStore, LatencyStore, LocalFsStore, MemoryStore, MeteredStore,
     ObjectStore, ObjectStoreAdapter, StoreError,
@@ -569,29 +569,11 @@ async fn list_prefixes_case(store: Arc<dyn ObjectStore>) {
     assert_eq!(namespaces, ["ns", "ns2"]);
 }
 
-/// A store plus whatever must live as long as it (a temp directory).
-struct Backend {
-    store: Arc<dyn ObjectStore>,
-    _dir: Option<TempDir>,
+fn backend(store: impl ObjectStore + 'static) -> Option<TestStore> {
+    Some(TestStore::new("backend", Arc::new(store)))
 }
 
-fn backend(store: impl ObjectStore + 'static) -> Option<Backend> {
-    Some(Backend {
-        store: Arc::new(store),
-        _dir: None,
-    })
-}
-
-fn local_backend() -> Option<Backend> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = LocalFsStore::new(dir.path().join("root")).expect("local store");
-    Some(Backend {
-        store: Arc::new(store),
-        _dir: Some(dir),
-    })
-}
-
-fn wrapped_backend() -> Option<Backend> {
+fn wrapped_backend() -> Option<TestStore> {
     let latency = LatencyStore::new(
         Arc::new(MemoryStore::new()),
         Duration::ZERO..Duration::from_millis(2),
@@ -600,24 +582,13 @@ fn wrapped_backend() -> Option<Backend> {
     backend(MeteredStore::new(Arc::new(failpoint)))
 }
 
-fn disk_cache_backend() -> Option<Backend> {
+fn disk_cache_backend() -> Option<TestStore> {
     let dir = tempfile::tempdir().expect("tempdir");
     let inner = Arc::new(ObjectStoreAdapter::new(Arc::new(
         object_store::memory::InMemory::new(),
     )));
     let cache = DiskCacheStore::new(inner, dir.path().join("cache"), 1 << 20).expect("cache");
-    Some(Backend {
-        store: Arc::new(cache),
-        _dir: Some(dir),
-    })
-}
-
-fn moto_backend() -> Option<Backend> {
-    let server = s3::shared()?;
-    Some(Backend {
-        store: server.s3_store(&s3::unique_prefix("prefixes")),
-        _dir: None,
-    })
+    Some(TestStore::in_dir("disk cache", Arc::new(cache), dir))
 }
 
 macro_rules! list_prefixes_suite {
@@ -640,11 +611,11 @@ macro_rules! list_prefixes_suite {
 
 list_prefixes_suite! {
     memory: backend(MemoryStore::new()),
-    local: local_backend(),
+    local: Some(localfs_backend()),
     adapter_in_memory: backend(ObjectStoreAdapter::new(Arc::new(object_store::memory::InMemory::new()))),
     metered_failpoint_latency: wrapped_backend(),
     disk_cache: disk_cache_backend(),
-    s3_moto: moto_backend(),
+    s3_moto: s3_backend(),
 }
 
 /// The local store answers from directories, which a crash or a racing

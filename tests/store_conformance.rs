@@ -7,66 +7,46 @@
 //! If-None-Match before writing, not atomically, so the concurrent
 //! create-if-absent race is proven only on the memory and local stores.
 
-#[path = "support/s3.rs"]
-mod s3;
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::{localfs_backend, memory_backend, s3, s3_backend, TestStore};
 use reef::store::{
-    LatencyStore, LocalFsStore, MemoryStore, MeteredStore, ObjectStore, ObjectStoreAdapter,
-    StoreError,
+    LatencyStore, MemoryStore, MeteredStore, ObjectStore, ObjectStoreAdapter, StoreError,
 };
-use tempfile::TempDir;
 
-/// A store plus whatever must live as long as it (a temp directory).
-struct Backend {
-    store: Arc<dyn ObjectStore>,
-    _dir: Option<TempDir>,
+fn memory() -> Option<TestStore> {
+    Some(memory_backend())
 }
 
-fn memory() -> Option<Backend> {
-    Some(Backend {
-        store: Arc::new(MemoryStore::new()),
-        _dir: None,
-    })
+fn local() -> Option<TestStore> {
+    Some(localfs_backend())
 }
 
-fn local() -> Option<Backend> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = LocalFsStore::new(dir.path().join("root")).expect("open local store");
-    Some(Backend {
-        store: Arc::new(store),
-        _dir: Some(dir),
-    })
-}
-
-fn adapter_in_memory() -> Option<Backend> {
+fn adapter_in_memory() -> Option<TestStore> {
     let inner = Arc::new(object_store::memory::InMemory::new());
-    Some(Backend {
-        store: Arc::new(ObjectStoreAdapter::new(inner)),
-        _dir: None,
-    })
+    Some(TestStore::new(
+        "adapter",
+        Arc::new(ObjectStoreAdapter::new(inner)),
+    ))
 }
 
-fn wrapped() -> Option<Backend> {
+fn wrapped() -> Option<TestStore> {
     let latency = LatencyStore::new(
         Arc::new(MemoryStore::new()),
         Duration::ZERO..Duration::from_millis(2),
     );
-    Some(Backend {
-        store: Arc::new(MeteredStore::new(Arc::new(latency))),
-        _dir: None,
-    })
+    Some(TestStore::new(
+        "metered latency",
+        Arc::new(MeteredStore::new(Arc::new(latency))),
+    ))
 }
 
-fn moto() -> Option<Backend> {
-    let server = s3::shared()?;
-    Some(Backend {
-        store: server.s3_store(&s3::unique_prefix("conformance")),
-        _dir: None,
-    })
+fn moto() -> Option<TestStore> {
+    s3_backend()
 }
 
 fn b(s: &'static str) -> Bytes {
@@ -253,7 +233,7 @@ macro_rules! suite {
         mod $name {
             use super::*;
 
-            async fn store() -> Option<Backend> {
+            async fn store() -> Option<TestStore> {
                 tokio::task::spawn_blocking(|| $make)
                     .await
                     .expect("make backend")

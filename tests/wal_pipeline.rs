@@ -11,26 +11,20 @@
 //! recovery must not expose.
 
 mod common;
+#[path = "support/poll.rs"]
+mod poll;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use poll::wait_until_async;
 use reef::admin;
 use reef::engine::layout::{now_ms, parse_numbered, wal_dir, wal_key};
 use reef::engine::wal::{WalKind, WalOp, WalRecord, PIPELINE_DEPTH};
 use reef::engine::{Engine, EngineOptions, WriteAck};
 use reef::store::{FailpointStore, LatencyStore, MemoryStore, MeteredStore, ObjectStore};
 use reef::types::DocId;
-
-/// Polls `cond` until it holds, failing the test after ten seconds.
-async fn wait_for(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
 
 /// `(seq, kind, writer)` of every WAL object of `ns`, in sequence order.
 async fn wal_objects(store: &Arc<dyn ObjectStore>, ns: &str) -> Vec<(u64, WalKind, String)> {
@@ -83,7 +77,10 @@ async fn pipeline_with_failure(
                 done: Instant::now(),
             }
         }));
-        wait_for("the group's WAL put to start", || fp.puts() > puts).await;
+        wait_until_async("the group's WAL put to start", Duration::from_secs(10), || {
+            fp.puts() > puts
+        })
+        .await;
     }
     let mut outcomes = Vec::new();
     for t in tasks {
@@ -584,7 +581,10 @@ async fn a_patch_sees_the_group_in_flight_before_it() {
     let e = engine.clone();
     let put =
         tokio::spawn(async move { e.write(upsert_batch(vec![doc("p").with("a", 1i64)])).await });
-    wait_for("the first put to start", || fp.puts() > puts).await;
+    wait_until_async("the first put to start", Duration::from_secs(10), || {
+        fp.puts() > puts
+    })
+    .await;
     let patch = reef::types::Patch {
         id: DocId::from("p"),
         set: attrs(&[("b", i(2))]),

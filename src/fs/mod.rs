@@ -80,6 +80,9 @@ pub use self::attr::{Attr, DirEntry, FileKind, OpenInfo, OpenMode, SetAttr};
 pub use self::core::{CoreConfig, FsCore, StatFs};
 pub use self::error::{FsError, FsResult};
 pub use self::fuse::daemon::run_mount_command;
+/// The daemon's /proc/self/mountinfo reader, for the tests' mount checks.
+#[doc(hidden)]
+pub use self::fuse::daemon::{mount_at, unescape as unescape_mountinfo};
 pub use self::fuse::mount::{mount, mount_core, MountHandle, MountOptions};
 pub use self::inodes::{DEFAULT_MAX_KERNEL_INODES, ROOT_INO};
 pub use self::invalidate::Invalidation;

@@ -7,9 +7,10 @@ pub mod s3;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use reef::engine::{Engine, EngineOptions};
+use reef::engine::{At, Engine, EngineError, EngineOptions, GcOptions};
 use reef::store::{LocalFsStore, MemoryStore, ObjectStore};
 use reef::types::{DocId, Document, Patch, Value, WriteBatch};
 
@@ -18,6 +19,30 @@ pub struct TestStore {
     pub name: &'static str,
     pub store: Arc<dyn ObjectStore>,
     _dir: Option<tempfile::TempDir>,
+}
+
+impl TestStore {
+    /// A store under test that needs nothing kept alive beside it.
+    pub fn new(name: &'static str, store: Arc<dyn ObjectStore>) -> TestStore {
+        TestStore {
+            name,
+            store,
+            _dir: None,
+        }
+    }
+
+    /// A store under test whose files live in `dir`, removed with it.
+    pub fn in_dir(
+        name: &'static str,
+        store: Arc<dyn ObjectStore>,
+        dir: tempfile::TempDir,
+    ) -> TestStore {
+        TestStore {
+            name,
+            store,
+            _dir: Some(dir),
+        }
+    }
 }
 
 pub fn memory_backend() -> TestStore {
@@ -61,6 +86,44 @@ pub async fn open_engine(store: &Arc<dyn ObjectStore>, ns: &str) -> Engine {
     Engine::open(store.clone(), ns, EngineOptions::default())
         .await
         .unwrap_or_else(|e| panic!("open {ns}: {e}"))
+}
+
+/// Opens `ns` for writing as writer `writer`, so a test can tell which of
+/// two writers fenced the other.
+pub async fn open_as(store: &Arc<dyn ObjectStore>, ns: &str, writer: &str) -> Engine {
+    let opts = EngineOptions {
+        writer_id: Some(writer.to_string()),
+        ..EngineOptions::default()
+    };
+    Engine::open(store.clone(), ns, opts).await.expect("open")
+}
+
+/// `ns` as it was at `at` (a sequence or a checkpoint), read-only.
+pub async fn open_past(
+    store: &Arc<dyn ObjectStore>,
+    ns: &str,
+    at: At,
+) -> Result<Engine, EngineError> {
+    Engine::open_at(store.clone(), ns, at, EngineOptions::default()).await
+}
+
+/// The engine's GC options with no retention and no orphan grace: a pass
+/// frees everything the newest state (and fencing) does not need.
+pub fn keep_nothing(engine: &Engine) -> GcOptions {
+    GcOptions {
+        retain: Duration::ZERO,
+        orphan_grace: Duration::ZERO,
+        ..engine.gc_options()
+    }
+}
+
+/// Rewrites `d000`, `d001`, … (`n` of them) with attribute `round`: each
+/// round replaces the same documents, so older rounds become garbage.
+pub async fn write_round(engine: &Engine, round: i64, n: usize) {
+    let docs: Vec<Document> = (0..n)
+        .map(|k| Document::new(format!("d{k:03}")).with("round", round))
+        .collect();
+    engine.write(upsert_batch(docs)).await.expect("write");
 }
 
 pub fn i(v: i64) -> Value {

@@ -83,3 +83,49 @@ pub fn write_close(path: &Path, data: impl AsRef<[u8]>) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+// What tests do through a mount, written once: each panics naming the path
+// or the command, so a failing test says where.
+
+/// Runs a tool; panics with its stderr when it fails.
+pub fn run(cmd: &mut std::process::Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (install it)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The file at `path` as text.
+pub fn read_text(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// The names in directory `dir`, sorted.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    out.sort();
+    out
+}
+
+/// The names in `dir` without the dot entries (control files, history).
+pub fn doc_names(dir: &Path) -> Vec<String> {
+    names(dir)
+        .into_iter()
+        .filter(|n| !n.starts_with('.'))
+        .collect()
+}
+
+/// Runs the control file `name` (`.flush`, `.compact`, `.gc`, …) of the
+/// namespace directory `ns`: an empty write, which acts at close.
+pub fn run_control(ns: &Path, name: &str) {
+    write_close(&ns.join(name), b"").unwrap_or_else(|e| panic!("{name}: {e}"));
+}

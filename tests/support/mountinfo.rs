@@ -1,22 +1,13 @@
-//! Reading /proc/self/mountinfo in tests (the daemon has its own copy in
-//! `src/fs/fuse/daemon.rs`, private to it).
+//! Reading /proc/self/mountinfo in tests through the daemon's own reader
+//! (`reef::fs::mount_at`, exported hidden for this), so a test and the
+//! daemon never disagree on what is mounted where.
+#![allow(dead_code, unused_imports)]
 
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-pub fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 4 <= b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+use std::path::Path;
+
+pub use reef::fs::{mount_at, unescape_mountinfo as unescape};
+
+/// Whether a reef mount sits exactly at `path`.
+pub fn reef_mounted_at(path: &Path) -> bool {
+    mount_at(path).is_some_and(|(fstype, _)| fstype == "fuse.reef")
 }

@@ -51,15 +51,25 @@ impl Source {
     }
 }
 
+/// A fresh local directory.
+pub fn local() -> Source {
+    Source::Local(tempfile::tempdir().expect("tempdir"))
+}
+
+/// A fresh prefix named after `test` on the shared moto server, when moto
+/// is installed (required with REEF_REQUIRE_S3=1).
+pub fn s3(test: &str) -> Option<Source> {
+    let server = s3::shared()?;
+    Some(Source::S3 {
+        server,
+        prefix: s3::unique_prefix(test),
+    })
+}
+
 /// A local directory, and S3 when moto is installed (required with
 /// REEF_REQUIRE_S3=1).
 pub fn sources(test: &str) -> Vec<Source> {
-    let mut out = vec![Source::Local(tempfile::tempdir().expect("tempdir"))];
-    if let Some(server) = s3::shared() {
-        out.push(Source::S3 {
-            server,
-            prefix: s3::unique_prefix(test),
-        });
-    }
+    let mut out = vec![local()];
+    out.extend(s3(test));
     out
 }

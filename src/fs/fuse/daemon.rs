@@ -251,8 +251,9 @@ pub(crate) fn mounts() -> Vec<(PathBuf, String, String)> {
         .collect()
 }
 
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(s: &str) -> String {
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`. Public
+/// (hidden) so the tests read mountinfo through this one decoder.
+pub fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -271,7 +272,9 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-pub(crate) fn mount_at(path: &Path) -> Option<(String, String)> {
+/// (fs type, source) of the newest mount at `path`, if any. Public
+/// (hidden) so the tests check mounts the way the daemon does.
+pub fn mount_at(path: &Path) -> Option<(String, String)> {
     mounts()
         .into_iter()
         .rev()
@@ -325,6 +328,7 @@ mod tests {
     fn mountinfo_escapes_are_decoded() {
         assert_eq!(unescape(r"/mnt/a\040b"), "/mnt/a b");
         assert_eq!(unescape(r"/x\\"), r"/x\\");
+        assert_eq!(unescape(r"/end\134"), r"/end\");
     }
 
     #[test]
