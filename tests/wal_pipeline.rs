@@ -11,13 +11,18 @@
 //! recovery must not expose.
 
 mod common;
+#[path = "support/hooked_store.rs"]
+mod hooked_store;
 #[path = "support/poll.rs"]
 mod poll;
 
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use hooked_store::{HookedStore, StoreHooks};
 use poll::wait_until_async;
 use reef::admin;
 use reef::engine::layout::{now_ms, parse_numbered, wal_dir, wal_key};
@@ -236,6 +241,80 @@ fn as_writer(id: &str) -> EngineOptions {
     }
 }
 
+/// A writer (`zombie`) that wrote once, then a new writer that took the
+/// namespace over, wrote and flushed; and the zombie's WAL sequence then,
+/// whose next slot (`last + 1`) holds the new writer's fence.
+async fn taken_over(ts: &TestStore, ns: &str) -> (Engine, Engine, u64) {
+    let zombie = Engine::open(ts.store.clone(), ns, as_writer("zombie"))
+        .await
+        .expect("open the first writer");
+    let last = zombie
+        .write(upsert_batch(vec![doc("before")]))
+        .await
+        .expect("write")
+        .seq;
+    let writer = Engine::open(ts.store.clone(), ns, as_writer("new"))
+        .await
+        .expect("take over");
+    writer
+        .write(upsert_batch(vec![doc("acked")]))
+        .await
+        .expect("write after the takeover");
+    writer.flush().await.expect("flush");
+    (zombie, writer, last)
+}
+
+/// The zombie's puts that were in flight behind its failed one at
+/// `last + 1` land now, wherever a slot is free; returns where they did.
+async fn land_strays(ts: &TestStore, ns: &str, last: u64) -> Vec<u64> {
+    let mut landed = Vec::new();
+    for seq in last + 2..=last + PIPELINE_DEPTH {
+        let mut stray = WalRecord::marker("zombie", seq, WalKind::Batch, None);
+        stray.ops.push(WalOp {
+            id: DocId::from(format!("stray-{seq}")),
+            json: Some(bytes::Bytes::from_static(b"{}")),
+            mtime: now_ms(),
+        });
+        if ts
+            .store
+            .put_if_absent(&wal_key(ns, seq), stray.encode())
+            .await
+            .is_ok()
+        {
+            landed.push(seq);
+        }
+    }
+    landed
+}
+
+/// The new writer goes on writing, and it, a reopen and a follower all see
+/// exactly the acknowledged documents; verify finds nothing wrong.
+async fn only_acknowledged_writes_count(ts: &TestStore, ns: &str, writer: Engine, landed: &[u64]) {
+    writer
+        .write(upsert_batch(vec![doc("later")]))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: the new writer goes on (strays at {landed:?}): {e}",
+                ts.name
+            )
+        });
+    let want = vec!["acked", "before", "later"];
+    assert_eq!(scan_ids(&writer).await, want, "{}", ts.name);
+    drop(writer);
+    let reopened = open_engine(&ts.store, ns).await;
+    assert_eq!(
+        scan_ids(&reopened).await,
+        want,
+        "{}: strays at {landed:?}",
+        ts.name
+    );
+    let follower = open_follower(&ts.store, ns).await;
+    assert_eq!(scan_ids(&follower).await, want, "{}", ts.name);
+    let report = admin::verify(ts.store.clone(), ns).await.expect("verify");
+    assert!(report.healthy, "{}: {report:?}", ts.name);
+}
+
 /// A zombie: a writer still running when another takes the namespace
 /// over, with puts in flight that land late, after the new writer has
 /// written and flushed. None of them may ever be applied, and none may
@@ -244,65 +323,10 @@ fn as_writer(id: &str) -> EngineOptions {
 async fn a_zombie_writers_late_puts_are_never_applied() {
     for ts in all_backends() {
         let ns = "pipe-zombie";
-        let zombie = Engine::open(ts.store.clone(), ns, as_writer("zombie"))
-            .await
-            .expect("open the first writer");
-        let last = zombie
-            .write(upsert_batch(vec![doc("before")]))
-            .await
-            .expect("write")
-            .seq;
-        let writer = Engine::open(ts.store.clone(), ns, as_writer("new"))
-            .await
-            .expect("take over");
-        writer
-            .write(upsert_batch(vec![doc("acked")]))
-            .await
-            .expect("write after the takeover");
-        writer.flush().await.expect("flush");
-        // The zombie's put at `last + 1` met the fence; the ones it had in
-        // flight behind it land now, wherever a slot is still free.
-        let mut landed = Vec::new();
-        for seq in last + 2..=last + PIPELINE_DEPTH {
-            let mut stray = WalRecord::marker("zombie", seq, WalKind::Batch, None);
-            stray.ops.push(WalOp {
-                id: DocId::from(format!("stray-{seq}")),
-                json: Some(bytes::Bytes::from_static(b"{}")),
-                mtime: now_ms(),
-            });
-            if ts
-                .store
-                .put_if_absent(&wal_key(ns, seq), stray.encode())
-                .await
-                .is_ok()
-            {
-                landed.push(seq);
-            }
-        }
-        writer
-            .write(upsert_batch(vec![doc("later")]))
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "{}: the new writer goes on (strays at {landed:?}): {e}",
-                    ts.name
-                )
-            });
-        let want = vec!["acked", "before", "later"];
-        assert_eq!(scan_ids(&writer).await, want, "{}", ts.name);
-        drop(writer);
+        let (zombie, writer, last) = taken_over(&ts, ns).await;
+        let landed = land_strays(&ts, ns, last).await;
+        only_acknowledged_writes_count(&ts, ns, writer, &landed).await;
         drop(zombie);
-        let reopened = open_engine(&ts.store, ns).await;
-        assert_eq!(
-            scan_ids(&reopened).await,
-            want,
-            "{}: strays at {landed:?}",
-            ts.name
-        );
-        let follower = open_follower(&ts.store, ns).await;
-        assert_eq!(scan_ids(&follower).await, want, "{}", ts.name);
-        let report = admin::verify(ts.store.clone(), ns).await.expect("verify");
-        assert!(report.healthy, "{}: {report:?}", ts.name);
     }
 }
 
@@ -314,22 +338,7 @@ async fn a_zombie_writers_late_puts_are_never_applied() {
 async fn gc_frees_window_claims_and_late_strays_in_them_stay_harmless() {
     for ts in all_backends() {
         let ns = "pipe-window-gc";
-        let zombie = Engine::open(ts.store.clone(), ns, as_writer("zombie"))
-            .await
-            .expect("open the first writer");
-        let last = zombie
-            .write(upsert_batch(vec![doc("before")]))
-            .await
-            .expect("write")
-            .seq;
-        let writer = Engine::open(ts.store.clone(), ns, as_writer("new"))
-            .await
-            .expect("take over");
-        writer
-            .write(upsert_batch(vec![doc("acked")]))
-            .await
-            .expect("write after the takeover");
-        writer.flush().await.expect("flush");
+        let (zombie, writer, last) = taken_over(&ts, ns).await;
         writer
             .gc(reef::engine::GcOptions {
                 retain: Duration::ZERO,
@@ -347,71 +356,47 @@ async fn gc_frees_window_claims_and_late_strays_in_them_stay_harmless() {
             "{}: the fence stays: {left:?}",
             ts.name
         );
+        let window = last + 2..=last + PIPELINE_DEPTH;
         assert!(
-            !left
-                .iter()
-                .any(|(seq, _)| (last + 2..=last + PIPELINE_DEPTH).contains(seq)),
+            !left.iter().any(|(seq, _)| window.contains(seq)),
             "{}: the window's claims are garbage once flushed: {left:?}",
             ts.name
         );
-        // The zombie's pipeline behind its failed put at `last + 1` lands
-        // in the freed slots.
-        for seq in last + 2..=last + PIPELINE_DEPTH {
-            let mut stray = WalRecord::marker("zombie", seq, WalKind::Batch, None);
-            stray.ops.push(WalOp {
-                id: DocId::from(format!("stray-{seq}")),
-                json: Some(bytes::Bytes::from_static(b"{}")),
-                mtime: now_ms(),
-            });
-            ts.store
-                .put_if_absent(&wal_key(ns, seq), stray.encode())
-                .await
-                .unwrap_or_else(|e| panic!("{}: slot {seq} is free again: {e}", ts.name));
-        }
+        let landed = land_strays(&ts, ns, last).await;
+        assert_eq!(
+            landed,
+            window.collect::<Vec<_>>(),
+            "{}: the freed slots",
+            ts.name
+        );
         let late = zombie.write(upsert_batch(vec![doc("zombie-late")])).await;
         assert!(
             matches!(late, Err(reef::engine::EngineError::Fenced { .. })),
             "{}: the zombie is still fenced: {late:?}",
             ts.name
         );
-        writer
-            .write(upsert_batch(vec![doc("later")]))
-            .await
-            .expect("the new writer goes on");
-        let want = vec!["acked", "before", "later"];
-        assert_eq!(scan_ids(&writer).await, want, "{}", ts.name);
-        drop(writer);
-        drop(zombie);
-        let reopened = open_engine(&ts.store, ns).await;
-        assert_eq!(scan_ids(&reopened).await, want, "{}", ts.name);
-        let follower = open_follower(&ts.store, ns).await;
-        assert_eq!(scan_ids(&follower).await, want, "{}", ts.name);
-        let report = admin::verify(ts.store.clone(), ns).await.expect("verify");
-        assert!(report.healthy, "{}: {report:?}", ts.name);
+        only_acknowledged_writes_count(&ts, ns, writer, &landed).await;
     }
 }
 
-/// A store that counts the WAL puts in flight through it and holds the
-/// first one until a second starts or `HOLD` has passed.
+/// Hooks that count the WAL puts in flight and hold the first one until
+/// a second starts or `HOLD` has passed.
 #[derive(Debug)]
-struct InFlight {
-    inner: Arc<dyn ObjectStore>,
-    now: std::sync::atomic::AtomicUsize,
-    most: std::sync::atomic::AtomicUsize,
-    started: std::sync::atomic::AtomicUsize,
+struct WalPutsInFlight {
+    now: AtomicUsize,
+    most: AtomicUsize,
+    started: AtomicUsize,
 }
 
-impl InFlight {
+impl WalPutsInFlight {
     const HOLD: Duration = Duration::from_secs(2);
+}
 
-    async fn wal_put(
-        &self,
-        key: &str,
-        put: impl std::future::Future<Output = reef::store::StoreResult<()>>,
-    ) -> reef::store::StoreResult<()> {
-        use std::sync::atomic::Ordering::SeqCst;
+#[async_trait::async_trait]
+impl StoreHooks for WalPutsInFlight {
+    async fn before_put(&self, key: &str, _data: &bytes::Bytes) {
         if !key.contains("/wal/") {
-            return put.await;
+            return;
         }
         let now = self.now.fetch_add(1, SeqCst) + 1;
         self.most.fetch_max(now, SeqCst);
@@ -421,45 +406,11 @@ impl InFlight {
                 tokio::task::yield_now().await;
             }
         }
-        let result = put.await;
-        self.now.fetch_sub(1, SeqCst);
-        result
     }
-}
-
-#[async_trait::async_trait]
-impl ObjectStore for InFlight {
-    async fn put(&self, key: &str, data: bytes::Bytes) -> reef::store::StoreResult<()> {
-        self.wal_put(key, self.inner.put(key, data)).await
-    }
-    async fn put_if_absent(&self, key: &str, data: bytes::Bytes) -> reef::store::StoreResult<()> {
-        self.wal_put(key, self.inner.put_if_absent(key, data)).await
-    }
-    async fn get(&self, key: &str) -> reef::store::StoreResult<bytes::Bytes> {
-        self.inner.get(key).await
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        range: std::ops::Range<u64>,
-    ) -> reef::store::StoreResult<bytes::Bytes> {
-        self.inner.get_range(key, range).await
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-        offset: Option<&str>,
-    ) -> reef::store::StoreResult<Vec<reef::store::ObjectMeta>> {
-        self.inner.list(prefix, offset).await
-    }
-    async fn delete(&self, key: &str) -> reef::store::StoreResult<()> {
-        self.inner.delete(key).await
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    fn overlapping_puts_help(&self) -> bool {
-        self.inner.overlapping_puts_help()
+    fn after_put(&self, key: &str) {
+        if key.contains("/wal/") {
+            self.now.fetch_sub(1, SeqCst);
+        }
     }
 }
 
@@ -468,24 +419,26 @@ impl ObjectStore for InFlight {
 /// next (`ObjectStore::overlapping_puts_help`); elsewhere it pipelines.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_local_store_commits_one_wal_put_at_a_time_and_groups_the_rest() {
-    use std::sync::atomic::Ordering::SeqCst;
     for (name, overlapping, base) in [
         ("local", false, localfs_backend()),
         ("memory", true, memory_backend()),
     ] {
-        let store = Arc::new(InFlight {
-            inner: base.store.clone(),
-            now: Default::default(),
-            most: Default::default(),
-            // Not armed (no hold) until the engine is open.
-            started: (usize::MAX / 2).into(),
-        });
+        let store = HookedStore::new(
+            base.store.clone(),
+            WalPutsInFlight {
+                now: AtomicUsize::new(0),
+                most: AtomicUsize::new(0),
+                // Not armed (no hold) until the engine is open.
+                started: AtomicUsize::new(usize::MAX / 2),
+            },
+        );
         assert_eq!(store.overlapping_puts_help(), overlapping, "{name}");
         let dyn_store: Arc<dyn ObjectStore> = store.clone();
         let engine = open_engine(&dyn_store, "one-put").await;
         let before = engine.stats()["wal_objects_written"].as_u64().unwrap();
-        store.started.store(0, SeqCst);
-        store.most.store(0, SeqCst);
+        let hooks = &store.hooks;
+        hooks.started.store(0, SeqCst);
+        hooks.most.store(0, SeqCst);
         let spawn = |w: usize| {
             let engine = engine.clone();
             tokio::spawn(async move {
@@ -498,12 +451,15 @@ async fn a_local_store_commits_one_wal_put_at_a_time_and_groups_the_rest() {
         // The first write's put is held at the store; the other fifteen
         // arrive while it is.
         let mut writers = vec![spawn(0)];
-        wait_for("the first WAL put to start", || store.started.load(SeqCst) > 0).await;
+        wait_until_async("the first WAL put to start", Duration::from_secs(10), || {
+            hooks.started.load(SeqCst) > 0
+        })
+        .await;
         writers.extend((1..16).map(spawn));
         for w in writers {
             w.await.expect("writer");
         }
-        let most = store.most.load(SeqCst);
+        let most = hooks.most.load(SeqCst);
         let objects = engine.stats()["wal_objects_written"].as_u64().unwrap() - before;
         if overlapping {
             assert!(most > 1, "{name}: the pipeline overlaps puts ({most} at most)");

@@ -25,6 +25,8 @@ use reef::store::{ObjectMeta, ObjectStore, StoreResult};
 pub trait StoreHooks: Send + Sync + fmt::Debug + 'static {
     /// Before a `put` or `put_if_absent` of `key` reaches the store.
     async fn before_put(&self, _key: &str, _data: &Bytes) {}
+    /// After the store answered a `put` or `put_if_absent` of `key`.
+    fn after_put(&self, _key: &str) {}
     /// Before a whole-object `get` of `key` reaches the store.
     async fn before_get(&self, _key: &str) {}
     /// After a `get` or `get_range` of `key` answered `data`.
@@ -55,11 +57,15 @@ impl<H: StoreHooks> HookedStore<H> {
 impl<H: StoreHooks> ObjectStore for HookedStore<H> {
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
         self.hooks.before_put(key, &data).await;
-        self.inner.put(key, data).await
+        let result = self.inner.put(key, data).await;
+        self.hooks.after_put(key);
+        result
     }
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
         self.hooks.before_put(key, &data).await;
-        self.inner.put_if_absent(key, data).await
+        let result = self.inner.put_if_absent(key, data).await;
+        self.hooks.after_put(key);
+        result
     }
     async fn get(&self, key: &str) -> StoreResult<Bytes> {
         self.hooks.before_get(key).await;
@@ -87,6 +93,9 @@ impl<H: StoreHooks> ObjectStore for HookedStore<H> {
     }
     fn describe(&self) -> String {
         format!("hooked({})", self.inner.describe())
+    }
+    fn overlapping_puts_help(&self) -> bool {
+        self.inner.overlapping_puts_help()
     }
 }
 
