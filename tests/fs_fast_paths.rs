@@ -411,13 +411,16 @@ fn attributes_after_a_commit_are_the_stored_ones() {
     );
 }
 
-/// Names and whether each is a directory (from `d_type`), sorted.
+/// Names and whether each is a directory (from `d_type`), sorted; each
+/// name is `stat`ed as it is read, as `ls -l` does.
 fn listing(dir: &Path) -> Vec<(String, bool)> {
     let mut out: Vec<(String, bool)> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
         .map(|e| {
             let e = e.expect("entry");
             let is_dir = e.file_type().expect("d_type").is_dir();
+            let meta = std::fs::symlink_metadata(e.path()).expect("stat");
+            assert_eq!(meta.is_dir(), is_dir, "{:?}", e.path());
             (e.file_name().to_string_lossy().into_owned(), is_dir)
         })
         .collect();
@@ -453,7 +456,9 @@ fn listing_requests(addr: SocketAddr, before: &BTreeMap<String, u64>) -> u64 {
 
 /// The kernel keeps a listing it read to the end (`FOPEN_CACHE_DIR`): the
 /// next listing of the unchanged directory sends no readdir, with the same
-/// names and types. Changes the kernel does not see itself show in the
+/// names and types — unless a page of it came without attributes (a plain
+/// readdir, as `find` gets), since the kernel would then have to look each
+/// name up again for `ls -l`. Changes the kernel does not see itself show in the
 /// next listing: a directory that existed through the last document below
 /// it goes with it (the kernel saw an unlink two levels down), and a
 /// follower lists what its writer added.
@@ -475,7 +480,16 @@ fn a_kept_listing_never_outlives_a_change() {
     let addr = m.handle().metrics_addr().expect("metrics address");
     let k = m.join("k");
     let full = names(&[("a.json", false), ("sub", true)]);
+    // Names only (no stat between pages): the kernel asks for the last
+    // page without attributes, so that listing is not kept.
+    let names_only = |d: &Path| -> usize { std::fs::read_dir(d).unwrap().count() };
+    assert_eq!(names_only(&k), 2);
+    let before = settled_requests(addr);
     assert_eq!(listing(&k), full);
+    assert!(
+        listing_requests(addr, &before) > 0,
+        "a listing without attributes was kept"
+    );
     let before = settled_requests(addr);
     assert_eq!(listing(&k), full);
     assert_eq!(

@@ -186,6 +186,7 @@ impl FsCore {
     ) -> Arc<FsCore> {
         cfg.engine.read_only = cfg.read_only;
         let max_kernel_inodes = cfg.max_kernel_inodes;
+        let entry_ttl = cfg.attr_ttl();
         Arc::new_cyclic(|me| FsCore {
             me: me.clone(),
             store,
@@ -198,7 +199,7 @@ impl FsCore {
                 t
             }),
             handles: HandleTable::new(),
-            dir_cache: DirCacheGate::default(),
+            dir_cache: DirCacheGate::new(entry_ttl),
             epoch: AtomicU64::new(0),
             attrs_made: AtomicU64::new(0),
             sink: Mutex::new(None),

@@ -15,14 +15,24 @@
 //! document below it, a name hidden by a rename elsewhere — would leave a
 //! stale listing cached: the daemon has to decide at each `opendir`.
 //!
+//! A cached listing has no attributes, and the kernel then makes no
+//! dentries for its names: `ls -l` of a listing cached by `find` (plain
+//! readdir after the first page) would send a lookup per name where
+//! readdirplus pages would have sent one request per few hundred. So a
+//! listing is served only while the kernel still holds a fresh dentry and
+//! attributes for every name in it: it was read with readdirplus on every
+//! page, within half the entry TTL, and the daemon has asked the kernel to
+//! drop no entry since (the inode bound's evictions count in the state).
+//!
 //! The rule, per directory inode, with `ListingGen` the state a listing is
 //! made of (the namespace engine's last applied WAL sequence, the inode
-//! table's version of memory-only names and hidden documents, and the
-//! core's change epoch):
+//! table's version of memory-only names and hidden documents, the core's
+//! change epoch, and the entries the inode bound asked the kernel to drop):
 //!
-//! - `Serve` (`CACHE_DIR | KEEP_CACHE`): a listing was read to its end by a
-//!   `Fill` handle that saw no change from its open to that end, and
-//!   nothing changed since. The kernel's cache is exactly that listing.
+//! - `Serve` (`CACHE_DIR | KEEP_CACHE`): a listing was read to its end, all
+//!   with readdirplus, by a `Fill` handle that saw no change from its open
+//!   to that end, less than half the entry TTL ago, and nothing changed
+//!   since. The kernel's cache is exactly that listing.
 //! - `Fill` (`CACHE_DIR` alone): no such listing, and no other handle that
 //!   may add to the cache is open. The open drops the old pages; this
 //!   handle's listing is the only one the kernel appends, so if no change
@@ -43,6 +53,7 @@
 //! invalidations. Losing this bookkeeping only turns caching off.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -52,6 +63,7 @@ pub(crate) struct ListingGen {
     pub engine_seq: u64,
     pub names: u64,
     pub epoch: u64,
+    pub evictions: u64,
 }
 
 /// How an `opendir` lets the kernel use its listing cache.
@@ -71,8 +83,9 @@ const MAX_DIRS: usize = 16_384;
 
 #[derive(Default)]
 struct DirState {
-    /// The state the kernel's complete cache lists.
-    complete: Option<ListingGen>,
+    /// The state the kernel's complete cache lists, and until when it
+    /// may be served.
+    complete: Option<(ListingGen, Instant)>,
     /// Open handles with `CACHE_DIR` (`Serve` or `Fill`).
     caching: u32,
 }
@@ -81,6 +94,8 @@ struct OpenDir {
     dir: u64,
     mode: DirCaching,
     opened_at: ListingGen,
+    /// A page of this listing went without attributes (plain readdir).
+    plain: bool,
 }
 
 #[derive(Default)]
@@ -89,12 +104,21 @@ struct Inner {
     handles: HashMap<u64, OpenDir>,
 }
 
-#[derive(Default)]
 pub(crate) struct DirCacheGate {
     inner: Mutex<Inner>,
+    /// How long after it was filled a listing may be served: half the
+    /// kernel's entry and attribute TTL.
+    serve_for: Duration,
 }
 
 impl DirCacheGate {
+    pub fn new(entry_ttl: Duration) -> DirCacheGate {
+        DirCacheGate {
+            inner: Mutex::default(),
+            serve_for: entry_ttl / 2,
+        }
+    }
+
     /// Decides handle `fh` of directory `dir`, opened at state `now`.
     pub fn open(&self, fh: u64, dir: u64, now: ListingGen) -> DirCaching {
         let mut g = self.inner.lock();
@@ -102,7 +126,8 @@ impl DirCacheGate {
             g.dirs.retain(|_, s| s.caching > 0);
         }
         let state = g.dirs.entry(dir).or_default();
-        let mode = if state.complete == Some(now) {
+        let fresh = |(at, until): (ListingGen, Instant)| at == now && Instant::now() < until;
+        let mode = if state.complete.is_some_and(fresh) {
             DirCaching::Serve
         } else {
             state.complete = None;
@@ -120,6 +145,7 @@ impl DirCacheGate {
                     dir,
                     mode,
                     opened_at: now,
+                    plain: false,
                 },
             );
         }
@@ -135,18 +161,26 @@ impl DirCacheGate {
             .map_or(DirCaching::Off, |h| h.mode)
     }
 
+    /// Handle `fh` was asked for a page without attributes.
+    pub fn plain_page(&self, fh: u64) {
+        if let Some(h) = self.inner.lock().handles.get_mut(&fh) {
+            h.plain = true;
+        }
+    }
+
     /// Handle `fh` reached the end of its listing at state `now`.
     pub fn listed_to_end(&self, fh: u64, now: ListingGen) {
         let mut g = self.inner.lock();
         let Some(h) = g.handles.get(&fh) else {
             return;
         };
-        if h.mode != DirCaching::Fill || h.opened_at != now {
+        if h.mode != DirCaching::Fill || h.opened_at != now || h.plain {
             return;
         }
         let dir = h.dir;
+        let until = Instant::now() + self.serve_for;
         if let Some(state) = g.dirs.get_mut(&dir) {
-            state.complete = Some(now);
+            state.complete = Some((now, until));
         }
     }
 
@@ -174,12 +208,17 @@ mod tests {
             engine_seq: n,
             names: 0,
             epoch: 0,
+            evictions: 0,
         }
+    }
+
+    fn gate() -> DirCacheGate {
+        DirCacheGate::new(Duration::from_secs(3600))
     }
 
     #[test]
     fn a_listing_read_to_its_end_unchanged_is_served_until_a_change() {
-        let g = DirCacheGate::default();
+        let g = gate();
         assert_eq!(g.open(1, 7, gen(1)), DirCaching::Fill);
         g.listed_to_end(1, gen(1));
         g.release(1);
@@ -194,7 +233,7 @@ mod tests {
 
     #[test]
     fn a_change_during_the_fill_keeps_it_from_being_served() {
-        let g = DirCacheGate::default();
+        let g = gate();
         assert_eq!(g.open(1, 7, gen(1)), DirCaching::Fill);
         g.listed_to_end(1, gen(2));
         g.release(1);
@@ -203,7 +242,7 @@ mod tests {
 
     #[test]
     fn only_one_handle_fills_while_the_cache_is_stale() {
-        let g = DirCacheGate::default();
+        let g = gate();
         assert_eq!(g.open(1, 7, gen(1)), DirCaching::Fill);
         assert_eq!(g.open(2, 7, gen(1)), DirCaching::Off);
         g.listed_to_end(2, gen(1));
@@ -219,5 +258,21 @@ mod tests {
         assert_eq!(g.open(5, 7, gen(2)), DirCaching::Fill);
         // Other directories are apart.
         assert_eq!(g.open(6, 8, gen(2)), DirCaching::Fill);
+    }
+
+    #[test]
+    fn a_listing_with_a_plain_page_or_past_its_time_is_not_served() {
+        let g = gate();
+        assert_eq!(g.open(1, 7, gen(1)), DirCaching::Fill);
+        g.plain_page(1);
+        g.listed_to_end(1, gen(1));
+        g.release(1);
+        assert_eq!(g.open(2, 7, gen(1)), DirCaching::Fill);
+        g.release(2);
+        let g = DirCacheGate::new(Duration::ZERO);
+        assert_eq!(g.open(1, 7, gen(1)), DirCaching::Fill);
+        g.listed_to_end(1, gen(1));
+        g.release(1);
+        assert_eq!(g.open(2, 7, gen(1)), DirCaching::Fill);
     }
 }

@@ -189,6 +189,8 @@ pub(crate) struct InodeTable {
     /// hidden documents a listing shows (not by inodes made for stored
     /// documents, nor by their eviction): see `dircache`.
     names_version: u64,
+    /// Entries the kernel bound asked the kernel to drop, ever.
+    evictions_asked: u64,
 }
 
 /// Hash of (parent, name): the probe start of its inode number, and its
@@ -228,6 +230,7 @@ impl InodeTable {
             sink: None,
             dir_mtimes: HashMap::new(),
             names_version: 0,
+            evictions_asked: 0,
         };
         t.push(
             ROOT_INO,

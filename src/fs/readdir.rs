@@ -42,6 +42,7 @@ impl FsCore {
                 engine_seq,
                 names: t.names_version(),
                 epoch,
+                evictions: t.evictions_asked(),
             });
             let mut fixed = vec![RawEntry::Dot, RawEntry::DotDot];
             fixed.extend(t.memory_names(ino).into_iter().map(RawEntry::Named));
@@ -80,6 +81,9 @@ impl FsCore {
         if stream.dir_ino != ino {
             return Err(FsError::BadHandle);
         }
+        if !plus {
+            self.dir_cache.plain_page(fh);
+        }
         let e0 = self.epoch();
         let raw = if ino == ROOT_INO
             || self.snapshots_of(ino).is_some()
@@ -99,11 +103,15 @@ impl FsCore {
                 // The end, read after everything the listing showed.
                 let engine_seq = engine.last_seq();
                 let epoch = self.epoch();
-                let names = self.table.lock().names_version();
+                let (names, evictions) = {
+                    let t = self.table.lock();
+                    (t.names_version(), t.evictions_asked())
+                };
                 let now = ListingGen {
                     engine_seq,
                     names,
                     epoch,
+                    evictions,
                 };
                 self.dir_cache.listed_to_end(fh, now);
             }
