@@ -348,3 +348,117 @@ fn attributes_after_a_commit_are_the_stored_ones() {
         "the commit kept the pre-commit time"
     );
 }
+
+/// Names and whether each is a directory (from `d_type`), sorted; each
+/// name is `stat`ed as it is read, as `ls -l` does.
+fn listing(dir: &Path) -> Vec<(String, bool)> {
+    let mut out: Vec<(String, bool)> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+        .map(|e| {
+            let e = e.expect("entry");
+            let is_dir = e.file_type().expect("d_type").is_dir();
+            let meta = std::fs::symlink_metadata(e.path()).expect("stat");
+            assert_eq!(meta.is_dir(), is_dir, "{:?}", e.path());
+            (e.file_name().to_string_lossy().into_owned(), is_dir)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn names(entries: &[(&str, bool)]) -> Vec<(String, bool)> {
+    entries.iter().map(|(n, d)| (n.to_string(), *d)).collect()
+}
+
+/// Request counts once every listing so far has been released and counted
+/// (a request is counted just after its reply, so counts may trail).
+fn settled_requests(addr: SocketAddr) -> BTreeMap<String, u64> {
+    let mut last = fuse_requests(addr);
+    let get = |c: &BTreeMap<String, u64>, op: &str| c.get(op).copied().unwrap_or(0);
+    eventually("the listings' requests to be counted", || {
+        let now = fuse_requests(addr);
+        let settled = now == last && get(&now, "opendir") == get(&now, "releasedir");
+        last = now;
+        settled
+    });
+    last
+}
+
+fn listing_requests(addr: SocketAddr, before: &BTreeMap<String, u64>) -> u64 {
+    let now = settled_requests(addr);
+    let get = |c: &BTreeMap<String, u64>, op: &str| c.get(op).copied().unwrap_or(0);
+    get(&now, "readdir") + get(&now, "readdirplus")
+        - get(before, "readdir")
+        - get(before, "readdirplus")
+}
+
+/// The kernel keeps a listing it read to the end (`FOPEN_CACHE_DIR`): the
+/// next listing of the unchanged directory sends no readdir, with the same
+/// names and types — unless a page of it came without attributes (a plain
+/// readdir, as `find` gets), since the kernel would then have to look each
+/// name up again for `ls -l`. Changes the kernel does not see itself show in the
+/// next listing: a directory that existed through the last document below
+/// it goes with it (the kernel saw an unlink two levels down), and a
+/// follower lists what its writer added.
+#[test]
+fn a_kept_listing_never_outlives_a_change() {
+    if !fuse_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = local_store(dir.path());
+    {
+        let m = Mounted::new(store.clone(), "");
+        std::fs::create_dir_all(m.join("k/sub/deep")).unwrap();
+        write_close(&m.join("k/a.json"), r#"{"v":1}"#).unwrap();
+        write_close(&m.join("k/sub/deep/x.json"), r#"{"v":2}"#).unwrap();
+    }
+    // Mounted again: `sub` and `sub/deep` exist only through x.json.
+    let m = Mounted::new(store.clone(), "metrics=127.0.0.1:0");
+    let addr = m.handle().metrics_addr().expect("metrics address");
+    let k = m.join("k");
+    let full = names(&[("a.json", false), ("sub", true)]);
+    // Names only (no stat between pages): the kernel asks for the last
+    // page without attributes, so that listing is not kept.
+    let names_only = |d: &Path| -> usize { std::fs::read_dir(d).unwrap().count() };
+    assert_eq!(names_only(&k), 2);
+    let before = settled_requests(addr);
+    assert_eq!(listing(&k), full);
+    assert!(
+        listing_requests(addr, &before) > 0,
+        "a listing without attributes was kept"
+    );
+    let before = settled_requests(addr);
+    assert_eq!(listing(&k), full);
+    assert_eq!(
+        listing_requests(addr, &before),
+        0,
+        "an unchanged listing was asked for again"
+    );
+
+    std::fs::remove_file(m.join("k/sub/deep/x.json")).unwrap();
+    assert_eq!(listing(&k), names(&[("a.json", false)]));
+    assert_eq!(listing(&k), names(&[("a.json", false)]));
+    write_close(&m.join("k/b.json"), r#"{"v":3}"#).unwrap();
+    let two = names(&[("a.json", false), ("b.json", false)]);
+    assert_eq!(listing(&k), two);
+
+    let f = Mounted::new(store, "ro,refresh=50");
+    let fk = f.join("k");
+    assert_eq!(listing(&fk), two);
+    assert_eq!(listing(&fk), two);
+    write_close(&m.join("k/c.json"), r#"{"v":4}"#).unwrap();
+    std::fs::create_dir(m.join("k/d")).unwrap();
+    write_close(&m.join("k/d/e.json"), r#"{"v":5}"#).unwrap();
+    let four = names(&[
+        ("a.json", false),
+        ("b.json", false),
+        ("c.json", false),
+        ("d", true),
+    ]);
+    eventually("the follower to list what its writer added", || {
+        listing(&fk) == four
+    });
+    assert_eq!(listing(&fk), four);
+    assert_eq!(listing(&k), four);
+}

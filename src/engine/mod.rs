@@ -343,6 +343,12 @@ impl Engine {
         self.inner.opts.read_only
     }
 
+    /// The highest WAL sequence applied here: it moves with every change
+    /// of the documents this engine shows (a write, a follower's refresh).
+    pub fn last_seq(&self) -> u64 {
+        self.inner.state.read().last_seq
+    }
+
     /// The writer that took this namespace over, once this one is fenced.
     pub fn fenced_by(&self) -> Option<String> {
         self.inner.fenced_by.lock().clone()

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 
 use super::attr::{time_from_ms, Attr, FileKind};
+use super::dircache::DirCacheGate;
 use super::error::{FsError, FsResult};
 use super::handles::HandleTable;
 use super::inodes::ROOT_INO;
@@ -137,6 +138,8 @@ pub struct FsCore {
     pub(crate) cfg: CoreConfig,
     pub(crate) table: Mutex<InodeTable>,
     pub(crate) handles: HandleTable,
+    /// Which listings the kernel may cache (`dircache`).
+    pub(crate) dir_cache: DirCacheGate,
     /// Bumped by every change of stored documents made here, so a lookup
     /// that raced one does not cache what it read before it.
     epoch: AtomicU64,
@@ -183,6 +186,7 @@ impl FsCore {
     ) -> Arc<FsCore> {
         cfg.engine.read_only = cfg.read_only;
         let max_kernel_inodes = cfg.max_kernel_inodes;
+        let entry_ttl = cfg.attr_ttl();
         Arc::new_cyclic(|me| FsCore {
             me: me.clone(),
             store,
@@ -195,6 +199,7 @@ impl FsCore {
                 t
             }),
             handles: HandleTable::new(),
+            dir_cache: DirCacheGate::new(entry_ttl),
             epoch: AtomicU64::new(0),
             attrs_made: AtomicU64::new(0),
             sink: Mutex::new(None),

@@ -185,6 +185,12 @@ pub(crate) struct InodeTable {
     /// When an entry was last created in or removed from a directory (not
     /// kept across mounts: directories are not stored).
     dir_mtimes: HashMap<u64, SystemTime>,
+    /// Bumped by every change of a name or of the memory-only names and
+    /// hidden documents a listing shows (not by inodes made for stored
+    /// documents, nor by their eviction): see `dircache`.
+    names_version: u64,
+    /// Entries the kernel bound asked the kernel to drop, ever.
+    evictions_asked: u64,
 }
 
 /// Hash of (parent, name): the probe start of its inode number, and its
@@ -223,6 +229,8 @@ impl InodeTable {
             kernel_fifo: VecDeque::new(),
             sink: None,
             dir_mtimes: HashMap::new(),
+            names_version: 0,
+            evictions_asked: 0,
         };
         t.push(
             ROOT_INO,
@@ -371,6 +379,7 @@ impl InodeTable {
     pub fn unlink(&mut self, parent: u64, name: &str) -> Option<u64> {
         let idx = self.slot_named(parent, name)?;
         self.unindex_name(idx);
+        self.names_version += 1;
         let ino = self.slots[idx].ino;
         if let Some(set) = self.memory_names.get_mut(&parent) {
             set.remove(name);
@@ -394,6 +403,7 @@ impl InodeTable {
         let Some(idx) = self.slot_of(ino) else {
             return;
         };
+        self.names_version += 1;
         let inode = &self.slots[idx].inode;
         if inode.linked {
             let (old_parent, old_name) = (inode.parent, inode.name.clone());
@@ -424,9 +434,13 @@ impl InodeTable {
         let (parent, keep) = (inode.parent, inode.linked && inode.memory_only());
         if keep {
             let name = inode.name.to_string();
-            self.memory_names.entry(parent).or_default().insert(name);
+            if self.memory_names.entry(parent).or_default().insert(name) {
+                self.names_version += 1;
+            }
         } else if let Some(set) = self.memory_names.get_mut(&parent) {
-            set.remove(&*inode.name);
+            if set.remove(&*inode.name) {
+                self.names_version += 1;
+            }
             if set.is_empty() {
                 self.memory_names.remove(&parent);
             }
@@ -577,7 +591,13 @@ impl InodeTable {
     }
 
     pub fn is_hidden(&self, ns: u64, id: &DocId) -> bool {
-        self.hidden.contains_key(&(ns, id.clone()))
+        !self.hidden.is_empty() && self.hidden.contains_key(&(ns, id.clone()))
+    }
+
+    /// See `names_version`: a listing made now shows the same names as one
+    /// made at the same version (and the same stored documents).
+    pub fn names_version(&self) -> u64 {
+        self.names_version
     }
 
     /// Scratch inode `carrier` now hides document `id` of namespace `ns`.
@@ -586,11 +606,13 @@ impl InodeTable {
             s.hides = Some(id.clone());
         }
         self.hidden.insert((ns, id), carrier);
+        self.names_version += 1;
     }
 
     /// Document `id` was rewritten or deleted: nothing hides it any more.
     pub fn unhide(&mut self, ns: u64, id: &DocId) {
         if let Some(carrier) = self.hidden.remove(&(ns, id.clone())) {
+            self.names_version += 1;
             if let Some(Node::Scratch(s)) = self.get_mut(carrier).map(|i| &mut i.node) {
                 if s.hides.as_ref() == Some(id) {
                     s.hides = None;

@@ -54,6 +54,7 @@ mod attr;
 mod changes;
 mod control;
 mod core;
+mod dircache;
 mod dirstream;
 mod error;
 mod follow;

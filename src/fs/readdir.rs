@@ -2,11 +2,14 @@
 //! streams the rest from the engine through the handle's `DirStream`.
 //! Control files are never listed (they are reachable by name), so
 //! `grep -r`, `find`, `rsync`, `tar` and `cp -r` never run or copy them.
+//! Whether the kernel may cache a listing is decided at `opendir` and
+//! settled when it is read to its end (`dircache`).
 
 use std::sync::atomic::Ordering;
 
 use super::attr::{Attr, DirEntry, FileKind};
 use super::core::FsCore;
+use super::dircache::{DirCaching, ListingGen};
 use super::dirstream::{DirStream, RawEntry};
 use super::error::{FsError, FsResult};
 use super::handles::Handle;
@@ -20,6 +23,7 @@ impl FsCore {
         if let Some(ns) = self.versions_of(ino) {
             return self.open_versions(&ns, ino).await;
         }
+        let mut caching_from = None;
         let stream = if ino == ROOT_INO {
             self.refresh_namespaces().await?;
             let t = self.table.lock();
@@ -28,13 +32,35 @@ impl FsCore {
             DirStream::new(ino, fixed, false, String::new(), 0)
         } else {
             let dir = self.dir_of(ino)?;
+            // Read before anything the listing shows (see `dircache`). The
+            // first readdir would open the engine anyway; if it cannot be
+            // opened, that readdir reports why.
+            let engine_seq = dir.ns.engine().await.ok().map(|e| e.last_seq());
+            let epoch = self.epoch();
             let t = self.table.lock();
+            caching_from = engine_seq.map(|engine_seq| ListingGen {
+                engine_seq,
+                names: t.names_version(),
+                epoch,
+                evictions: t.evictions_asked(),
+            });
             let mut fixed = vec![RawEntry::Dot, RawEntry::DotDot];
             fixed.extend(t.memory_names(ino).into_iter().map(RawEntry::Named));
             let max_id = self.cfg.engine.limits.max_id_bytes;
             DirStream::new(ino, fixed, !dir.scratch, dir.prefix, max_id)
         };
-        Ok(self.handles.insert(Handle::Dir(stream)))
+        let fh = self.handles.insert(Handle::Dir(stream));
+        if let Some(now) = caching_from {
+            self.dir_cache.open(fh, ino, now);
+        }
+        Ok(fh)
+    }
+
+    /// How the kernel may use its listing cache for handle `fh`, decided
+    /// at its `opendir` (`dircache`): the root, whose namespaces other
+    /// writers create, and the history views are never cached.
+    pub(crate) fn dir_caching(&self, fh: u64) -> DirCaching {
+        self.dir_cache.mode(fh)
     }
 
     /// Entries after `offset`. With `plus`, each returned entry other than
@@ -55,6 +81,9 @@ impl FsCore {
         if stream.dir_ino != ino {
             return Err(FsError::BadHandle);
         }
+        if !plus {
+            self.dir_cache.plain_page(fh);
+        }
         let e0 = self.epoch();
         let raw = if ino == ROOT_INO
             || self.snapshots_of(ino).is_some()
@@ -69,6 +98,22 @@ impl FsCore {
             if stream.window_epoch != self.epoch() {
                 // Sizes listed may predate a follower's refresh.
                 ns.raced.store(true, Ordering::Release);
+            }
+            if raw.is_empty() {
+                // The end, read after everything the listing showed.
+                let engine_seq = engine.last_seq();
+                let epoch = self.epoch();
+                let (names, evictions) = {
+                    let t = self.table.lock();
+                    (t.names_version(), t.evictions_asked())
+                };
+                let now = ListingGen {
+                    engine_seq,
+                    names,
+                    epoch,
+                    evictions,
+                };
+                self.dir_cache.listed_to_end(fh, now);
             }
             raw
         };
@@ -194,5 +239,6 @@ impl FsCore {
 
     pub fn releasedir(&self, fh: u64) {
         self.handles.remove(fh);
+        self.dir_cache.release(fh);
     }
 }

@@ -23,15 +23,15 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 use fuser::{
-    AccessFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig,
-    LockOwner, OpenFlags, RenameFlags as FuseRenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, Errno, FileHandle, Filesystem, Generation, INodeNo, KernelConfig, LockOwner,
+    OpenFlags, RenameFlags as FuseRenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
 };
 
 use super::fuse_conv::{
-    configure_kernel, empty_reply, entry_reply, errno, file_type, fopen_flags, time_of, to_fuser,
-    utf8,
+    configure_kernel, dir_open_flags, empty_reply, entry_reply, errno, file_type, fopen_flags,
+    time_of, to_fuser, utf8,
 };
 use super::metrics::{FuseMetrics, FuseOp};
 use super::notify::InFlight;
@@ -395,7 +395,7 @@ impl Filesystem for Adapter {
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         self.run(FuseOp::Opendir, |core| async move {
             match core.opendir(ino.0).await {
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Ok(fh) => reply.opened(FileHandle(fh), dir_open_flags(core.dir_caching(fh))),
                 Err(e) => reply.error(errno(&e)),
             }
         });

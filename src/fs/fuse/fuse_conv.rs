@@ -9,6 +9,7 @@ use fuser::{
 };
 
 use crate::fs::attr::{Attr, FileKind, OpenInfo};
+use crate::fs::dircache::DirCaching;
 use crate::fs::error::FsError;
 
 pub(crate) fn errno(e: &FsError) -> Errno {
@@ -50,6 +51,15 @@ pub(crate) fn fopen_flags(info: &OpenInfo) -> FopenFlags {
         flags |= FopenFlags::FOPEN_NOFLUSH;
     }
     flags
+}
+
+/// The kernel's listing cache for a directory handle (see `fs::dircache`).
+pub(crate) fn dir_open_flags(caching: DirCaching) -> FopenFlags {
+    match caching {
+        DirCaching::Serve => FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+        DirCaching::Fill => FopenFlags::FOPEN_CACHE_DIR,
+        DirCaching::Off => FopenFlags::empty(),
+    }
 }
 
 pub(crate) fn time_of(t: TimeOrNow) -> SystemTime {

@@ -71,6 +71,11 @@ impl InodeTable {
         self.sink = sink;
     }
 
+    /// Entries the kernel was asked to drop, ever (see `dircache`).
+    pub fn evictions_asked(&self) -> u64 {
+        self.evictions_asked
+    }
+
     /// Kernel-held inodes the kernel was asked to drop and has not
     /// forgotten yet (`.stats`: `evicting_inodes`).
     pub fn evicting(&self) -> usize {
@@ -132,6 +137,7 @@ impl InodeTable {
             }
             inode.evicting = true;
             self.evicting += 1;
+            self.evictions_asked += 1;
         }
         self.kernel_fifo.extend(kept);
         self.compact_kernel_fifo();
