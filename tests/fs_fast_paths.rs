@@ -375,7 +375,7 @@ fn names(entries: &[(&str, bool)]) -> Vec<(String, bool)> {
 fn settled_requests(addr: SocketAddr) -> BTreeMap<String, u64> {
     let mut last = fuse_requests(addr);
     let get = |c: &BTreeMap<String, u64>, op: &str| c.get(op).copied().unwrap_or(0);
-    eventually("the listings' requests to be counted", || {
+    wait_until("the listings' requests to be counted", DEADLINE, || {
         let now = fuse_requests(addr);
         let settled = now == last && get(&now, "opendir") == get(&now, "releasedir");
         last = now;
@@ -456,7 +456,7 @@ fn a_kept_listing_never_outlives_a_change() {
         ("c.json", false),
         ("d", true),
     ]);
-    eventually("the follower to list what its writer added", || {
+    wait_until("the follower to list what its writer added", DEADLINE, || {
         listing(&fk) == four
     });
     assert_eq!(listing(&fk), four);
