@@ -567,6 +567,9 @@ async fn import_command(
         None => transfer::import_tree(&engine, path, opts, &progress).await,
         Some(r) => transfer::import_jsonl(&engine, r.as_mut(), path, opts, &progress).await,
     };
+    // An automatic flush cut off at exit would log a failure (and leave
+    // more WAL for the next open to replay).
+    engine.finish_background_work().await;
     bar.finish_and_clear();
     match result {
         Ok(report) => {

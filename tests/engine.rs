@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use common::*;
-use hooked_store::{HookedStore, StoreHooks};
+use hooked_store::{HookedStore, PutGate, StoreHooks};
 use reef::admin;
 use reef::engine::wal::PIPELINE_DEPTH;
 use reef::engine::{Engine, EngineError, EngineOptions};
@@ -482,6 +482,45 @@ async fn many_small_writes_flush_and_compact_by_themselves() {
     drop(engine);
     let engine = open_engine(&store, "auto").await;
     assert_eq!(doc_count(&engine).await, 200);
+}
+
+/// A process done writing waits for the automatic flush its writes
+/// started, instead of cutting it off at exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finishing_background_work_waits_for_the_automatic_flush() {
+    let store = HookedStore::new(Arc::new(MemoryStore::new()), PutGate::new("/segments/"));
+    let gated: Arc<dyn ObjectStore> = store.clone();
+    let opts = EngineOptions {
+        auto_flush_wal_objects: Some(10),
+        ..EngineOptions::default()
+    };
+    let engine = Engine::open(gated, "finish", opts).await.unwrap();
+    store.hooks.gate.hold_next();
+    for k in 0..25 {
+        engine
+            .write(upsert_batch(vec![doc(&format!("a{k:03}"))]))
+            .await
+            .unwrap();
+    }
+    // The automatic flush is now held at its segment put.
+    store.hooks.gate.held().await;
+    let waiting = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        engine.finish_background_work(),
+    );
+    assert!(
+        waiting.await.is_err(),
+        "finishing returned while a flush was running"
+    );
+    store.hooks.gate.open_for_good();
+    engine.finish_background_work().await;
+    let stats = engine.stats();
+    let unflushed =
+        stats["last_wal_seq"].as_u64().unwrap() - stats["flushed_through"].as_u64().unwrap();
+    assert!(
+        unflushed < 10,
+        "the automatic flush ran until the WAL was below its threshold: {stats}"
+    );
 }
 
 #[tokio::test]

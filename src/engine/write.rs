@@ -134,6 +134,24 @@ impl Engine {
         });
     }
 
+    /// Waits until no automatic flush or compaction (and the GC after it)
+    /// is running. A process done writing calls it before it exits: cut off
+    /// mid-way such work loses nothing (the WAL holds every write) but
+    /// fails with an error, and the next open replays more WAL.
+    pub async fn finish_background_work(&self) {
+        let inner = &self.inner;
+        loop {
+            let notified = inner.flushed.notified();
+            tokio::pin!(notified);
+            // Registered before the check: the loop's end notifies.
+            notified.as_mut().enable();
+            if !inner.auto_flushing.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Backpressure (the memtable byte bound): while the memtables — the
     /// one taking writes and the one a flush is writing out — hold
     /// `MEMTABLE_BOUND_FACTOR` times the flush threshold, a new write waits

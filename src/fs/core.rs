@@ -256,6 +256,31 @@ impl FsCore {
         &self.store
     }
 
+    /// The open engines, by namespace name, without waiting for any lock
+    /// a request may hold for long.
+    pub(crate) fn open_engines(&self) -> Vec<(String, crate::engine::Engine)> {
+        let namespaces: Vec<_> = {
+            let t = self.table.lock();
+            t.memory_names(ROOT_INO)
+                .into_iter()
+                .filter_map(|name| match t.lookup(ROOT_INO, &name).and_then(|i| t.get(i)) {
+                    Some(inode) => match &inode.node {
+                        Node::Namespace(ns) => Some(ns.clone()),
+                        _ => None,
+                    },
+                    None => None,
+                })
+                .collect()
+        };
+        let mut out: Vec<_> = namespaces
+            .iter()
+            .filter(|ns| !ns.is_removed())
+            .filter_map(|ns| Some((ns.name.clone(), ns.engine_if_open()?)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
     }

@@ -448,8 +448,9 @@ impl FsCore {
         }
     }
 
-    /// Commits every dirty handle (clean unmount), then logs each scratch
-    /// file the daemon is about to discard, so none vanishes silently.
+    /// Commits every dirty handle (clean unmount) and lets running
+    /// automatic flushes finish, then logs each scratch file the daemon is
+    /// about to discard, so none vanishes silently.
     pub async fn shutdown(&self) {
         for (_, handle) in self.handles.all() {
             let mut handle = handle.lock().await;
@@ -458,6 +459,9 @@ impl FsCore {
                     let _ = self.settle_handle(f, Settle::Release).await;
                 }
             }
+        }
+        for (_, engine) in self.open_engines() {
+            engine.finish_background_work().await;
         }
         let scratch: Vec<(u64, usize)> = {
             let t = self.table.lock();

@@ -29,7 +29,6 @@ use prometheus_client::metrics::MetricType;
 use crate::engine::gc::Count;
 use crate::engine::{Engine, GcTotals};
 use crate::fs::core::FsCore;
-use crate::fs::inodes::{Node, ROOT_INO};
 use crate::store::RequestKind;
 
 /// The FUSE requests timed, one histogram each (the `op` label).
@@ -253,31 +252,6 @@ const ENGINE_FAMILIES: [(&str, &str, MetricType, &str); 13] = [
 ];
 
 impl MountCollector {
-    /// The open engines, by namespace name, without waiting for any lock
-    /// a request may hold for long.
-    fn engines(core: &FsCore) -> Vec<(String, Engine)> {
-        let namespaces: Vec<_> = {
-            let t = core.table.lock();
-            t.memory_names(ROOT_INO)
-                .into_iter()
-                .filter_map(|name| match t.lookup(ROOT_INO, &name).and_then(|i| t.get(i)) {
-                    Some(inode) => match &inode.node {
-                        Node::Namespace(ns) => Some(ns.clone()),
-                        _ => None,
-                    },
-                    None => None,
-                })
-                .collect()
-        };
-        let mut out: Vec<_> = namespaces
-            .iter()
-            .filter(|ns| !ns.is_removed())
-            .filter_map(|ns| Some((ns.name.clone(), ns.engine_if_open()?)))
-            .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
-    }
-
     fn encode_fuse(&self, enc: &mut Enc) -> Result<(), std::fmt::Error> {
         let mut metric = enc.encode_descriptor(
             "reef_fuse_request_duration_seconds",
@@ -492,7 +466,7 @@ impl Collector for MountCollector {
             return Ok(());
         };
         Self::encode_store(&core, &mut enc)?;
-        let engines = Self::engines(&core);
+        let engines = core.open_engines();
         family(
             &mut enc,
             "reef_namespaces_open",
