@@ -305,6 +305,9 @@ struct Inner {
     pin: Mutex<Option<pins::PinGuard>>,
     gc_memo: Mutex<gc::GcMemo>,
     auto_flushing: AtomicBool,
+    /// Set by `finish_background_work`: no automatic flush or compaction
+    /// starts any more.
+    winding_down: AtomicBool,
     /// Notified after each flush commit and when an automatic flush loop
     /// ends: writers waiting for memtable room look again.
     flushed: tokio::sync::Notify,

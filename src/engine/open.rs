@@ -379,6 +379,7 @@ impl Engine {
             pin: Mutex::new(None),
             gc_memo: Mutex::new(Default::default()),
             auto_flushing: AtomicBool::new(false),
+            winding_down: AtomicBool::new(false),
             flushed: tokio::sync::Notify::new(),
             counters: Counters::default(),
             opts,

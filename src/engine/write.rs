@@ -84,7 +84,10 @@ impl Engine {
     /// Flushes in the background once the memtable or the unflushed WAL is
     /// big enough, and compacts by the size-tiered policy after each flush.
     fn maybe_auto_flush(&self) {
-        if !self.flush_due() || self.inner.auto_flushing.swap(true, Ordering::AcqRel) {
+        if self.winding_down()
+            || !self.flush_due()
+            || self.inner.auto_flushing.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         let engine = self.clone();
@@ -105,7 +108,7 @@ impl Engine {
                 // memtable that filled meanwhile is flushed first: writers
                 // may be waiting for room.
                 for _ in 0..MAX_COMPACTIONS_PER_FLUSH {
-                    if engine.flush_due() {
+                    if engine.flush_due() || engine.winding_down() {
                         break;
                     }
                     match engine.compact_tiered().await {
@@ -117,7 +120,7 @@ impl Engine {
                         }
                     }
                 }
-                if !engine.flush_due() {
+                if !engine.flush_due() || engine.winding_down() {
                     break;
                 }
             }
@@ -134,12 +137,15 @@ impl Engine {
         });
     }
 
-    /// Waits until no automatic flush or compaction (and the GC after it)
-    /// is running. A process done writing calls it before it exits: cut off
-    /// mid-way such work loses nothing (the WAL holds every write) but
-    /// fails with an error, and the next open replays more WAL.
+    /// Lets the automatic flush or compaction (and the GC after it) that
+    /// is running finish, and starts no more: for a process done writing,
+    /// before it exits. Work cut off mid-way loses nothing (the WAL holds
+    /// every write) but fails with an error, and the next open replays
+    /// more WAL; work not started waits for the next writer. Writes after
+    /// this call are still durable, but never flushed automatically.
     pub async fn finish_background_work(&self) {
         let inner = &self.inner;
+        inner.winding_down.store(true, Ordering::Release);
         loop {
             let notified = inner.flushed.notified();
             tokio::pin!(notified);
@@ -187,6 +193,10 @@ impl Engine {
             }
             notified.await;
         }
+    }
+
+    fn winding_down(&self) -> bool {
+        self.inner.winding_down.load(Ordering::Acquire)
     }
 
     fn flush_due(&self) -> bool {
