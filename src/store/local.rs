@@ -45,7 +45,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::key::validate_key;
-use super::{check_dir_prefix, ObjectMeta, ObjectStore, StoreError, StoreResult};
+use super::{check_dir_prefix, check_range, ObjectMeta, ObjectStore, StoreError, StoreResult};
 
 /// Names starting with this are in-flight (or crash-abandoned) writes.
 pub const TEMP_PREFIX: &str = ".tmp-";
@@ -344,14 +344,7 @@ fn get_range_blocking(path: &Path, key: &str, range: Option<Range<u64>>) -> Stor
     }
     let size = metadata.len();
     let range = range.unwrap_or(0..size);
-    if range.start > range.end || range.end > size {
-        return Err(StoreError::BadRange {
-            key: key.to_string(),
-            start: range.start,
-            end: range.end,
-            size,
-        });
-    }
+    check_range(key, &range, size)?;
     let len =
         usize::try_from(range.end - range.start).map_err(|e| io_error(key)(io::Error::other(e)))?;
     let mut buf = vec![0u8; len];

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::{check_dir_prefix, ObjectMeta, ObjectStore, StoreError, StoreResult};
+use super::{check_dir_prefix, check_range, ObjectMeta, ObjectStore, StoreError, StoreResult};
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -46,15 +46,7 @@ impl ObjectStore for MemoryStore {
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
         let data = self.get(key).await?;
-        let size = data.len() as u64;
-        if range.start > range.end || range.end > size {
-            return Err(StoreError::BadRange {
-                key: key.to_string(),
-                start: range.start,
-                end: range.end,
-                size,
-            });
-        }
+        check_range(key, &range, data.len() as u64)?;
         Ok(data.slice(range.start as usize..range.end as usize))
     }
 

@@ -147,6 +147,20 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     }
 }
 
+/// Refuses a range that is reversed or runs past an object of `size`
+/// bytes, the same way on every backend.
+pub(crate) fn check_range(key: &str, range: &Range<u64>, size: u64) -> StoreResult<()> {
+    if range.start > range.end || range.end > size {
+        return Err(StoreError::BadRange {
+            key: key.to_string(),
+            start: range.start,
+            end: range.end,
+            size,
+        });
+    }
+    Ok(())
+}
+
 /// Refuses a `list_prefixes` prefix that is not a whole "directory": with a
 /// partial name ("ns/wa") the answer would depend on how each backend splits
 /// names, so every backend rejects it the same way.
