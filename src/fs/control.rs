@@ -97,14 +97,15 @@ impl FsCore {
                     fields.insert("scratch_bytes".into(), bytes.into());
                     // The whole mount's inode table, and the part of it the
                     // kernel holds (the rest is dropped when memory is tight).
-                    let ((inodes, kernel), bytes, evicting) = {
+                    let ((inodes, kernel), bytes, evicting, evicted) = {
                         let t = self.table.lock();
-                        (t.counts(), t.memory_bytes(), t.evicting())
+                        (t.counts(), t.memory_bytes(), t.evicting(), t.evictions_asked())
                     };
                     fields.insert("inodes".into(), inodes.into());
                     fields.insert("kernel_inodes".into(), kernel.into());
                     fields.insert("inode_table_bytes".into(), bytes.into());
                     fields.insert("evicting_inodes".into(), evicting.into());
+                    fields.insert("evicted_inodes".into(), evicted.into());
                 }
                 pretty(&stats)
             }

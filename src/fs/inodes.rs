@@ -117,8 +117,10 @@ pub(crate) struct Inode {
     pub open: u32,
     /// False once unlinked or replaced by a rename.
     pub linked: bool,
-    /// In the kernel-held FIFO (at most once).
+    /// In one of the kernel-held FIFOs (at most once).
     queued: bool,
+    /// That FIFO is `read_fifo`: the last handle on it was a reader's.
+    read: bool,
     /// The kernel was asked to drop its entry and has not forgotten it yet.
     evicting: bool,
 }
@@ -178,8 +180,13 @@ pub(crate) struct InodeTable {
     evicting: usize,
     /// The bound on `kernel_held - evicting`.
     max_kernel: usize,
-    /// Kernel-held document inodes, oldest first (eviction candidates).
+    /// Kernel-held document inodes not read since the kernel learned of
+    /// them, oldest first (eviction candidates after `read_fifo`).
     kernel_fifo: VecDeque<u64>,
+    /// Kernel-held document inodes whose last handle, a reader's, closed,
+    /// in the order they closed (evicted first, newest first: see
+    /// `kernel_bound`).
+    read_fifo: VecDeque<u64>,
     /// The notifier thread; `None` without a kernel (tests of the core).
     sink: Option<mpsc::Sender<Invalidation>>,
     /// When an entry was last created in or removed from a directory (not
@@ -227,6 +234,7 @@ impl InodeTable {
             evicting: 0,
             max_kernel: DEFAULT_MAX_KERNEL_INODES,
             kernel_fifo: VecDeque::new(),
+            read_fifo: VecDeque::new(),
             sink: None,
             dir_mtimes: HashMap::new(),
             names_version: 0,
@@ -243,6 +251,7 @@ impl InodeTable {
                 // The root has no name in a directory: never in `by_name`.
                 linked: true,
                 queued: false,
+                read: false,
                 evicting: false,
             },
         );
@@ -364,6 +373,7 @@ impl InodeTable {
                 open: 0,
                 linked: true,
                 queued: false,
+                read: false,
                 evicting: false,
             },
         );
@@ -658,7 +668,7 @@ impl InodeTable {
             .sum();
         self.slots.len() * std::mem::size_of::<Slot>()
             + (buckets(&self.by_ino) + buckets(&self.by_name)) * index_bucket
-            + self.kernel_fifo.len() * std::mem::size_of::<u64>()
+            + (self.kernel_fifo.len() + self.read_fifo.len()) * std::mem::size_of::<u64>()
             + heap
     }
 

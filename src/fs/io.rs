@@ -223,6 +223,8 @@ impl FsCore {
             // A new document whose commit failed never existed.
             if let Some((parent, name)) = &abandoned {
                 t.unlink(*parent, name);
+            } else if !f.writable && t.get(f.ino).is_some_and(|i| i.open == 0) {
+                t.read_closed(f.ino);
             }
             t.maybe_evict(f.ino);
             abandoned

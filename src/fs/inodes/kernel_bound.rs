@@ -5,16 +5,33 @@
 //! files it holds a million inodes, and so does this table. So the table
 //! bounds them itself: once more than `max_kernel` inodes are kernel-held,
 //! it asks the kernel (`inval_entry`, through the notifier thread) to drop
-//! the entries of the oldest-remembered documents that are committed and
-//! not open, a batch at a time, down to `max_kernel - max_kernel /
-//! EVICT_BATCH_DIVISOR`. FUSE inodes die with their last dentry, so the
-//! kernel then sends `forget` and the entries leave the table; the next
-//! access to such a name is an ordinary `lookup`. Only committed documents
-//! are asked for: they are found again by name from the store, while a
-//! scratch file, a pending document or an explicit directory exists only
-//! here. The order is a FIFO of inode numbers (8 bytes per kernel-held
-//! inode); an inode is queued at most once (`queued`), and an entry whose
-//! inode was forgotten meanwhile is skipped when it comes up.
+//! the entries of documents that are committed and not open, a batch at a
+//! time, down to `max_kernel - max_kernel / EVICT_BATCH_DIVISOR`. FUSE
+//! inodes die with their last dentry, so the kernel then sends `forget`
+//! and the entries leave the table; the next access to such a name is an
+//! ordinary `lookup`. Only committed documents are asked for: they are
+//! found again by name from the store, while a scratch file, a pending
+//! document or an explicit directory exists only here.
+//!
+//! Which documents go first: those a reader has closed since the kernel
+//! learned of them, the most recently closed first (`read_fifo`, used as
+//! a stack), then the rest (`kernel_fifo`, oldest-remembered first). A
+//! FIFO or LRU alone fails the commonest pass over a namespace larger
+//! than the bound — `cat`, `grep -r` or `rsync` in name order after
+//! writing or listing it, or a second such pass: the oldest entries are
+//! exactly the next ones the pass reads, so each lookup pushes out a file
+//! the pass is about to read and every file misses (a `lookup` and a
+//! `forget` more per file). Evicting what was read last keeps the part of
+//! the namespace the pass has not reached, so a pass misses only on the
+//! excess. A file read again and again is evicted at most once per batch
+//! of new entries, one `lookup` per `max_kernel / EVICT_BATCH_DIVISOR`
+//! others. A writer's close does not count as a read: what was just
+//! written is what is likely read next.
+//!
+//! Each queue holds inode numbers (8 bytes per kernel-held inode); an
+//! inode is in at most one of them (`queued`, and `read` says which), and
+//! an entry whose inode was forgotten or moved meanwhile is skipped when
+//! it comes up.
 
 use std::sync::mpsc;
 
@@ -58,10 +75,26 @@ impl InodeTable {
         }
         if matches!(inode.node, Node::Doc(_)) && !inode.queued {
             inode.queued = true;
+            inode.read = false;
             self.kernel_fifo.push_back(ino);
         }
         self.compact_kernel_fifo();
         self.enforce_kernel_bound();
+    }
+
+    /// The last handle on `ino` closed and it was a reader's: the
+    /// document moves to the queue evicted first.
+    pub fn read_closed(&mut self, ino: u64) {
+        let Some(idx) = self.slot_of(ino) else {
+            return;
+        };
+        let inode = &mut self.slots[idx].inode;
+        if !inode.queued || inode.read || inode.nlookup == 0 {
+            return;
+        }
+        inode.read = true;
+        self.read_fifo.push_back(ino);
+        self.compact_kernel_fifo();
     }
 
     /// Sets the kernel-held bound (`0`: unbounded) and where the requests
@@ -82,8 +115,9 @@ impl InodeTable {
         self.evicting
     }
 
-    /// Asks the kernel to drop the oldest committed, closed documents while
-    /// more than `max_kernel` inodes are kernel-held and not being dropped.
+    /// Asks the kernel to drop committed, closed documents, read ones
+    /// first, while more than `max_kernel` inodes are kernel-held and not
+    /// being dropped.
     fn enforce_kernel_bound(&mut self) {
         if self.kernel_held.saturating_sub(self.evicting) <= self.max_kernel {
             return;
@@ -92,25 +126,48 @@ impl InodeTable {
             return;
         };
         let target = self.max_kernel - self.max_kernel / EVICT_BATCH_DIVISOR;
-        // Open or uncommitted documents go back to the end; looking at
-        // each entry at most once per call keeps a call bounded even when
-        // none can be dropped.
+        if self.evict_from(true, target, &sink) {
+            self.evict_from(false, target, &sink);
+        }
+        self.compact_kernel_fifo();
+    }
+
+    /// Asks the kernel to drop documents from one queue (`read_fifo`,
+    /// newest first, if `read`; else `kernel_fifo`, oldest first) until
+    /// `target` are held; false once the
+    /// mount is gone. Open or uncommitted documents go to the back of
+    /// `kernel_fifo`; looking at each entry at most once per call keeps a
+    /// call bounded even when none can be dropped.
+    fn evict_from(&mut self, read: bool, target: usize, sink: &mpsc::Sender<Invalidation>) -> bool {
         let mut kept = Vec::new();
-        for _ in 0..self.kernel_fifo.len() {
+        let mut live = true;
+        let len = if read {
+            self.read_fifo.len()
+        } else {
+            self.kernel_fifo.len()
+        };
+        for _ in 0..len {
             if self.kernel_held - self.evicting <= target {
                 break;
             }
-            let Some(ino) = self.kernel_fifo.pop_front() else {
+            let next = if read {
+                self.read_fifo.pop_back()
+            } else {
+                self.kernel_fifo.pop_front()
+            };
+            let Some(ino) = next else {
                 break;
             };
             let Some(idx) = self.slot_of(ino) else {
                 continue;
             };
             let inode = &mut self.slots[idx].inode;
-            if !inode.queued {
+            // Forgotten, or moved to the other queue since.
+            if !inode.queued || inode.read != read {
                 continue;
             }
             inode.queued = false;
+            inode.read = false;
             if inode.nlookup == 0 || inode.evicting {
                 continue;
             }
@@ -133,6 +190,7 @@ impl InodeTable {
                 // The mount is gone: nothing holds these inodes any more.
                 inode.queued = true;
                 kept.push(ino);
+                live = false;
                 break;
             }
             inode.evicting = true;
@@ -140,34 +198,48 @@ impl InodeTable {
             self.evictions_asked += 1;
         }
         self.kernel_fifo.extend(kept);
-        self.compact_kernel_fifo();
+        live
     }
 
-    /// Drops FIFO entries of inodes forgotten since they were queued, once
-    /// they are most of it, so the FIFO stays proportional to the inodes
-    /// the kernel holds.
+    /// Drops queue entries of inodes forgotten or moved since they were
+    /// queued, once they are most of the queues, so the queues stay
+    /// proportional to the inodes the kernel holds.
     fn compact_kernel_fifo(&mut self) {
-        if self.kernel_fifo.len() <= 2 * self.kernel_held + 1024 {
+        if self.kernel_fifo.len() + self.read_fifo.len() <= 2 * self.kernel_held + 1024 {
             return;
         }
-        let mut fifo = std::mem::take(&mut self.kernel_fifo);
-        // An inode number queued twice (a name deleted and made again) is
-        // kept once: the first occurrence clears `queued`, the second then
-        // fails the test; `queued` is set again on every kept entry after.
-        fifo.retain(|&ino| match self.slot_of(ino) {
-            Some(idx) => {
-                let inode = &mut self.slots[idx].inode;
-                std::mem::replace(&mut inode.queued, false) && inode.nlookup > 0
+        for read in [false, true] {
+            let queue = if read {
+                &mut self.read_fifo
+            } else {
+                &mut self.kernel_fifo
+            };
+            let mut fifo = std::mem::take(queue);
+            // An inode number queued twice (a name deleted and made again)
+            // is kept once: the first occurrence clears `queued`, the
+            // second then fails the test; `queued` is set again on every
+            // kept entry after.
+            fifo.retain(|&ino| match self.slot_of(ino) {
+                Some(idx) => {
+                    let inode = &mut self.slots[idx].inode;
+                    inode.read == read
+                        && std::mem::replace(&mut inode.queued, false)
+                        && inode.nlookup > 0
+                }
+                None => false,
+            });
+            for &ino in &fifo {
+                if let Some(inode) = self.get_mut(ino) {
+                    inode.queued = true;
+                }
             }
-            None => false,
-        });
-        for &ino in &fifo {
-            if let Some(inode) = self.get_mut(ino) {
-                inode.queued = true;
-            }
+            fifo.shrink_to(2 * fifo.len());
+            *(if read {
+                &mut self.read_fifo
+            } else {
+                &mut self.kernel_fifo
+            }) = fifo;
         }
-        fifo.shrink_to(2 * fifo.len());
-        self.kernel_fifo = fifo;
     }
 }
 
@@ -231,6 +303,53 @@ mod tests {
         assert_eq!(t.evicting(), 0);
         assert!(t.len() <= BOUND + 1, "{} inodes", t.len());
         assert!(t.get(first).is_some(), "the open document stays");
+    }
+
+    /// The kernel drops what it was asked to and forgets the inodes.
+    fn kernel_forgets(t: &mut InodeTable, rx: &mpsc::Receiver<Invalidation>) {
+        for (parent, name) in asked(rx) {
+            let ino = t.lookup(parent, &name).unwrap();
+            t.forget(ino, 1);
+        }
+    }
+
+    #[test]
+    fn a_read_pass_over_more_files_than_the_bound_misses_only_the_excess() {
+        const BOUND: usize = 64;
+        const FILES: usize = 80;
+        let (tx, rx) = mpsc::channel();
+        let mut t = InodeTable::new();
+        t.set_kernel_bound(BOUND, Some(tx));
+        // Written in name order (a writer's close is no read)...
+        for k in 0..FILES {
+            doc(&mut t, k);
+            kernel_forgets(&mut t, &rx);
+        }
+        // ...then `cat` in name order, twice: a file the kernel no longer
+        // holds is looked up again; each is opened, read and closed.
+        for pass in 0..2 {
+            let mut misses = 0;
+            for k in 0..FILES {
+                let name = format!("d{k:05}.json");
+                let ino = match t.lookup(ROOT_INO, &name) {
+                    Some(ino) => ino,
+                    None => {
+                        misses += 1;
+                        doc(&mut t, k)
+                    }
+                };
+                t.read_closed(ino);
+                kernel_forgets(&mut t, &rx);
+                assert!(t.kernel_held - t.evicting() <= BOUND);
+            }
+            // What does not fit, and a batch more: the files the pass read
+            // are dropped, not the ones it reads next (a FIFO misses all).
+            let excess = FILES - (BOUND - BOUND / EVICT_BATCH_DIVISOR);
+            assert!(
+                misses <= excess + BOUND / EVICT_BATCH_DIVISOR,
+                "pass {pass}: {misses} misses"
+            );
+        }
     }
 
     #[test]
