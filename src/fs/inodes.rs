@@ -198,6 +198,10 @@ pub(crate) struct InodeTable {
     names_version: u64,
     /// Entries the kernel bound asked the kernel to drop, ever.
     evictions_asked: u64,
+    /// Named inodes whose number is not their name's hash (`ino_of_hash`):
+    /// the name's number was taken when it was made (probing), or the
+    /// inode was renamed to it.
+    displaced: usize,
 }
 
 /// Hash of (parent, name): the probe start of its inode number, and its
@@ -210,7 +214,12 @@ fn name_hash(parent: u64, name: &str) -> u64 {
 }
 
 fn hash_ino(parent: u64, name: &str) -> u64 {
-    (name_hash(parent, name) >> 1).max(ROOT_INO + 1)
+    ino_of_hash(name_hash(parent, name))
+}
+
+/// The inode number a name of hash `h` gets unless that number is taken.
+fn ino_of_hash(h: u64) -> u64 {
+    (h >> 1).max(ROOT_INO + 1)
 }
 
 /// Inode numbers are mostly hashes already, but probing makes runs of
@@ -239,6 +248,7 @@ impl InodeTable {
             dir_mtimes: HashMap::new(),
             names_version: 0,
             evictions_asked: 0,
+            displaced: 0,
         };
         t.push(
             ROOT_INO,
@@ -289,6 +299,9 @@ impl InodeTable {
     fn index_name(&mut self, idx: usize) {
         let inode = &self.slots[idx].inode;
         let h = name_hash(inode.parent, &inode.name);
+        if self.slots[idx].ino != ino_of_hash(h) {
+            self.displaced += 1;
+        }
         let slots = &self.slots;
         self.by_name.insert_unique(h, idx as u32, |&i| {
             let inode = &slots[i as usize].inode;
@@ -302,6 +315,9 @@ impl InodeTable {
         let h = name_hash(inode.parent, &inode.name);
         if let Ok(entry) = self.by_name.find_entry(h, |&i| i as usize == idx) {
             entry.remove();
+            if self.slots[idx].ino != ino_of_hash(h) {
+                self.displaced -= 1;
+            }
         }
     }
 
@@ -342,7 +358,13 @@ impl InodeTable {
     }
 
     /// The number `name` has or would get: for plain readdir entries.
+    /// While every linked inode has its name's own number, that is the
+    /// name's hash, with no look into the table (a cache miss per name
+    /// of a listing otherwise).
     pub fn ino_for(&self, parent: u64, name: &str) -> u64 {
+        if self.displaced == 0 {
+            return hash_ino(parent, name);
+        }
         self.lookup(parent, name)
             .unwrap_or_else(|| hash_ino(parent, name))
     }
@@ -690,5 +712,55 @@ impl InodeTable {
 
     pub fn dir_mtime(&self, dir: u64) -> Option<SystemTime> {
         self.dir_mtimes.get(&dir).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(name: &str) -> Node {
+        Node::Doc(DocNode {
+            id: DocId::new(name.trim_end_matches(".json")),
+            meta: None,
+            pending: false,
+            kernel_cache_seq: None,
+            dirty_size: None,
+            mtime_set: None,
+        })
+    }
+
+    #[test]
+    fn a_listed_name_gets_the_number_lookup_gives_it_after_renames_and_probes() {
+        let mut t = InodeTable::new();
+        let a = t.insert(ROOT_INO, "a.json", doc("a.json"));
+        assert_eq!(t.ino_for(ROOT_INO, "a.json"), a);
+        assert_eq!(t.ino_for(ROOT_INO, "new.json"), hash_ino(ROOT_INO, "new.json"));
+        // Renamed, the inode keeps its number under a name whose hash differs.
+        t.rename(a, ROOT_INO, "b.json");
+        assert_eq!(t.ino_for(ROOT_INO, "b.json"), a);
+        // A new `a.json` finds its hash taken and probes to the next number.
+        let a2 = t.insert(ROOT_INO, "a.json", doc("a.json"));
+        assert_ne!(a2, hash_ino(ROOT_INO, "a.json"));
+        assert_eq!(t.ino_for(ROOT_INO, "a.json"), a2);
+        for name in ["a.json", "b.json"] {
+            assert_eq!(
+                Some(t.ino_for(ROOT_INO, name)),
+                t.lookup(ROOT_INO, name),
+                "{name}"
+            );
+        }
+        // Both gone: every number is a hash again, and no lookup is needed.
+        t.unlink(ROOT_INO, "a.json");
+        t.unlink(ROOT_INO, "b.json");
+        assert_eq!(t.displaced, 0);
+        let c = t.insert(ROOT_INO, "c.json", doc("c.json"));
+        assert_eq!(t.ino_for(ROOT_INO, "c.json"), c);
+        // Renamed back to the name whose hash it carries, it is not displaced.
+        t.rename(c, ROOT_INO, "d.json");
+        assert_eq!(t.displaced, 1);
+        t.rename(c, ROOT_INO, "c.json");
+        assert_eq!(t.displaced, 0);
+        assert_eq!(t.ino_for(ROOT_INO, "c.json"), c);
     }
 }
