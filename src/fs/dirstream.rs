@@ -217,7 +217,7 @@ impl DirStream {
     ) -> FsResult<()> {
         let prefix = self.prefix.clone();
         let mut cursor = self.pages[k].1.clone();
-        let mut window = Vec::new();
+        let mut window = Vec::with_capacity(self.window.len().max(FIRST_SCAN));
         if cursor.is_none() && !prefix.is_empty() {
             // The one id equal to the prefix (a file named `%.json` here)
             // sorts before the scan's exclusive start.

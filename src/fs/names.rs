@@ -159,8 +159,14 @@ fn encode_component(comp: &str) -> CompactString {
     if comp.is_empty() {
         return CompactString::const_new("%");
     }
-    // Inline up to 24 bytes; longer ones allocate as a `String` would.
-    let mut out = CompactString::default();
+    // Most components need no code: one copy, not a push per character
+    // (a listing encodes every name it sends). Inline up to 24 bytes.
+    let plain = !comp.starts_with('.') && !comp.bytes().any(|b| b == b'%' || b == 0);
+    let mut out = CompactString::with_capacity(comp.len() + DOC_SUFFIX.len());
+    if plain {
+        out.push_str(comp);
+        return out;
+    }
     for (i, ch) in comp.char_indices() {
         match ch {
             '%' => out.push_str("%25"),

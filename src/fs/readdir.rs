@@ -4,6 +4,12 @@
 //! `grep -r`, `find`, `rsync`, `tar` and `cp -r` never run or copy them.
 //! Whether the kernel may cache a listing is decided at `opendir` and
 //! settled when it is read to its end (`dircache`).
+//!
+//! A reply is filled entry by entry until the kernel's buffer is full
+//! (about 800 plain entries or 190 readdirplus entries of short names in
+//! the 32 KiB `getdents64` buffers of `ls` and `find`), so the daemon makes
+//! only what it sends: with readdirplus an entry is an inode the kernel
+//! holds (a lookup), and one that did not fit must not count as one.
 
 use std::sync::atomic::Ordering;
 
