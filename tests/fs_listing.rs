@@ -5,7 +5,8 @@
 //! while documents are created and deleted around its cursor (POSIX leaves
 //! only whether those appear unspecified).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::{DirEntryExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -154,4 +155,84 @@ fn a_listing_under_concurrent_change_returns_every_stable_name_exactly_once() {
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), after.len(), "no name twice after the churn");
+}
+
+/// Name -> (d_ino, d_type is a directory) of one listing of `dir`; with
+/// `stat_each`, each entry is looked up as it is read (as `ls -l` does, so
+/// the kernel reads the next pages with readdirplus).
+fn listed_kinds(dir: &Path, stat_each: bool) -> BTreeMap<String, (u64, bool)> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let entry = entry.expect("dir entry");
+        let is_dir = entry.file_type().expect("d_type").is_dir();
+        if stat_each {
+            std::fs::symlink_metadata(entry.path()).expect("lstat");
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(
+            out.insert(name, (entry.ino(), is_dir)).is_none(),
+            "listed twice"
+        );
+    }
+    out
+}
+
+/// Every entry's inode number and type, whether the kernel read its page
+/// with plain readdir (the names not yet known to the daemon, then known
+/// from a lookup) or readdirplus, are what a lookup of the name returns:
+/// stored documents from a segment and from the memtable, directories made
+/// by ids, and names that live only in memory (a file being written, a
+/// directory made by mkdir), on a mount whose inode bound is far below the
+/// listing.
+#[test]
+fn listed_inode_numbers_and_types_are_what_lookup_returns() {
+    if !fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(LocalFsStore::new(tmp.path().to_path_buf()).expect("local store"));
+    load(&store);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let engine = Engine::open(store.clone(), "ns", EngineOptions::default())
+            .await
+            .expect("open engine");
+        let mut batch = WriteBatch::new();
+        for k in 0..40 {
+            batch = batch.put_json(format!("sub{k:02}/x"), &b"{}"[..], None);
+        }
+        for k in (0..STABLE).step_by(20) {
+            batch = batch.put_json(format!("d{k:05}m"), &b"{}"[..], None);
+        }
+        engine.write(batch).await.expect("write");
+    });
+    for opts in ["", "max_inodes=1000"] {
+        let m = Mounted::new(store.clone(), opts);
+        let dir = m.join("ns");
+        let pending = std::fs::File::create(dir.join("pending.json")).expect("create");
+        std::fs::create_dir(dir.join("made")).expect("mkdir");
+        let want_len = STABLE + STABLE / 20 + 40 + 2;
+        let check = |listed: &BTreeMap<String, (u64, bool)>, round: &str| {
+            assert_eq!(listed.len(), want_len, "{opts:?} {round}: count");
+            for (name, &(ino, is_dir)) in listed {
+                let meta = std::fs::symlink_metadata(dir.join(name)).expect("lstat");
+                assert_eq!(ino, meta.ino(), "{opts:?} {round}: d_ino of {name}");
+                assert_eq!(is_dir, meta.is_dir(), "{opts:?} {round}: d_type of {name}");
+                let want_dir = name.starts_with("sub") || name == "made";
+                assert_eq!(is_dir, want_dir, "{opts:?} {round}: {name}");
+            }
+        };
+        // Fresh: the first page readdirplus, the rest plain.
+        let fresh = listed_kinds(&dir, false);
+        check(&fresh, "fresh");
+        // Every name now looked up: plain pages of names the daemon holds.
+        let known = listed_kinds(&dir, false);
+        check(&known, "known");
+        assert_eq!(fresh, known, "{opts:?}: the same numbers twice");
+        // Looked up while listing: readdirplus pages.
+        check(&listed_kinds(&dir, true), "stat each");
+        drop(pending);
+        m.unmount();
+    }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
+use super::segment::Entry;
 use crate::types::DocId;
 
 /// Memory an entry costs beyond its id and JSON bytes: the key and value in
@@ -53,27 +54,29 @@ impl Memtable {
         self.map.len()
     }
 
-    /// Up to `max` entries after `after`; the second value is the last id
-    /// returned when more may follow (the scan must not look past it).
-    pub fn entries_after(
-        &self,
-        after: Option<&DocId>,
-        max: usize,
-    ) -> (Vec<(DocId, MemEntry)>, Option<DocId>) {
+    /// Up to `max` entries after `after`, as segment entries (so a scan
+    /// merges them with the segments' runs); the second value is the last
+    /// id returned when more may follow (the scan must not look past it).
+    pub fn entries_after(&self, after: Option<&DocId>, max: usize) -> (Vec<Entry>, Option<DocId>) {
         use std::ops::Bound;
         let lower = match after {
-            Some(a) => Bound::Excluded(a.clone()),
+            Some(a) => Bound::Excluded(a),
             None => Bound::Unbounded,
         };
-        let mut out: Vec<(DocId, MemEntry)> = self
+        let mut out: Vec<Entry> = self
             .map
-            .range((lower, Bound::Unbounded))
+            .range::<DocId, _>((lower, Bound::Unbounded))
             .take(max + 1)
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| Entry {
+                id: k.clone(),
+                seq: v.seq,
+                mtime_ms: v.mtime_ms,
+                json: v.json.clone(),
+            })
             .collect();
         if out.len() > max {
             out.truncate(max);
-            let bound = out.last().map(|(k, _)| k.clone());
+            let bound = out.last().map(|e| e.id.clone());
             (out, bound)
         } else {
             (out, None)

@@ -163,6 +163,7 @@ impl SegmentReader {
             return Ok(out);
         }
         let index = self.index(seg).await?;
+        out.reserve(max.min(4096));
         let mut n = index.first_block_after(after);
         while n < index.blocks.len() && out.len() < max {
             let block = self.block(seg, &index, n).await?;

@@ -113,7 +113,7 @@ pub struct OpenInfo {
     pub no_flush: bool,
 }
 
-/// One directory entry, with attributes (for readdirplus).
+/// One directory entry; attributes for readdirplus only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirEntry {
     pub ino: u64,
@@ -121,5 +121,5 @@ pub struct DirEntry {
     pub offset: u64,
     pub name: String,
     pub kind: FileKind,
-    pub attr: Attr,
+    pub attr: Option<Attr>,
 }

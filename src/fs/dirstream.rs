@@ -14,8 +14,14 @@
 //! sequential reads cost one scan per page, however large the namespace, and
 //! each document present throughout the listing appears exactly once.
 //! Seeking back rescans from the nearest page start.
+//!
+//! Entries are handed to a visitor by reference (`RawRef`), which says when
+//! the reply is full: a listing makes no copy of a name it does not send,
+//! and takes from the window only what the kernel's buffer holds.
 
 use std::collections::HashSet;
+
+use compact_str::CompactString;
 
 use super::error::FsResult;
 use super::inodes::DocMeta;
@@ -29,35 +35,50 @@ const PAGE: usize = 1000;
 /// Documents in the first engine scan of a page, and after each jump past
 /// a subdirectory.
 const FIRST_SCAN: usize = 32;
-/// Entries handed back per call (the kernel takes what fits).
-const WANT: usize = 512;
-
+/// An entry fixed at `opendir`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RawEntry {
     Dot,
     DotDot,
     /// A name the inode table resolves (namespace, control, scratch, pending).
     Named(String),
+}
+
+/// An entry of the stream, borrowed from it for the visitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RawRef<'a> {
+    Dot,
+    DotDot,
+    Named(&'a str),
+    /// A stored document.
     Doc {
-        name: String,
-        id: DocId,
+        name: &'a str,
+        id: &'a DocId,
         meta: DocMeta,
     },
     /// A directory that stored documents make; ids below it start with
     /// `prefix`.
     Dir {
-        name: String,
-        prefix: String,
+        name: &'a str,
+        prefix: &'a str,
     },
 }
 
-#[derive(Clone)]
+impl RawEntry {
+    fn as_ref(&self) -> RawRef<'_> {
+        match self {
+            RawEntry::Dot => RawRef::Dot,
+            RawEntry::DotDot => RawRef::DotDot,
+            RawEntry::Named(n) => RawRef::Named(n),
+        }
+    }
+}
+
 struct WindowEntry {
-    name: String,
+    name: CompactString,
     kind: WindowKind,
 }
 
-#[derive(Clone)]
 enum WindowKind {
     Doc { id: DocId, meta: DocMeta },
     Dir { prefix: String },
@@ -116,29 +137,32 @@ impl DirStream {
         }
     }
 
-    /// Entries after position `offset`, each with its own position. An empty
-    /// result means the end. `skip` drops documents hidden by a rename.
-    /// `epoch` is recorded as `window_epoch` of windows loaded now.
-    pub async fn entries_after(
+    /// Hands `visit` the entries after position `offset` in order, each
+    /// with its own position, until it returns `false` (the reply is full)
+    /// or the stream ends; returns how many it was handed, so 0 means the
+    /// end. `skip` drops documents hidden by a rename. `epoch` is recorded
+    /// as `window_epoch` of windows loaded now.
+    pub async fn visit_after(
         &mut self,
         offset: u64,
         engine: Option<&Engine>,
         skip: impl Fn(&DocId) -> bool,
         epoch: u64,
-    ) -> FsResult<Vec<(u64, RawEntry)>> {
+        mut visit: impl FnMut(u64, RawRef<'_>) -> bool,
+    ) -> FsResult<usize> {
         let fixed_len = self.fixed.len() as u64;
-        let mut out = Vec::new();
+        let mut handed = 0;
         let mut next = offset + 1;
-        while next <= fixed_len && out.len() < WANT {
-            out.push((next, self.fixed[(next - 1) as usize].clone()));
+        while next <= fixed_len {
+            handed += 1;
+            if !visit(next, self.fixed[(next - 1) as usize].as_ref()) {
+                return Ok(handed);
+            }
             next += 1;
         }
         let Some(engine) = engine.filter(|_| self.has_docs) else {
-            return Ok(out);
+            return Ok(handed);
         };
-        if out.len() >= WANT {
-            return Ok(out);
-        }
         if self.pages.is_empty() {
             self.pages.push((fixed_len + 1, None));
         }
@@ -155,28 +179,25 @@ impl DirStream {
             let start = self.pages[k].0;
             let idx = next.saturating_sub(start) as usize;
             for e in self.window.iter().skip(idx) {
-                if out.len() >= WANT {
-                    return Ok(out);
-                }
-                let name = e.name.clone();
-                out.push((
-                    next,
-                    match &e.kind {
-                        WindowKind::Doc { id, meta } => RawEntry::Doc {
-                            name,
-                            id: id.clone(),
-                            meta: *meta,
-                        },
-                        WindowKind::Dir { prefix } => RawEntry::Dir {
-                            name,
-                            prefix: prefix.clone(),
-                        },
+                let raw = match &e.kind {
+                    WindowKind::Doc { id, meta } => RawRef::Doc {
+                        name: &e.name,
+                        id,
+                        meta: *meta,
                     },
-                ));
+                    WindowKind::Dir { prefix } => RawRef::Dir {
+                        name: &e.name,
+                        prefix,
+                    },
+                };
+                handed += 1;
+                if !visit(next, raw) {
+                    return Ok(handed);
+                }
                 next += 1;
             }
             let Some(cursor) = self.window_next.clone() else {
-                return Ok(out);
+                return Ok(handed);
             };
             let mark = (start + self.window.len() as u64, Some(cursor));
             if self.pages.get(k + 1) != Some(&mark) {
@@ -196,7 +217,7 @@ impl DirStream {
     ) -> FsResult<()> {
         let prefix = self.prefix.clone();
         let mut cursor = self.pages[k].1.clone();
-        let mut window = Vec::new();
+        let mut window = Vec::with_capacity(self.window.len().max(FIRST_SCAN));
         if cursor.is_none() && !prefix.is_empty() {
             // The one id equal to the prefix (a file named `%.json` here)
             // sorts before the scan's exclusive start.
@@ -221,7 +242,12 @@ impl DirStream {
             limit = (limit * 2).min(PAGE);
             for d in raw {
                 scanned += 1;
-                let Some(rest) = d.id.as_str().strip_prefix(prefix.as_str()) else {
+                // (A namespace's top has no prefix: no compare per id.)
+                let rest = if prefix.is_empty() {
+                    d.id.as_str()
+                } else if let Some(rest) = d.id.as_str().strip_prefix(prefix.as_str()) {
+                    rest
+                } else {
                     break 'pages None;
                 };
                 match rest.find('/') {
@@ -251,7 +277,9 @@ impl DirStream {
             }
         };
         self.window_next = next;
-        window.retain(|e| !self.skip_names.contains(&e.name));
+        if !self.skip_names.is_empty() {
+            window.retain(|e| !self.skip_names.contains(e.name.as_str()));
+        }
         self.window = window;
         self.window_page = Some(k);
         Ok(())

@@ -88,4 +88,5 @@ pub use self::fuse::mount::{mount, mount_core, MountHandle, MountOptions};
 pub use self::inodes::{DEFAULT_MAX_KERNEL_INODES, ROOT_INO};
 pub use self::invalidate::Invalidation;
 pub use self::names::{classify, classify_in, doc_file_name, ControlKind, NameKind};
+pub use self::readdir::Listed;
 pub use self::rename::RenameFlags;

@@ -12,6 +12,8 @@
 //! form, so every id has exactly one path and no two paths alias one
 //! document.
 
+use compact_str::CompactString;
+
 use crate::types::DocId;
 
 /// Suffix of every document file.
@@ -128,7 +130,8 @@ pub fn doc_file_name(id: &DocId) -> String {
 }
 
 /// The file name of the last component of `id` (its name in its directory).
-pub(crate) fn leaf_file_name(id: &DocId) -> String {
+/// Compact, so a listing holds the usual short name without an allocation.
+pub(crate) fn leaf_file_name(id: &DocId) -> CompactString {
     let leaf = id.as_str().rsplit('/').next().unwrap_or_default();
     let mut out = encode_component(leaf);
     out.push_str(DOC_SUFFIX);
@@ -136,7 +139,7 @@ pub(crate) fn leaf_file_name(id: &DocId) -> String {
 }
 
 /// The directory name of id component `comp`.
-pub(crate) fn dir_name(comp: &str) -> String {
+pub(crate) fn dir_name(comp: &str) -> CompactString {
     let mut out = encode_component(comp);
     if out.ends_with(DOC_SUFFIX) {
         let cut = out.len() - DOC_SUFFIX.len();
@@ -152,11 +155,18 @@ pub(crate) fn decode_dir(name: &str) -> Option<String> {
     (dir_name(&comp) == name).then_some(comp)
 }
 
-fn encode_component(comp: &str) -> String {
+fn encode_component(comp: &str) -> CompactString {
     if comp.is_empty() {
-        return "%".to_string();
+        return CompactString::const_new("%");
     }
-    let mut out = String::with_capacity(comp.len() + 8);
+    // Most components need no code: one copy, not a push per character
+    // (a listing encodes every name it sends). Inline up to 24 bytes.
+    let plain = !comp.starts_with('.') && !comp.bytes().any(|b| b == b'%' || b == 0);
+    let mut out = CompactString::with_capacity(comp.len() + DOC_SUFFIX.len());
+    if plain {
+        out.push_str(comp);
+        return out;
+    }
     for (i, ch) in comp.char_indices() {
         match ch {
             '%' => out.push_str("%25"),

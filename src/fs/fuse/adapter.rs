@@ -38,6 +38,7 @@ use super::notify::InFlight;
 use crate::fs::attr::{OpenMode, SetAttr};
 use crate::fs::core::FsCore;
 use crate::fs::rename::RenameFlags;
+use crate::fs::Listed;
 
 /// Filled once the session exists; see `Filesystem::destroy` below.
 pub(crate) type UnmounterSlot = Arc<parking_lot::Mutex<Option<fuser::SessionUnmounter>>>;
@@ -410,15 +411,10 @@ impl Filesystem for Adapter {
         mut reply: ReplyDirectory,
     ) {
         self.run(FuseOp::Readdir, |core| async move {
-            match core.readdir(ino.0, fh.0, offset, false).await {
-                Ok(entries) => {
-                    for e in entries {
-                        if reply.add(INodeNo(e.ino), e.offset, file_type(e.kind), &e.name) {
-                            break;
-                        }
-                    }
-                    reply.ok();
-                }
+            let fill =
+                |e: Listed<'_>| !reply.add(INodeNo(e.ino), e.offset, file_type(e.kind), e.name);
+            match core.readdir_into(ino.0, fh.0, offset, false, fill).await {
+                Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno(&e)),
             }
         });
@@ -434,29 +430,15 @@ impl Filesystem for Adapter {
     ) {
         let ttl = self.ttl;
         self.run(FuseOp::Readdirplus, |core| async move {
-            match core.readdir(ino.0, fh.0, offset, true).await {
-                Ok(entries) => {
-                    let mut full = false;
-                    for e in entries {
-                        let counted = e.name != "." && e.name != "..";
-                        if !full {
-                            let attr = to_fuser(&e.attr);
-                            full = reply.add(
-                                INodeNo(e.ino),
-                                e.offset,
-                                &e.name,
-                                &ttl,
-                                &attr,
-                                Generation(0),
-                            );
-                        }
-                        // Entries that did not fit were never seen by the kernel.
-                        if full && counted {
-                            core.forget(e.ino, 1);
-                        }
-                    }
-                    reply.ok();
-                }
+            // An entry that does not fit is not taken: the core forgets it.
+            let fill = |e: Listed<'_>| {
+                e.attr.as_ref().is_some_and(|attr| {
+                    let attr = to_fuser(attr);
+                    !reply.add(INodeNo(e.ino), e.offset, e.name, &ttl, &attr, Generation(0))
+                })
+            };
+            match core.readdir_into(ino.0, fh.0, offset, true, fill).await {
+                Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno(&e)),
             }
         });
