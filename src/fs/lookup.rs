@@ -217,6 +217,36 @@ impl FsCore {
         self.table.lock().remember(ino);
     }
 
+    /// `getattr` answered from the inode table alone, in one lock and
+    /// without a future, so the FUSE thread that read the request answers
+    /// it (`Adapter::getattr`). `None` when the answer needs the store or a
+    /// report refreshed first (a document whose stored state is unknown,
+    /// the reports, `.changes`): then the async `getattr` runs.
+    pub fn cached_attr(&self, ino: u64) -> Option<FsResult<Attr>> {
+        let t = self.table.lock();
+        match t.get(ino).map(|i| &i.node) {
+            Some(Node::Control(kind)) if kind.is_report() || *kind == ControlKind::Changes => None,
+            _ => self.table_attr(&t, ino),
+        }
+    }
+
+    /// What the table alone says of `ino`; `None` for a document whose
+    /// stored state is unknown.
+    fn table_attr(&self, t: &InodeTable, ino: u64) -> Option<FsResult<Attr>> {
+        let Some(attr) = self.attr_locked(t, ino) else {
+            return match t.get(ino) {
+                Some(_) => None,
+                None => Some(Err(FsError::NotFound)),
+            };
+        };
+        if let Some(Node::Namespace(ns)) = t.get(ino).map(|i| &i.node) {
+            if ns.is_removed() {
+                return Some(Err(FsError::NotFound));
+            }
+        }
+        Some(Ok(attr))
+    }
+
     pub async fn getattr(&self, ino: u64) -> FsResult<Attr> {
         let report = {
             let t = self.table.lock();
@@ -237,20 +267,8 @@ impl FsCore {
                 self.report_for_stat(&ns, kind).await?;
             }
         }
-        let need = {
-            let t = self.table.lock();
-            if let Some(attr) = self.attr_locked(&t, ino) {
-                if let Some(Node::Namespace(ns)) = t.get(ino).map(|i| &i.node) {
-                    if ns.is_removed() {
-                        return Err(FsError::NotFound);
-                    }
-                }
-                return Ok(attr);
-            }
-            t.get(ino).is_some()
-        };
-        if !need {
-            return Err(FsError::NotFound);
+        if let Some(known) = self.table_attr(&self.table.lock(), ino) {
+            return known;
         }
         self.refresh_doc(ino).await?;
         let t = self.table.lock();

@@ -29,6 +29,11 @@ impl FsCore {
     }
 
     pub async fn open(&self, ino: u64, mode: OpenMode) -> FsResult<OpenInfo> {
+        // The adapter tries this first too; here so every caller of the
+        // core (and its model tests) goes through the same answer.
+        if let Some(info) = self.open_cached(ino, mode) {
+            return Ok(info);
+        }
         if mode.write {
             self.check_writable()?;
             self.check_not_fenced_at(ino)?;
@@ -90,6 +95,51 @@ impl FsCore {
                 Ok(self.new_file_handle(ino, mode, state, false, true))
             }
         }
+    }
+
+    /// `open` of a document for reading whose stored state the table
+    /// knows, in one lock and without a future, so the FUSE thread that
+    /// read the request answers it (`Adapter::open`): `None` for every
+    /// other open (writes, scratch and control files, documents that are
+    /// pending or of unknown state), which the async `open` handles. Does
+    /// what `open_doc` does on its known-to-exist path: the content is
+    /// fetched only if a read needs it.
+    pub fn open_cached(&self, ino: u64, mode: OpenMode) -> Option<OpenInfo> {
+        if mode.write {
+            return None;
+        }
+        let keep_cache = {
+            let mut t = self.table.lock();
+            let inode = t.get(ino).filter(|i| i.linked)?;
+            ns_of(&t, inode.parent)?;
+            let inode = t.get_mut(ino)?;
+            let Node::Doc(d) = &mut inode.node else {
+                return None;
+            };
+            let seq = match d {
+                DocNode {
+                    pending: false,
+                    meta: Some(meta),
+                    ..
+                } => meta.seq,
+                _ => return None,
+            };
+            let keep_cache = d.kernel_cache_seq == Some(seq);
+            d.kernel_cache_seq = Some(seq);
+            inode.open += 1;
+            keep_cache
+        };
+        let state = FileState::Doc {
+            buf: Vec::new(),
+            loaded: false,
+            dirty: false,
+            written: false,
+            created_here: false,
+            too_large: false,
+            abandoned: false,
+            from_empty: false,
+        };
+        Some(self.new_file_handle(ino, mode, state, keep_cache, false))
     }
 
     /// EROFS for opening a file for writing in a namespace another writer

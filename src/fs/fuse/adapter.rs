@@ -2,7 +2,13 @@
 //! calls and their results into replies. Unsupported operations fail here,
 //! early and explicitly (symlink, hard link, device nodes, xattrs).
 //!
-//! Dispatch (`Adapter::run`): each request's future is polled once on the
+//! Dispatch: the commonest requests that memory answers — `getattr` of a
+//! known inode, a read-only `open` of a document of known state — are
+//! answered by plain functions on the FUSE thread (`Adapter::fast`), with
+//! no future, box or runtime context; under 16 concurrent clients on two
+//! cores every microsecond of a request's own CPU is throughput.
+//!
+//! Everything else (`Adapter::run`): each request's future is polled once on the
 //! FUSE thread that read it, inside the runtime's context. What memory can
 //! answer (a cached lookup or getattr, open and release of a known
 //! document, a read of content the engine holds, a cached listing page)
@@ -35,8 +41,9 @@ use super::fuse_conv::{
 };
 use super::metrics::{FuseMetrics, FuseOp};
 use super::notify::InFlight;
-use crate::fs::attr::{OpenMode, SetAttr};
+use crate::fs::attr::{Attr, OpenMode, SetAttr};
 use crate::fs::core::FsCore;
+use crate::fs::error::FsResult;
 use crate::fs::rename::RenameFlags;
 use crate::fs::Listed;
 
@@ -104,6 +111,19 @@ impl Adapter {
         });
     }
 
+    /// Answers a request from memory on this thread when `f` can (`Some`),
+    /// with no future, no allocation and no runtime context: the common
+    /// case of `getattr` and `open`. Timed only when it answered, so a
+    /// request that falls through to `run` is counted once.
+    fn fast<R>(&self, op: FuseOp, f: impl FnOnce(&FsCore) -> Option<R>) -> Option<R> {
+        let started = self.metrics.as_ref().map(|_| Instant::now());
+        let result = f(&self.core);
+        if let (Some(metrics), Some(started), Some(_)) = (&self.metrics, started, &result) {
+            metrics.observe(op, started);
+        }
+        result
+    }
+
     /// Times a request answered on the FUSE thread itself.
     fn inline<R>(&self, op: FuseOp, f: impl FnOnce() -> R) -> R {
         let started = Instant::now();
@@ -146,11 +166,15 @@ impl Filesystem for Adapter {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let ttl = self.ttl;
+        let answer = move |reply: ReplyAttr, result: FsResult<Attr>| match result {
+            Ok(attr) => reply.attr(&attr.ttl(ttl), &to_fuser(&attr)),
+            Err(e) => reply.error(errno(&e)),
+        };
+        if let Some(result) = self.fast(FuseOp::Getattr, |core| core.cached_attr(ino.0)) {
+            return answer(reply, result);
+        }
         self.run(FuseOp::Getattr, |core| async move {
-            match core.getattr(ino.0).await {
-                Ok(attr) => reply.attr(&attr.ttl(ttl), &to_fuser(&attr)),
-                Err(e) => reply.error(errno(&e)),
-            }
+            answer(reply, core.getattr(ino.0).await)
         });
     }
 
@@ -304,6 +328,9 @@ impl Filesystem for Adapter {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let mode = OpenMode::from_flags(flags.0);
+        if let Some(info) = self.fast(FuseOp::Open, |core| core.open_cached(ino.0, mode)) {
+            return reply.opened(FileHandle(info.fh), fopen_flags(&info));
+        }
         self.run(FuseOp::Open, |core| async move {
             match core.open(ino.0, mode).await {
                 Ok(info) => reply.opened(FileHandle(info.fh), fopen_flags(&info)),
