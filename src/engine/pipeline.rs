@@ -183,15 +183,19 @@ impl Inner {
                 } else {
                     log::warn!("namespace {}: WAL write {seq} failed: {e}", self.ns);
                 }
-                self.fail_all(replies, &e);
                 let mut p = self.pipeline.lock();
                 // Nothing in flight will be applied now.
                 p.overlay.clear();
                 p.dims = None;
-                p.broken = Some(Broken {
+                let broken = p.broken.insert(Broken {
                     strays: Vec::new(),
                     cause: e,
                 });
+                // Answered only once the pipeline is marked broken: a
+                // writer told of the failure that writes again at once
+                // must find it broken, and heal it, rather than launch
+                // behind the failed group and fail with it.
+                self.fail_all(replies, &broken.cause);
                 false
             }
             (false, put) => {
