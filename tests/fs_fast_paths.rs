@@ -208,6 +208,43 @@ fn a_committed_write_keeps_the_page_cache_it_matches() {
     assert_eq!(read_text(&a), v2);
 }
 
+/// A write that ends inside a page leaves that page not up to date in
+/// the kernel; the commit hands it the page, so `cat` right after writing
+/// a small document sends no READ either, and a rewrite of it to a shorter
+/// document reads back exactly the new bytes.
+#[test]
+fn a_small_document_reads_back_from_the_kernel_right_after_its_close() {
+    if !fuse_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let m = Mounted::new(local_store(dir.path()), "metrics=127.0.0.1:0");
+    let addr = m.handle().metrics_addr().expect("metrics address");
+    std::fs::create_dir(m.join("s")).unwrap();
+    let a = m.join("s/a.json");
+    let v1 = format!("{{\"body\": \"{}\"}}", "x".repeat(4100));
+    write_close(&a, &v1).unwrap();
+    let before = fuse_requests(addr);
+    assert_eq!(read_text(&a), v1);
+    assert_eq!(
+        reads_since(addr, &before),
+        0,
+        "the last page was read from the daemon"
+    );
+    let v2 = r#"{"short": 1}"#;
+    write_close(&a, v2).unwrap();
+    let before = fuse_requests(addr);
+    assert_eq!(read_text(&a), v2);
+    assert_eq!(
+        reads_since(addr, &before),
+        0,
+        "the rewritten page was read from the daemon"
+    );
+    m.unmount();
+    let m = Mounted::new(local_store(dir.path()), "");
+    assert_eq!(read_text(&m.join("s/a.json")), v2);
+}
+
 /// A reader that puts stored bytes into the cache while a writer rewrites
 /// the file: the writer's commit must drop them, not keep them.
 #[test]

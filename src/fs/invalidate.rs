@@ -7,6 +7,12 @@ use std::time::Duration;
 
 use super::core::FsCore;
 
+/// The kernel's page size on the machines reef runs on (x86-64, and
+/// aarch64 with 4 KiB pages). Where pages are larger, a store at this
+/// offset starts inside a page, which the kernel then leaves as it is: a
+/// read asks the daemon, as it would without the store.
+const PAGE_BYTES: usize = 4096;
+
 /// A change the kernel's caches must hear about (sent by the adapter
 /// through fuser's `Notifier`, from a thread of its own).
 #[derive(Debug)]
@@ -19,6 +25,15 @@ pub enum Invalidation {
     /// Attributes only: cached pages stay (an open decides about them).
     Attrs {
         ino: u64,
+        done: Option<tokio::sync::oneshot::Sender<()>>,
+    },
+    /// Fills the kernel's cached pages of an inode from `offset` with
+    /// `data` (`FUSE_NOTIFY_STORE`): a page the data fills to the end of
+    /// the file becomes up to date, so the next read needs no request.
+    Store {
+        ino: u64,
+        offset: u64,
+        data: Vec<u8>,
         done: Option<tokio::sync::oneshot::Sender<()>>,
     },
     /// A name in a directory.
@@ -82,13 +97,52 @@ impl FsCore {
         self.notify(msg, wait.then_some(rx)).await;
     }
 
-    async fn notify(&self, msg: Invalidation, done: Option<tokio::sync::oneshot::Receiver<()>>) {
+    /// Gives the kernel the last, partly filled page of a document whose
+    /// pages it keeps, `content` being the whole document: a write that
+    /// ends inside a page leaves that page not up to date in the kernel
+    /// (only whole pages written count as filled), so the first read after
+    /// the close would otherwise ask the daemon for it. Waited for, like
+    /// the invalidations a commit waits for; if the kernel does not take it
+    /// in time (a page lock held long), the pages are dropped after it, in
+    /// order, so a late store can never leave stale bytes cached.
+    pub(crate) async fn store_last_page(&self, ino: u64, content: &[u8]) -> bool {
+        let tail = content.len() % PAGE_BYTES;
+        if tail == 0 {
+            return true;
+        }
+        let offset = content.len() - tail;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let msg = Invalidation::Store {
+            ino,
+            offset: offset as u64,
+            data: content[offset..].to_vec(),
+            done: Some(tx),
+        };
+        if self.notify(msg, Some(rx)).await {
+            return true;
+        }
+        self.invalidate_inode(ino, false).await;
+        false
+    }
+
+    /// Sends `msg`; with `done`, waits (bounded) until the notifier thread
+    /// has handed it to the kernel. True if it was sent and, when waited
+    /// for, done in time.
+    async fn notify(
+        &self,
+        msg: Invalidation,
+        done: Option<tokio::sync::oneshot::Receiver<()>>,
+    ) -> bool {
         let sent = match self.sink.lock().as_ref() {
             Some(sink) => sink.send(msg).is_ok(),
             None => false,
         };
-        if let (true, Some(done)) = (sent, done) {
-            let _ = tokio::time::timeout(Duration::from_secs(2), done).await;
+        match (sent, done) {
+            (true, Some(done)) => tokio::time::timeout(Duration::from_secs(2), done)
+                .await
+                .is_ok(),
+            (sent, None) => sent,
+            (false, Some(_)) => false,
         }
     }
 }

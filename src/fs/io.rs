@@ -423,6 +423,9 @@ impl FsCore {
                 let kernel_dropped_attrs =
                     attrs_at_write == Some(self.attrs_made.load(Ordering::SeqCst));
                 if keep_pages {
+                    if !self.store_last_page(ino, content).await {
+                        self.clear_dirty(ino);
+                    }
                     // Waited for: a `stat` right after the close must not
                     // see what an `fstat` before it cached.
                     if !kernel_dropped_attrs {

@@ -42,6 +42,19 @@ pub(crate) fn spawn_notifier(
                             let _ = done.send(());
                         }
                     }
+                    Invalidation::Store {
+                        ino,
+                        offset,
+                        data,
+                        done,
+                    } => {
+                        if let Err(e) = notifier.store(INodeNo(ino), offset, &data) {
+                            log::debug!("store pages of inode {ino}: {e}");
+                        }
+                        if let Some(done) = done {
+                            let _ = done.send(());
+                        }
+                    }
                     Invalidation::Entry { parent, name, done } => {
                         if let Err(e) = notifier.inval_entry(INodeNo(parent), OsStr::new(&name)) {
                             log::debug!("invalidate entry {parent}/{name}: {e}");
