@@ -40,7 +40,7 @@ if ! command -v bindfs >/dev/null 2>&1; then
 fi
 bench_work list-ab
 bind="$work/bind"
-mkdir -p "$work/store" "$work/native/bench" "$bind"
+mkdir -p "$bind"
 mounted() { grep -q " $1 fuse" /proc/self/mounts; }
 unmount() {
     fusermount3 -u "$1" 2>/dev/null || fusermount3 -u -z "$1"
@@ -48,21 +48,7 @@ unmount() {
 }
 bench_on_exit() { if mounted "$bind"; then fusermount3 -u -z "$bind" || true; fi; }
 
-python3 - "$work" "$docs" <<'PY'
-import sys
-work, n = sys.argv[1], int(sys.argv[2])
-body = '{"id": "d%07d", "title": "document %d", "n": %d, "body": "lorem ipsum dolor sit amet"}'
-with open(f"{work}/docs.jsonl", "w") as out:
-    for k in range(n):
-        out.write(body % (k, k, k) + "\n")
-for k in range(n):
-    with open(f"{work}/native/bench/d{k:07}.json", "w") as f:
-        f.write(body % (k, k, k))
-PY
-"${bins[0]}" import "$work/store" bench "$work/docs.jsonl" >/dev/null
-"${bins[0]}" flush "$work/store" bench >/dev/null
-"${bins[0]}" compact "$work/store" bench >/dev/null
-rm -f "$work/docs.jsonl"
+bench_listing_data "$work" "$docs" "${bins[0]}"
 
 secs() { local t0; t0=$(date +%s.%N); "$@" >/dev/null; printf '%.3f' "$(echo "$(date +%s.%N) - $t0" | bc -l)"; }
 port=$((20000 + RANDOM % 20000))

@@ -22,6 +22,8 @@
 #   directory under ${TMPDIR:-/tmp}, deleted at the end)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/bench-env.sh
+. scripts/lib/bench-env.sh
 docs="${1:-1000000}"
 if [ -z "${REEF_BIN:-}" ]; then cargo build --release --quiet --bin reef; fi
 reef="${REEF_BIN:-$PWD/target/release/reef}"
@@ -53,23 +55,8 @@ trap cleanup EXIT
 
 if [ "$(cat "$work/built" 2>/dev/null)" != "$docs" ]; then
     rm -rf "$work/store" "$work/native" "$work/built"
-    mkdir -p "$work/store" "$work/native/bench"
     echo "building $docs documents (reef import, and the native directory)"
-    python3 - "$work" "$docs" <<'PY'
-import sys
-work, n = sys.argv[1], int(sys.argv[2])
-body = '{"id": "d%07d", "title": "document %d", "n": %d, "tags": ["alpha", "beta"], "body": "lorem ipsum dolor sit amet"}'
-with open(f"{work}/docs.jsonl", "w") as out:
-    for k in range(n):
-        out.write(body % (k, k, k) + "\n")
-for k in range(n):
-    with open(f"{work}/native/bench/d{k:07}.json", "w") as f:
-        f.write(body % (k, k, k))
-PY
-    "$reef" import "$work/store" bench "$work/docs.jsonl" >/dev/null
-    "$reef" flush "$work/store" bench >/dev/null
-    "$reef" compact "$work/store" bench >/dev/null
-    rm -f "$work/docs.jsonl"
+    bench_listing_data "$work" "$docs" "$reef"
     echo "$docs" >"$work/built"
 fi
 

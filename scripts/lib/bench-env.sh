@@ -11,6 +11,12 @@
 #                                  $mnt (lazily if busy), runs the script's
 #                                  bench_on_exit if it defines one, and
 #                                  removes $work.
+#   bench_listing_data WORK DOCS REEF  one directory of DOCS documents of
+#                                  ~120 bytes, twice: $WORK/native/bench
+#                                  (plain files) and namespace `bench` of
+#                                  the store $WORK/store (`REEF import`,
+#                                  flushed and compacted), for the listing
+#                                  benchmarks.
 
 bench_reef() {
     if [ -n "${REEF_BIN:-}" ]; then
@@ -32,4 +38,24 @@ bench_cleanup() {
     fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -u -z "$mnt" 2>/dev/null || true
     if declare -F bench_on_exit >/dev/null; then bench_on_exit; fi
     rm -rf "$work"
+}
+
+bench_listing_data() {
+    local dir="$1" n="$2" bin="$3"
+    mkdir -p "$dir/store" "$dir/native/bench"
+    python3 - "$dir" "$n" <<'PY'
+import sys
+work, n = sys.argv[1], int(sys.argv[2])
+body = '{"id": "d%07d", "title": "document %d", "n": %d, "tags": ["alpha", "beta"], "body": "lorem ipsum dolor sit amet"}'
+with open(f"{work}/docs.jsonl", "w") as out:
+    for k in range(n):
+        out.write(body % (k, k, k) + "\n")
+for k in range(n):
+    with open(f"{work}/native/bench/d{k:07}.json", "w") as f:
+        f.write(body % (k, k, k))
+PY
+    "$bin" import "$dir/store" bench "$dir/docs.jsonl" >/dev/null
+    "$bin" flush "$dir/store" bench >/dev/null
+    "$bin" compact "$dir/store" bench >/dev/null
+    rm -f "$dir/docs.jsonl"
 }
