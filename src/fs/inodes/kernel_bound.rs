@@ -33,6 +33,7 @@
 //! an entry whose inode was forgotten or moved meanwhile is skipped when
 //! it comes up.
 
+use std::collections::VecDeque;
 use std::sync::mpsc;
 
 use super::{InodeTable, Node};
@@ -141,11 +142,7 @@ impl InodeTable {
     fn evict_from(&mut self, read: bool, target: usize, sink: &mpsc::Sender<Invalidation>) -> bool {
         let mut kept = Vec::new();
         let mut live = true;
-        let len = if read {
-            self.read_fifo.len()
-        } else {
-            self.kernel_fifo.len()
-        };
+        let len = self.queue_mut(read).len();
         for _ in 0..len {
             if self.kernel_held - self.evicting <= target {
                 break;
@@ -209,12 +206,7 @@ impl InodeTable {
             return;
         }
         for read in [false, true] {
-            let queue = if read {
-                &mut self.read_fifo
-            } else {
-                &mut self.kernel_fifo
-            };
-            let mut fifo = std::mem::take(queue);
+            let mut fifo = std::mem::take(self.queue_mut(read));
             // An inode number queued twice (a name deleted and made again)
             // is kept once: the first occurrence clears `queued`, the
             // second then fails the test; `queued` is set again on every
@@ -234,11 +226,16 @@ impl InodeTable {
                 }
             }
             fifo.shrink_to(2 * fifo.len());
-            *(if read {
-                &mut self.read_fifo
-            } else {
-                &mut self.kernel_fifo
-            }) = fifo;
+            *self.queue_mut(read) = fifo;
+        }
+    }
+
+    /// `read_fifo` if `read`, else `kernel_fifo`.
+    fn queue_mut(&mut self, read: bool) -> &mut VecDeque<u64> {
+        if read {
+            &mut self.read_fifo
+        } else {
+            &mut self.kernel_fifo
         }
     }
 }
