@@ -424,6 +424,8 @@ impl FsCore {
                     attrs_at_write == Some(self.attrs_made.load(Ordering::SeqCst));
                 if keep_pages {
                     if !self.store_last_page(ino, content).await {
+                        // Its pages are being dropped: the kernel holds no
+                        // stored version now (`kernel_cache_seq`).
                         self.clear_dirty(ino);
                     }
                     // Waited for: a `stat` right after the close must not
