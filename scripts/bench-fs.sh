@@ -13,7 +13,7 @@
 #   --100k: 100,000 files, written by 16 writers only (one writer would take
 #   most of an hour at fsync speed); the mdtest phase keeps 4,000 files.
 #   (REEF_BIN=path/to/reef: that binary instead of this tree's release build)
-# Installs bindfs with apt when it is missing. Work data lives under
+# Installs fuse3 and bindfs with apt when they are missing. Work data lives under
 # ${TMPDIR:-/tmp} and is deleted at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,13 +26,9 @@ for arg in "$@"; do
     *) echo "usage: $0 [--100k] [FILES]" >&2; exit 2 ;;
     esac
 done
-if ! command -v bindfs >/dev/null 2>&1; then
-    echo "installing bindfs (the FUSE baseline)"
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bindfs >/dev/null
-fi
+# shellcheck source=lib/bench-env.sh
+. scripts/lib/bench-env.sh
+bench_need fusermount3:fuse3 bindfs:bindfs bc:bc
 # REEF_BIN=path: measure that reef binary instead of this tree's release build.
 if [ -z "${REEF_BIN:-}" ]; then cargo build --release --quiet; fi
 reef="${REEF_BIN:-$PWD/target/release/reef}"

@@ -29,15 +29,7 @@ shift $((OPTIND - 1))
 [ "$#" -ge 1 ] || { echo "usage: $0 [-n DOCS] [-r ROUNDS] REEF_BIN..." >&2; exit 2; }
 bins=()
 for b in "$@"; do bins+=("$(realpath "$b")"); done
-for tool in python3 fusermount3 curl bc; do
-    command -v "$tool" >/dev/null || { echo "$0: needs $tool" >&2; exit 2; }
-done
-if ! command -v bindfs >/dev/null 2>&1; then
-    echo "installing bindfs (the FUSE baseline)"
-    sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
-    $sudo apt-get update -qq >/dev/null
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bindfs >/dev/null
-fi
+bench_need fusermount3:fuse3 bindfs:bindfs curl:curl bc:bc
 bench_work list-ab
 bind="$work/bind"
 mkdir -p "$bind"

@@ -27,9 +27,7 @@ cd "$(dirname "$0")/.."
 docs="${1:-1000000}"
 if [ -z "${REEF_BIN:-}" ]; then cargo build --release --quiet --bin reef; fi
 reef="${REEF_BIN:-$PWD/target/release/reef}"
-for tool in strace python3 fusermount3; do
-    command -v "$tool" >/dev/null || { echo "$0: needs $tool" >&2; exit 2; }
-done
+bench_need fusermount3:fuse3 strace:strace
 if [ -n "${BENCH_LIST_DIR:-}" ]; then
     work="$BENCH_LIST_DIR"
     keep=1

@@ -25,12 +25,8 @@ cd "$(dirname "$0")/.."
 rounds="${1:-7}"
 files="${2:-4000}"
 bench_reef
-if [ "${BINDFS:-1}" = 1 ] && ! command -v bindfs >/dev/null 2>&1; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bindfs >/dev/null
-fi
+bench_need fusermount3:fuse3
+[ "${BINDFS:-1}" = 0 ] || bench_need bindfs:bindfs
 bench_work bench-requests
 # Whatever ends the script, no mount of it stays behind (the Python below
 # unmounts its own too).

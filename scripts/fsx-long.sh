@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ops="${1:-1000000}"
 seed="${2:-$RANDOM}"
+# shellcheck source=lib/bench-env.sh
+. scripts/lib/bench-env.sh
+bench_need fusermount3:fuse3
 command -v fsx >/dev/null 2>&1 || cargo install --locked fsx
 cargo build --bins
 work="$(mktemp -d /tmp/reef-fsx-XXXXXX)"

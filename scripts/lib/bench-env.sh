@@ -2,12 +2,20 @@
 # the one way they pick the binary to measure and make a scratch directory
 # whose mount is always taken down, however the script ends.
 #
+#   bench_need TOOL:PACKAGE ...    installs, in one apt-get call, the
+#                                  Debian package of every TOOL not on
+#                                  PATH. Callers list fusermount3:fuse3
+#                                  first: bindfs alone pulls in FUSE 2's
+#                                  `fuse`, which has no fusermount3, and
+#                                  a mount the cleanup cannot take down
+#                                  would outlive the script.
 #   bench_reef [CARGO BUILD ARGS]  sets $reef: $REEF_BIN when set (e.g. an
 #                                  older build, as a baseline), else this
 #                                  tree's release build, built first.
 #   bench_work NAME                sets $work, a fresh directory
 #                                  $TMPDIR/reef-NAME.XXXXXX, and $mnt, the
-#                                  mountpoint $work/mnt. On exit: unmounts
+#                                  mountpoint $work/mnt (installing fuse3
+#                                  first when needed). On exit: unmounts
 #                                  $mnt (lazily if busy), runs the script's
 #                                  bench_on_exit if it defines one, and
 #                                  removes $work.
@@ -17,6 +25,19 @@
 #                                  the store $WORK/store (`REEF import`,
 #                                  flushed and compacted), for the listing
 #                                  benchmarks.
+
+bench_need() {
+    local need=() tool
+    for tool in "$@"; do
+        command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
+    done
+    [ ${#need[@]} -gt 0 ] || return 0
+    echo "installing ${need[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+}
 
 bench_reef() {
     if [ -n "${REEF_BIN:-}" ]; then
@@ -28,6 +49,7 @@ bench_reef() {
 }
 
 bench_work() {
+    bench_need fusermount3:fuse3
     work="$(mktemp -d "${TMPDIR:-/tmp}/reef-$1.XXXXXX")"
     mnt="$work/mnt"
     mkdir -p "$mnt"
