@@ -6,11 +6,11 @@ use std::sync::atomic::Ordering;
 use super::attr::Attr;
 use super::core::{control_ino, ns_of, DirRef, FsCore};
 use super::error::{FsError, FsResult};
+use super::history::snapshots::SNAPSHOTS_DIR;
+use super::history::versions::VERSIONS_DIR;
 use super::inodes::{DirNode, DocMeta, DocNode, Inode, InodeTable, Node, ROOT_INO};
 use super::names::{decode_dir, ControlKind, NameKind};
 use super::namespace::{get_stored, scan, Namespace};
-use super::snapshots::SNAPSHOTS_DIR;
-use super::versions::VERSIONS_DIR;
 use crate::types::DocId;
 
 impl FsCore {

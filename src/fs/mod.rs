@@ -42,16 +42,15 @@
 //!   their last result; `.verify` and `.stats` report on stat and open, with
 //!   an exact `st_size`. Control files are never listed, only reached by
 //!   name. Reading never changes anything; unlinking one is a no-op.
-//! - `.snapshots/` (unlisted, see `snapshots`): `mkdir`/`rmdir` of a name in
+//! - `.snapshots/` (unlisted, see `history::snapshots`): `mkdir`/`rmdir` of a name in
 //!   it creates/deletes a checkpoint; each is a read-only view (EROFS).
-//! - `.versions/SEQ/` and `.versions/@TIME/` (unlisted, see `versions`):
+//! - `.versions/SEQ/` and `.versions/@TIME/` (unlisted, see `history::versions`):
 //!   read-only views of any retained state; GC in this mount keeps what an
 //!   open view reads (`engine::pins`).
-//! - `.changes` (unlisted, see `changes`): one JSON line per committed
+//! - `.changes` (unlisted, see `history::changes`): one JSON line per committed
 //!   operation, growing as commits land (`tail -f`), never attr-cached.
 
 mod attr;
-mod changes;
 mod control;
 mod core;
 mod dircache;
@@ -62,6 +61,7 @@ mod fuse;
 #[cfg(test)]
 pub(crate) use fuse::mounts;
 mod handles;
+mod history;
 mod inodes;
 mod invalidate;
 mod io;
@@ -73,9 +73,7 @@ mod open;
 mod readdir;
 mod rename;
 mod setattr;
-mod snapshots;
 mod subdirs;
-mod versions;
 
 pub use self::attr::{Attr, DirEntry, FileKind, OpenInfo, OpenMode, SetAttr};
 pub use self::core::{CoreConfig, FsCore, StatFs};

@@ -9,10 +9,10 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::changes::ChangesFeed;
 use super::error::{FsError, FsResult};
+use super::history::changes::ChangesFeed;
+use super::history::versions::VersionsCache;
 use super::names::ControlKind;
-use super::versions::VersionsCache;
 use crate::engine::{At, Engine, EngineError, EngineOptions, EngineResult, StoredDoc};
 use crate::store::{ObjectStore, StoreError};
 use crate::types::DocId;

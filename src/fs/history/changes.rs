@@ -25,11 +25,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::error::{FsError, FsResult};
 use crate::engine::changes::{self, ChangeBatch};
 use crate::engine::layout::wal_key;
 use crate::engine::wal::WalRecord;
 use crate::engine::EngineError;
+use crate::fs::error::{FsError, FsResult};
 use crate::store::ObjectStore;
 
 /// Bytes of rendered lines kept in memory (the newest first).

@@ -17,14 +17,14 @@
 
 use std::sync::Arc;
 
-use super::attr::Attr;
-use super::core::{now_ms, FsCore};
-use super::dirstream::{DirStream, RawEntry};
-use super::error::{FsError, FsResult};
-use super::handles::Handle;
-use super::inodes::{InodeTable, Node};
-use super::namespace::Namespace;
 use crate::engine::{checkpoint, At};
+use crate::fs::attr::Attr;
+use crate::fs::core::{now_ms, FsCore};
+use crate::fs::dirstream::{DirStream, RawEntry};
+use crate::fs::error::{FsError, FsResult};
+use crate::fs::handles::Handle;
+use crate::fs::inodes::{InodeTable, Node};
+use crate::fs::namespace::Namespace;
 
 /// The name of the snapshots directory at a namespace's top.
 pub(crate) const SNAPSHOTS_DIR: &str = ".snapshots";

@@ -31,15 +31,15 @@ use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
-use super::attr::{time_from_ms, Attr};
-use super::core::{now_ms, FsCore};
-use super::dirstream::{DirStream, RawEntry};
-use super::error::{FsError, FsResult};
-use super::handles::Handle;
-use super::inodes::{InodeTable, Node};
-use super::namespace::Namespace;
 use crate::engine::timeline::{self, WalTimes};
 use crate::engine::{check_retained, describe_retained, manifest, retained_range, At};
+use crate::fs::attr::{time_from_ms, Attr};
+use crate::fs::core::{now_ms, FsCore};
+use crate::fs::dirstream::{DirStream, RawEntry};
+use crate::fs::error::{FsError, FsResult};
+use crate::fs::handles::Handle;
+use crate::fs::inodes::{InodeTable, Node};
+use crate::fs::namespace::Namespace;
 
 /// The name of the versions directory at a namespace's top.
 pub(crate) const VERSIONS_DIR: &str = ".versions";
