@@ -40,15 +40,7 @@ impl FsCore {
 
     /// The `.snapshots` directory of live namespace `ns`, created on first use.
     pub(crate) fn snapshots_dir(&self, ns: &Arc<Namespace>) -> FsResult<Attr> {
-        if ns.is_view() {
-            return Err(FsError::NotFound);
-        }
-        let mut t = self.table.lock();
-        let ino = match t.lookup(ns.ino, SNAPSHOTS_DIR) {
-            Some(ino) => ino,
-            None => t.insert(ns.ino, SNAPSHOTS_DIR, Node::Snapshots(ns.clone())),
-        };
-        Ok(self.dir_attr(&t, ino))
+        self.history_dir(ns, SNAPSHOTS_DIR, Node::Snapshots)
     }
 
     /// The view inode of checkpoint `name` in `.snapshots` directory `dir`.

@@ -91,15 +91,7 @@ impl FsCore {
 
     /// The `.versions` directory of live namespace `ns`, created on first use.
     pub(crate) fn versions_dir(&self, ns: &Arc<Namespace>) -> FsResult<Attr> {
-        if ns.is_view() {
-            return Err(FsError::NotFound);
-        }
-        let mut t = self.table.lock();
-        let ino = match t.lookup(ns.ino, VERSIONS_DIR) {
-            Some(ino) => ino,
-            None => t.insert(ns.ino, VERSIONS_DIR, Node::Versions(ns.clone())),
-        };
-        Ok(self.dir_attr(&t, ino))
+        self.history_dir(ns, VERSIONS_DIR, Node::Versions)
     }
 
     /// The view inode for `name` at `seq` in `.versions` directory `dir`,
