@@ -29,9 +29,7 @@ done
 # shellcheck source=lib/bench-env.sh
 . scripts/lib/bench-env.sh
 bench_need fusermount3:fuse3 bindfs:bindfs bc:bc
-# REEF_BIN=path: measure that reef binary instead of this tree's release build.
-if [ -z "${REEF_BIN:-}" ]; then cargo build --release --quiet; fi
-reef="${REEF_BIN:-$PWD/target/release/reef}"
+bench_reef
 work="$(mktemp -d "${TMPDIR:-/tmp}/reef-bench-fs.XXXXXX")"
 mkdir -p "$work/reef-mnt" "$work/native" "$work/bind-src" "$work/bind-mnt"
 cleanup() {

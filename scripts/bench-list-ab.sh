@@ -29,7 +29,7 @@ shift $((OPTIND - 1))
 [ "$#" -ge 1 ] || { echo "usage: $0 [-n DOCS] [-r ROUNDS] REEF_BIN..." >&2; exit 2; }
 bins=()
 for b in "$@"; do bins+=("$(realpath "$b")"); done
-bench_need fusermount3:fuse3 bindfs:bindfs curl:curl bc:bc
+bench_need fusermount3:fuse3 bindfs:bindfs python3:python3 curl:curl bc:bc
 bench_work list-ab
 bind="$work/bind"
 mkdir -p "$bind"

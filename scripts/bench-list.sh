@@ -25,9 +25,8 @@ cd "$(dirname "$0")/.."
 # shellcheck source=lib/bench-env.sh
 . scripts/lib/bench-env.sh
 docs="${1:-1000000}"
-if [ -z "${REEF_BIN:-}" ]; then cargo build --release --quiet --bin reef; fi
-reef="${REEF_BIN:-$PWD/target/release/reef}"
-bench_need fusermount3:fuse3 strace:strace
+bench_reef --bin reef
+bench_need fusermount3:fuse3 strace:strace python3:python3
 if [ -n "${BENCH_LIST_DIR:-}" ]; then
     work="$BENCH_LIST_DIR"
     keep=1
